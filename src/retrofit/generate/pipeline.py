@@ -1,0 +1,410 @@
+"""The generate stage: plan, request, validate, round-trip filter and top up synthetic examples.
+
+Output ``examples.jsonl``, one row per accepted example, ``per_language`` rows per language (fewer only if
+the top-up rounds could not reach the target, which ``metrics.json`` reports as a shortfall)::
+
+    {"id": "syn-de-000042",                  # stable: language and plan index
+     "lang": "de",
+     "task_type": "short_query",             # see retrofit.generate.prompts.TASK_TYPES
+     "query": "...",                         # the generated query (validated)
+     "positive": "...",                      # the source passage (or the source sentence, for paraphrase)
+     "negative": null,                       # optional; generators here do not write negatives
+     "source": "xquad",                      # where the passage came from: xquad | ntrex | wikipedia
+     "source_id": "xquad:a07p3",             # language-independent passage id (translations share it)
+     "generator": {"backend": "local", "model": "...", "sha256": "..."},   # or base_url for openai
+     "prompt_version": "v1",
+     "seed": 1234567,                        # this example's seed (derived from base.seed, language and index)
+     "attributes": {"length": "short", "clarity": "clear", "difficulty": "college"},
+     "roundtrip_rank": 0}                    # rank of the positive for the query under the base embedder
+
+Reliability: every raw answer goes to an append-only :class:`~retrofit.generate.cache.ResponseCache` before it is
+parsed, so a killed run (even ``kill -9``) never re-sends a finished request and loses no finished example; the
+output directory is written atomically at the end.
+
+Plan determinism: example ``i`` of language ``L`` draws its passage, task type, attributes and exemplars from
+``random.Random(f"{seed}:{L}:{i}")``, so the plan does not depend on how many examples are requested, and the first
+``n`` accepted examples of a larger run are those of a smaller one with the same backend.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from retrofit.config import GenerateParams
+from retrofit.generate.base import Backend, GenRequest, GenResponse
+from retrofit.generate.cache import ResponseCache, generate_with_cache
+from retrofit.generate.ledger import Ledger
+from retrofit.generate.pools import ExemplarPool, Passage, load_exemplars, load_passages
+from retrofit.generate.prompts import (
+    PROMPT_VERSION,
+    Attributes,
+    build_request,
+    sample_attributes,
+    sentences,
+    snippet,
+)
+from retrofit.generate.validate import REASONS, LanguageIdentifier, validate
+
+log = logging.getLogger(__name__)
+
+#: Task types whose prompts need in-language exemplars when the backend is a few-shot base LM.
+_NEEDS_EXEMPLARS = {"short_query", "title", "paraphrase", "long_query"}
+
+
+@dataclass
+class Planned:
+    """One planned example: everything needed to build its request and its output row."""
+
+    lang: str
+    index: int
+    task_type: str
+    passage: Passage
+    positive: str
+    target: str
+    attrs: Attributes
+    exemplars: list[str]
+    seed: int
+    request: GenRequest
+
+
+def backend_from_params(params: GenerateParams, ledger: Ledger, cache_dir: Path, bf16: bool = False) -> Backend:
+    """Build the configured backend (imports are local so the openai path never loads torch models)."""
+    if params.backend == "local":
+        from retrofit.generate.local_backend import LocalBackend
+
+        lp = params.local
+        return LocalBackend(
+            lp.model, lp.batch_size, lp.repetition_penalty, lp.top_p, cache_dir / "llm", ledger=ledger, bf16=bf16
+        )
+    from retrofit.generate.openai_backend import OpenAIBackend
+
+    # The key is read from the environment inside the backend, never stored in params or outputs.
+    op = params.openai
+    return OpenAIBackend(
+        op.base_url, op.model, op.api_key_env, op.concurrency, op.timeout_s, op.max_retries, ledger=ledger
+    )
+
+
+class Planner:
+    """Deterministic per-example plans for each language.
+
+    Args:
+        params: The generate params.
+        seed: ``base.seed``.
+        passages: Source passages per language (a seeded subset of ``passages_per_language`` is used).
+        exemplars: Few-shot pools per (task type, language).
+    """
+
+    def __init__(
+        self,
+        params: GenerateParams,
+        seed: int,
+        passages: dict[str, list[Passage]],
+        exemplars: dict[tuple[str, str], ExemplarPool],
+    ) -> None:
+        self.p = params
+        self.seed = seed
+        self.exemplars = exemplars
+        self.pool: dict[str, list[Passage]] = {}
+        self.tasks: dict[str, tuple[list[str], list[float]]] = {}
+        self.unsupported: dict[str, list[str]] = {}
+        for lang in params.languages:
+            cand = sorted(passages.get(lang, []), key=lambda x: x.id)
+            if not cand:
+                raise ValueError(f"generate.languages: no source passages for '{lang}' in {params.passage_sources}")
+            rng = random.Random(f"{seed}:pool:{lang}")
+            self.pool[lang] = rng.sample(cand, min(params.passages_per_language, len(cand)))
+            names, weights, missing = [], [], []
+            for task, w in sorted(params.task_types.items()):
+                if w <= 0:
+                    continue
+                if params.backend == "local" and (task, lang) not in exemplars:
+                    missing.append(task)  # a base LM cannot do this task in this language without exemplars
+                    continue
+                names.append(task)
+                weights.append(w)
+            if not names:
+                raise ValueError(
+                    f"generate: no task type in {sorted(params.task_types)} has few-shot exemplars for '{lang}' "
+                    "with the local backend; add short_query or use the openai backend"
+                )
+            self.tasks[lang] = (names, weights)
+            self.unsupported[lang] = missing
+
+    def plan(self, lang: str, index: int) -> Planned:
+        """The plan of example ``index`` in ``lang``; the same arguments always give the same plan."""
+        rng = random.Random(f"{self.seed}:{lang}:{index}")
+        names, weights = self.tasks[lang]
+        task = rng.choices(names, weights)[0]
+        passage = self.pool[lang][rng.randrange(len(self.pool[lang]))]
+        attrs = sample_attributes(rng)
+        chars = self.p.local.snippet_chars
+        n_sent = max(1, len(sentences(passage.text)))
+        sent = snippet(passage.text, chars, rng.randrange(n_sent))
+        if task == "paraphrase":
+            positive, target = sent, sent
+        else:
+            positive = passage.text
+            if self.p.backend == "local":
+                target = snippet(passage.text, chars) if task == "title" else sent
+            else:
+                target = passage.text
+        shots: list = []
+        if self.p.backend == "local":
+            shots = self.exemplars[(task, lang)].draw(self.p.local.shots, attrs.length, passage.group, rng)
+        seed = rng.randrange(2**31)
+        local = self.p.backend == "local"
+        request = build_request(
+            backend=self.p.backend,
+            task_type=task,
+            lang=lang,
+            target=target,
+            exemplars=shots,
+            attrs=attrs,
+            max_tokens=self.p.max_tokens,
+            temperature=self.p.local.temperature if local else self.p.openai.temperature,
+            seed=seed,
+            meta={"lang": lang, "index": index, "task_type": task},
+        )
+        return Planned(lang, index, task, passage, positive, target, attrs, [e.query for e in shots], seed, request)
+
+
+class RoundTrip:
+    """Round-trip consistency: keep a query only if the base embedder ranks its positive in the top ``k``.
+
+    Candidates are the language's passage pool plus every positive that a planned example uses (so sentence
+    positives of ``paraphrase`` compete too). Embeddings go through the mine stage's on-disk cache, so the mine
+    stage reuses them.
+
+    References:
+        Alberti et al., "Synthetic QA Corpora Generation with Roundtrip Consistency", arXiv 1906.05416.
+        Dai et al., "Promptagator: Few-shot Dense Retrieval From 8 Examples", arXiv 2209.11755.
+    """
+
+    def __init__(self, encode: Callable[[list[str], str], np.ndarray], k: int) -> None:
+        self.encode = encode
+        self.k = k
+
+    def ranks(self, queries: list[str], positives: list[str], candidates: list[str]) -> list[int]:
+        """Rank (0 = best) of each query's positive among ``candidates`` (positives must be among them)."""
+        if not queries:
+            return []
+        index = {t: i for i, t in enumerate(candidates)}
+        c = self.encode(candidates, "passage")  # (n_cand, dim)
+        q = self.encode(queries, "query")  # (n_q, dim)
+        out = []
+        for start in range(0, len(queries), 256):  # bounded memory: (256, n_cand) at a time
+            s = q[start : start + 256] @ c.T  # (b, n_cand)
+            pos = np.array([index[p] for p in positives[start : start + 256]])
+            own = s[np.arange(len(pos)), pos][:, None]  # (b, 1)
+            out.extend((s > own).sum(axis=1).tolist())
+        return out
+
+
+def run_generation(
+    params: GenerateParams,
+    seed: int,
+    prepared: Path,
+    out_dir: Path,
+    cache_dir: Path,
+    *,
+    encode: Callable[[list[str], str], np.ndarray] | None,
+    backend: Backend | None = None,
+    ledger: Ledger | None = None,
+    bf16: bool = False,
+) -> dict[str, Any]:
+    """Generate ``params.per_language`` validated examples per language and write them to ``out_dir``.
+
+    Args:
+        params: The generate params.
+        seed: ``base.seed``.
+        prepared: ``data/prepared``.
+        out_dir: Output directory, written atomically: ``examples.jsonl``, ``metrics.json``, ``rejected.jsonl``.
+        cache_dir: Root of the on-disk caches (``base.cache_dir``); raw responses go to ``<cache_dir>/generate``.
+        encode: ``encode(texts, kind)`` with the base embedder for the round-trip filter (``None`` disables it).
+        backend: Backend to use (default: built from params).
+        ledger: Ledger to account requests in (default: a new one with the configured prices).
+        bf16: Run a local generator in bfloat16.
+
+    Returns:
+        The metrics written to ``metrics.json``.
+    """
+    from retrofit.jsonl import write_json, write_jsonl
+    from retrofit.runtime import atomic_dir
+
+    t0 = time.time()
+    op = params.openai
+    ledger = ledger or Ledger(op.price_per_1m_input, op.price_per_1m_output)
+    passages = load_passages(prepared, params.passage_sources, params.languages)
+    exemplars = load_exemplars(prepared, params.languages, params.local.snippet_chars) if params.backend == "local" else {}
+    planner = Planner(params, seed, passages, exemplars)
+    backend = backend or backend_from_params(params, ledger, cache_dir, bf16)
+    identity = backend.identity()
+    langid = LanguageIdentifier(params.languages)
+    roundtrip = RoundTrip(encode, params.roundtrip_top_k) if encode and params.roundtrip_top_k > 0 else None
+    chat = params.backend != "local"
+
+    cache_path = cache_dir / "generate" / f"responses-{params.backend}.jsonl"
+    cache_path.parent.mkdir(parents=True, exist_ok=True)
+    target = params.per_language
+    accepted: dict[str, dict[int, dict[str, Any]]] = {lang: {} for lang in params.languages}
+    next_index = dict.fromkeys(params.languages, 0)
+    rejected: Counter[tuple[str, str]] = Counter()
+    rejected_rows: list[dict[str, Any]] = []
+    requested: Counter[str] = Counter()
+    failed: Counter[str] = Counter()
+    rounds = 0
+    with ResponseCache(cache_path) as cache:
+        for rounds in range(1, params.max_rounds + 1):
+            todo: list[Planned] = []
+            for lang in params.languages:
+                need = target - len(accepted[lang])
+                if need <= 0:
+                    continue
+                done = next_index[lang]
+                rate = len(accepted[lang]) / done if done else 1.0 / params.oversample
+                n = min(max(need, math.ceil(need / max(rate, 0.05))), 20 * max(need, 1))
+                todo += [planner.plan(lang, i) for i in range(done, done + n)]
+                next_index[lang] = done + n
+                requested[lang] += n
+            if not todo:
+                rounds -= 1
+                break
+            log.info("generate: round %d, %d requests", rounds, len(todo))
+            answers: dict[str, GenResponse] = {}
+
+            def keep(req: GenRequest, resp: GenResponse) -> None:
+                answers[req.key] = resp
+
+            failures = generate_with_cache(backend, [p.request for p in todo], cache, keep, ledger)
+            for f in failures:
+                failed[str(f.request.meta.get("lang"))] += 1
+            verdicts = []
+            for p in todo:
+                resp = answers.get(p.request.key)
+                if resp is None:
+                    continue  # failed after retries: counted in the ledger; the next round tops up
+                v = validate(
+                    resp.text,
+                    resp.finish_reason,
+                    chat=chat,
+                    lang=p.lang,
+                    passage=p.positive,
+                    exemplars=p.exemplars,
+                    min_chars=params.min_chars,
+                    max_chars=params.max_chars,
+                    langid=langid,
+                )
+                if v.ok:
+                    verdicts.append((p, v.query))
+                else:
+                    rejected[(p.lang, v.reason)] += 1
+                    if len(rejected_rows) < 200:
+                        rejected_rows.append({"lang": p.lang, "reason": v.reason, "query": v.query, "target": p.target})
+            ranks = [0] * len(verdicts)
+            if roundtrip is not None:
+                by_lang: dict[str, list[int]] = defaultdict(list)
+                for i, (p, _) in enumerate(verdicts):
+                    by_lang[p.lang].append(i)
+                for lang, idx in by_lang.items():
+                    pos = [verdicts[i][0].positive for i in idx]
+                    cands = sorted({x.text for x in planner.pool[lang]} | set(pos))
+                    for i, r in zip(idx, roundtrip.ranks([verdicts[i][1] for i in idx], pos, cands)):
+                        ranks[i] = r
+            for (p, query), rank in zip(verdicts, ranks):
+                if roundtrip is not None and rank >= roundtrip.k:
+                    rejected[(p.lang, "roundtrip")] += 1
+                    if len(rejected_rows) < 200:
+                        rejected_rows.append({"lang": p.lang, "reason": "roundtrip", "query": query, "target": p.target})
+                    continue
+                accepted[p.lang][p.index] = {
+                    "id": f"syn-{p.lang}-{p.index:06d}",
+                    "lang": p.lang,
+                    "task_type": p.task_type,
+                    "query": query,
+                    "positive": p.positive,
+                    "negative": None,
+                    "source": p.passage.source,
+                    "source_id": p.passage.source_id,
+                    "generator": identity,
+                    "prompt_version": PROMPT_VERSION,
+                    "seed": p.seed,
+                    "attributes": p.attrs.to_json(),
+                    "roundtrip_rank": rank,
+                }
+
+    rows = []
+    per_lang: dict[str, Any] = {}
+    for lang in params.languages:
+        kept = [accepted[lang][i] for i in sorted(accepted[lang])][:target]
+        rows += kept
+        rej = {r: rejected[(lang, r)] for r in (*REASONS, "roundtrip") if rejected[(lang, r)]}
+        answered = requested[lang] - failed[lang]
+        passed_validation = answered - sum(v for r, v in rej.items() if r != "roundtrip")
+        per_lang[lang] = {
+            "target": target,
+            "accepted": len(kept),
+            "shortfall": max(0, target - len(kept)),
+            "requested": requested[lang],
+            "failed": failed[lang],
+            "rejected": rej,
+            "validation_pass_rate": round(passed_validation / answered, 4) if answered else None,
+            "roundtrip_pass_rate": (
+                round(1 - rej.get("roundtrip", 0) / passed_validation, 4) if passed_validation and roundtrip else None
+            ),
+            "task_types": dict(Counter(r["task_type"] for r in kept)),
+            "unsupported_task_types": planner.unsupported[lang],
+        }
+    total_req = sum(requested.values())
+    metrics = {
+        "generator": identity,
+        "prompt_version": PROMPT_VERSION,
+        "rounds": rounds,
+        "examples": len(rows),
+        "target": target * len(params.languages),
+        "shortfall": sum(v["shortfall"] for v in per_lang.values()),
+        "requests": total_req,
+        "rejected": {r: sum(rejected[(lang, r)] for lang in params.languages) for r in (*REASONS, "roundtrip")},
+        "roundtrip_top_k": params.roundtrip_top_k,
+        "per_language": per_lang,
+        "ledger": ledger.to_metrics(),
+        "wall_seconds": round(time.time() - t0, 1),
+    }
+    with atomic_dir(out_dir) as tmp:
+        write_jsonl(tmp / "examples.jsonl", rows)
+        write_jsonl(tmp / "rejected.jsonl", rejected_rows)
+        write_json(tmp / "metrics.json", {k: v for k, v in metrics.items() if k != "wall_seconds"})
+    for lang, m in per_lang.items():
+        if m["shortfall"]:
+            log.warning("generate: %s is %d examples short of %d after %d rounds", lang, m["shortfall"], target, rounds)
+    return metrics
+
+
+def write_sample(examples: Path, out: Path, per_language: int = 5) -> None:
+    """Write a Markdown sample of ``per_language`` generated rows per language for people to judge quality."""
+    from retrofit.jsonl import iter_jsonl
+
+    by_lang: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in iter_jsonl(examples):
+        if len(by_lang[r["lang"]]) < per_language:
+            by_lang[r["lang"]].append(r)
+    lines = ["# Generated examples: a sample", "", "Written by the `generate` stage (first rows per language).", ""]
+    for lang in sorted(by_lang):
+        lines += [f"## {lang}", "", "| task | query | positive (start) | rt rank |", "|---|---|---|---|"]
+        for r in by_lang[lang]:
+            pos = r["positive"][:160].replace("|", "\\|").replace("\n", " ")
+            q = r["query"].replace("|", "\\|")
+            lines.append(f"| {r['task_type']} | {q} | {pos}… | {r['roundtrip_rank']} |")
+        lines.append("")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines), encoding="utf-8")

@@ -1,0 +1,43 @@
+"""Stage ``dedupe``: one training pool from synthetic and English task pairs, decontaminated and deduplicated.
+
+Reads ``data/generated/examples.jsonl`` and ``data/prepared/english/<source>.jsonl`` (a nested, seeded sample of
+``dedupe.english_per_source`` pairs per dataset), drops anything overlapping a held-out XQuAD test question or
+passage, then exact and near duplicates. Writes ``data/deduped/pairs.jsonl`` (schema in :mod:`retrofit.dedupe`),
+``data/deduped/report.json`` (counts before/after each step, a DVC metric) and ``data/deduped/dropped.json``.
+"""
+
+from pathlib import Path
+
+from retrofit import cli
+from retrofit.dedupe import dedupe
+from retrofit.jsonl import iter_jsonl, read_jsonl, write_json, write_jsonl
+from retrofit.runtime import atomic_dir
+from retrofit.sampling import nested_sample_by
+
+
+def main() -> None:
+    args = cli.parser(__doc__).parse_args()
+    params = cli.init_stage(args)
+    english = []
+    for source in params.data.english:
+        english += read_jsonl(Path("data/prepared/english") / f"{source}.jsonl")
+    english = nested_sample_by(english, lambda r: r["source"], params.dedupe.english_per_source, params.base.seed)
+    rows = read_jsonl("data/generated/examples.jsonl") + english
+    xq = Path("data/prepared/xquad")
+    eval_texts = [
+        (f"xquad-{r['lang']}-{kind}-{r['id']}", r["text"])
+        for kind, path in (("p", xq / "paragraphs.jsonl"), ("q", xq / "questions.jsonl"))
+        for r in iter_jsonl(path)
+        if r["split"] == "test"
+    ]
+    result = dedupe(rows, eval_texts, params.dedupe, seed=params.base.seed)
+    with atomic_dir("data/deduped") as out:
+        write_jsonl(out / "pairs.jsonl", result.rows)
+        write_json(out / "report.json", result.report)
+        write_json(out / "dropped.json", result.examples)
+    c = result.report["counts"]["overall"]
+    print(f"dedupe: {c['input']} rows -> {result.report['kept']} kept ({result.report['dropped']['overall']})")
+
+
+if __name__ == "__main__":
+    cli.run(main, expected=(ValueError,))

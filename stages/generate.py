@@ -1,0 +1,39 @@
+"""Stage ``generate``: LLM-written multilingual training examples, validated and round-trip filtered.
+
+Writes ``data/generated/`` (``examples.jsonl``, ``metrics.json``, ``rejected.jsonl``; schema in
+:mod:`retrofit.generate.pipeline`) and ``reports/generate/sample.md`` (a few rows per language, committed so a
+reader can judge quality). Raw responses are cached under ``base.cache_dir``, so a killed run resumes without
+re-sending finished requests.
+"""
+
+from pathlib import Path
+
+from retrofit import cli
+from retrofit.generate.pipeline import run_generation, write_sample
+from retrofit.mine import EmbeddingCache, SentenceTransformerEncoder
+
+
+def main() -> None:
+    args = cli.parser(__doc__).parse_args()
+    params = cli.init_stage(args)
+    cache_dir = Path(params.base.cache_dir)
+    encoder = SentenceTransformerEncoder("models/base", batch_size=64, bf16=params.base.bf16_inference)
+    embeddings = EmbeddingCache(cache_dir / "embeddings")
+    metrics = run_generation(
+        params.generate,
+        params.base.seed,
+        Path("data/prepared"),
+        Path("data/generated"),
+        cache_dir,
+        encode=lambda texts, kind: embeddings.embed(encoder, texts, kind),
+        bf16=params.base.bf16_inference,
+    )
+    write_sample(Path("data/generated/examples.jsonl"), Path("reports/generate/sample.md"), per_language=5)
+    print(
+        f"generate: {metrics['examples']} examples ({metrics['shortfall']} short of {metrics['target']}) "
+        f"from {metrics['requests']} requests in {metrics['wall_seconds']} s"
+    )
+
+
+if __name__ == "__main__":
+    cli.run(main, expected=(ValueError, RuntimeError, FileNotFoundError))

@@ -1,0 +1,33 @@
+"""Stage ``mine``: hard negatives from a teacher model, with NV-Retriever's positive-aware false-negative filter.
+
+Reads ``data/deduped/pairs.jsonl``; writes ``data/mined/train.jsonl`` (schema in :mod:`retrofit.mine`) and
+``data/mined/report.json`` (score distributions, candidates dropped per filter; a DVC metric). With
+``negatives.hard: false`` rows keep no mined negatives (in-batch negatives only) and no model is loaded.
+Embeddings are cached under ``base.cache_dir`` keyed by model and text, so changing a mining param re-encodes
+nothing.
+"""
+
+from pathlib import Path
+
+from retrofit import cli
+from retrofit.jsonl import read_jsonl, write_json, write_jsonl
+from retrofit.mine import EmbeddingCache, SentenceTransformerEncoder, mine
+from retrofit.runtime import atomic_dir
+
+
+def main() -> None:
+    args = cli.parser(__doc__).parse_args()
+    params = cli.init_stage(args)
+    cfg = params.negatives
+    teacher = "models/base" if cfg.teacher == "base" else cfg.teacher
+    encoder = SentenceTransformerEncoder(teacher, batch_size=cfg.batch_size, bf16=params.base.bf16_inference)
+    cache = EmbeddingCache(Path(params.base.cache_dir) / "embeddings")
+    rows, report = mine(read_jsonl("data/deduped/pairs.jsonl"), encoder, cfg, cache)
+    with atomic_dir("data/mined") as out:
+        write_jsonl(out / "train.jsonl", rows)
+        write_json(out / "report.json", report)
+    print(f"mine: {len(rows)} rows, hard negatives {'on' if cfg.hard else 'off'}")
+
+
+if __name__ == "__main__":
+    cli.run(main, expected=(ValueError, FileNotFoundError))

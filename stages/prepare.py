@@ -1,0 +1,39 @@
+"""Stage ``prepare``: parse the raw files into the JSONL contracts the rest of the pipeline reads.
+
+- ``data/prepared/xquad/``: paragraphs and questions, split by article into ``train`` (generation pool) and
+  ``test`` (held out for evaluation); schema in :mod:`retrofit.xquad`;
+- ``data/prepared/ntrex/``: NTREX-128 news paragraphs, a second generation source; :mod:`retrofit.ntrex`;
+- ``data/prepared/english/``: the English task datasets as pairs; :mod:`retrofit.english`;
+- ``data/prepared/counts.json``: row counts per dataset, a DVC metric.
+"""
+
+from pathlib import Path
+
+from retrofit import cli, english, ntrex, sources, xquad
+from retrofit.jsonl import write_json
+from retrofit.languages import NTREX_CODES, XQUAD_LANGUAGES
+from retrofit.runtime import atomic_dir
+
+
+def main() -> None:
+    args = cli.parser(__doc__).parse_args()
+    params = cli.init_stage(args)
+    raw = Path("data/raw")
+    with atomic_dir("data/prepared") as out:
+        counts = {
+            "xquad": xquad.prepare_xquad(
+                raw / "xquad", out / "xquad", list(XQUAD_LANGUAGES), params.data.test_articles, params.base.seed
+            ),
+            "ntrex": ntrex.prepare_ntrex(raw / "ntrex128", out / "ntrex", sorted(NTREX_CODES), params.data.ntrex_max_chars),
+            "english": english.prepare_english(raw, out / "english", params.data.english),
+        }
+        write_json(out / "counts.json", counts)
+    xq = counts["xquad"]
+    print(
+        f"prepare: xquad paragraphs {xq['paragraphs']}, questions {xq['questions']}; "
+        f"ntrex passages {sum(counts['ntrex']['passages'].values())}; english pairs {counts['english']['total']['written']}"
+    )
+
+
+if __name__ == "__main__":
+    cli.run(main, expected=(sources.DataError,))

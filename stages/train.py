@@ -1,0 +1,37 @@
+"""Stage ``train``: retrofit the base model on the mined mixture with InfoNCE (sentence-transformers' trainer).
+
+Writes ``models/<name>/`` (a sentence-transformers directory with a model card), ``reports/train/<name>/``
+(``info.json`` and DVCLive curves). Checkpoints go to ``<base.cache_dir>/checkpoints/<name>``; a killed run resumes
+from the last one. Sweep points pass their differences with ``--set``.
+"""
+
+import hashlib
+from pathlib import Path
+
+from retrofit import cli
+from retrofit.jsonl import read_jsonl, write_json
+from retrofit.runtime import atomic_dir
+from retrofit.train import select_mixture, train_model
+
+
+def main() -> None:
+    p = cli.parser(__doc__)
+    p.add_argument("--name", required=True, help="run name: models/<name>, reports/train/<name>")
+    args = p.parse_args()
+    params = cli.init_stage(args)
+    cfg = params.train
+    rows = select_mixture(read_jsonl("data/mined/train.jsonl"), cfg, params.base.seed)
+    # Checkpoints are keyed by the full config, so a changed param never resumes a stale run.
+    key = hashlib.sha256((cfg.model_dump_json() + str(params.negatives.hard)).encode()).hexdigest()[:12]
+    ckpt = Path(params.base.cache_dir) / "checkpoints" / f"{args.name}-{key}"
+    with atomic_dir(Path("reports/train") / args.name) as report:
+        info = train_model(
+            Path("models/base"), rows, cfg, Path("models") / args.name,
+            name=args.name, checkpoint_dir=ckpt, live_dir=report / "live", hard_negatives=params.negatives.hard,
+        )
+        write_json(report / "info.json", info)
+    print(f"train: {args.name}: {info['mixture']['rows']} rows, {info['steps']} steps, loss {info['train_loss']}")
+
+
+if __name__ == "__main__":
+    cli.run(main, expected=(ValueError, FileNotFoundError))

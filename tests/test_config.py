@@ -1,0 +1,58 @@
+"""Params validation: unknown keys, wrong types and unsupported languages fail with the key's name."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from retrofit.config import ParamsError, load_params, validate_params
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_repo_params_validate():
+    params = load_params(REPO / "params.yaml")
+    assert params.base.threads >= 1
+    assert "en" in params.evaluate.languages
+
+
+def test_defaults_fill_missing_groups():
+    params = validate_params({})
+    assert params.model.base == "bundled:multilingual-e5-small"
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        ({"data": {"test_artcles": 3}}, "data.test_artcles"),
+        ({"bogus": {}}, "bogus"),
+        ({"data": {"test_articles": "many"}}, "data.test_articles"),
+        ({"data": {"test_articles": -1}}, "data.test_articles"),
+        ({"base": {"languages": ["de", "xx"]}}, "base.languages"),
+        ({"evaluate": {"languages": ["sw"]}}, "evaluate.languages"),
+        ({"evaluate": {"families": ["mono", "bilingual"]}}, "evaluate.families"),
+        ({"data": {"english": ["msmarco"]}}, "data.english"),
+    ],
+)
+def test_bad_params_name_the_key(raw, key):
+    with pytest.raises(ParamsError) as info:
+        validate_params(raw)
+    assert f"params.yaml: {key}" in str(info.value)
+
+
+def test_cross_family_needs_english():
+    with pytest.raises(ParamsError, match="evaluate"):
+        validate_params({"evaluate": {"languages": ["de", "zh"], "families": ["cross"]}})
+
+
+def test_load_params_errors(tmp_path):
+    with pytest.raises(ParamsError, match="not found"):
+        load_params(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("base: [unclosed\n")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(bad)
+    listy = tmp_path / "list.yaml"
+    listy.write_text(yaml.safe_dump([1, 2]))
+    with pytest.raises(ParamsError, match="mapping"):
+        load_params(listy)
