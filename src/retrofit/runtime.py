@@ -11,6 +11,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 4 MiB blocks."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def set_threads(n: int) -> None:
     """Pin every thread pool (torch, OpenMP, MKL, tokenizers) to ``n`` threads.
 

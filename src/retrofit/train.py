@@ -109,17 +109,23 @@ def to_columns(rows: Sequence[dict[str, Any]], num_negatives: int, seed: int) ->
     return cols
 
 
-def build_loss(model: Any, params: TrainParams) -> Any:
-    """``MultipleNegativesRankingLoss`` (or its cached variant) with ``scale = 1 / temperature``."""
+def build_loss(model: Any, params: TrainParams, distributed: bool = False) -> Any:
+    """``MultipleNegativesRankingLoss`` (or its cached variant) with ``scale = 1 / temperature``.
+
+    Args:
+        model: The model being trained.
+        params: The train params.
+        distributed: More than one process trains; only then are embeddings gathered across devices.
+    """
     from sentence_transformers.sentence_transformer import losses
 
     scale = 1.0 / params.temperature
+    gather = params.gather_across_devices and distributed
     if params.cached:
         return losses.CachedMultipleNegativesRankingLoss(
-            model, scale=scale, mini_batch_size=params.mini_batch_size,
-            gather_across_devices=params.gather_across_devices,
+            model, scale=scale, mini_batch_size=params.mini_batch_size, gather_across_devices=gather
         )
-    return losses.MultipleNegativesRankingLoss(model, scale=scale, gather_across_devices=params.gather_across_devices)
+    return losses.MultipleNegativesRankingLoss(model, scale=scale, gather_across_devices=gather)
 
 
 def freeze(model: Any, params: TrainParams) -> dict[str, int]:
@@ -264,6 +270,7 @@ def train_model(
         warmup_steps=params.warmup_ratio,
         weight_decay=params.weight_decay,
         bf16=params.bf16,
+        use_cpu=not _cuda(),  # bf16 on CPU (AMX) needs the explicit CPU flag
         seed=params.seed,
         data_seed=params.seed,
         batch_sampler=BatchSamplers.NO_DUPLICATES,
@@ -286,7 +293,7 @@ def train_model(
         live = Live(dir=str(live_dir), dvcyaml=False, save_dvc_exp=False, resume=False)
         callbacks.append(DVCLiveCallback(live=live, log_model=False))
     trainer = SentenceTransformerTrainer(
-        model=model, args=args, train_dataset=train_dataset, loss=build_loss(model, params), callbacks=callbacks
+        model=model, args=args, train_dataset=train_dataset, loss=build_loss(model, params, args.world_size > 1), callbacks=callbacks
     )
     last = get_last_checkpoint(str(checkpoint_dir))
     if last:

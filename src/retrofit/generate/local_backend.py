@@ -22,18 +22,11 @@ from tqdm.auto import tqdm
 
 from retrofit.generate.base import GenRequest, GenResponse
 from retrofit.generate.ledger import Ledger
+from retrofit.runtime import sha256_file
 
 log = logging.getLogger(__name__)
 
 BUNDLED_GEMMA = "bundled:gemma-3-270m"
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def resolve_local_model(spec: str, cache_root: Path) -> tuple[str, str]:
@@ -59,13 +52,13 @@ def resolve_local_model(spec: str, cache_root: Path) -> tuple[str, str]:
     if path.suffix == ".gguf":
         if not path.is_file():
             raise FileNotFoundError(f"generate.local.model: GGUF file {path} not found")
-        sha = _sha256_file(path)
+        sha = sha256_file(path)
         return _convert_gguf(path, sha, cache_root), sha
     if path.is_dir():
         weights = sorted(path.glob("*.safetensors")) or sorted(path.glob("*.bin"))
         h = hashlib.sha256()
         for w in weights:
-            h.update(_sha256_file(w).encode())
+            h.update(sha256_file(w).encode())
         return str(path), h.hexdigest()
     if spec.startswith((".", "/")):
         raise FileNotFoundError(f"generate.local.model: {spec} is neither a directory nor a .gguf file")
