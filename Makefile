@@ -7,7 +7,10 @@ BIN    := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup repro test test-all lock bench clean-venv
+PLOTS_TEMPLATE := .cache/retrofit/plots/offline.html
+APT := $(shell [ "$$(id -u)" = 0 ] && echo apt-get || echo sudo apt-get)
+
+.PHONY: setup repro test test-all test-deps plots lock clean-venv
 
 setup: $(VENV)/.installed
 
@@ -21,11 +24,26 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 repro: setup
 	$(BIN)/dvc repro
 
-test: setup
+# Debian's chromium (headless browser test of the offline plots page) and npm (fetches vega for that page).
+test-deps:
+	@missing=""; command -v chromium >/dev/null || missing="chromium"; \
+	command -v npm >/dev/null || missing="$$missing npm"; \
+	if [ -n "$$missing" ]; then \
+		($(APT) update -qq && DEBIAN_FRONTEND=noninteractive $(APT) install -y -qq $$missing) \
+		|| echo "warning: could not install$$missing; the browser test will be skipped outside CI"; \
+	fi
+
+test: setup test-deps
 	$(BIN)/python -m pytest -m "not slow"
 
-test-all: setup
+test-all: setup test-deps
 	$(BIN)/python -m pytest
+
+# dvc plots show, offline: inline vega into a template, render, and screenshot the page into reports/.
+plots: setup
+	@test -f $(PLOTS_TEMPLATE) || $(BIN)/python -m retrofit.plots_html template $(PLOTS_TEMPLATE)
+	$(BIN)/dvc plots show --html-template $(PLOTS_TEMPLATE) -o reports/plots
+	$(BIN)/python -m retrofit.plots_html screenshot reports/plots/index.html reports/plots.png
 
 lock: setup
 	{ head -n 2 requirements.lock; $(BIN)/python -m pip freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu$$/torch==\1/'; } > requirements.lock.new

@@ -1,0 +1,201 @@
+"""The train module: mixture selection, the loss by hand, cached vs plain gradients, resume, and 2-process gloo."""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import TrainerCallback
+
+from retrofit.config import TrainParams
+from retrofit.train import build_loss, mixture_counts, select_mixture, to_columns, train_model
+
+ANCHORS = ["who wrote faust", "capital of france", "wie hoch ist der mont blanc", "北京的人口"]
+POSITIVES = ["Goethe wrote Faust.", "Paris is the capital of France.", "Der Mont Blanc ist 4808 m hoch.", "北京有两千万人口。"]
+NEGATIVES = ["Schiller wrote plays.", "Lyon is a French city.", "Die Zugspitze ist 2962 m hoch.", "上海有两千多万人口。"]
+
+
+def rows(n_syn: int = 6) -> list[dict]:
+    out = []
+    for src in ("qed_nq", "fever_symmetric"):
+        out += [{"id": f"{src}-{i}", "source": src, "lang": "en", "task_type": "qa", "query": f"q {src} {i}",
+                 "positive": f"p {src} {i}", "negatives": [{"text": f"n {src} {i}", "score": 0.5}]} for i in range(5)]
+    for lang in ("de", "zh"):
+        out += [{"id": f"syn-{lang}-{i:06d}", "source": "synthetic", "lang": lang,
+                 "task_type": "short_query" if i % 2 else "title", "query": f"q {lang} {i}",
+                 "positive": f"p {lang} {i}", "negatives": []} for i in range(n_syn)]
+    return out
+
+
+def test_mixture_is_nested_and_filtered():
+    data = rows()
+    small = TrainParams.model_validate({"mix": {"english": ["qed_nq"], "english_per_source": 2, "per_language": 2,
+                                                "languages": ["de", "zh"], "task_types": ["short_query", "title"]}})
+    big = small.model_copy(update={"mix": small.mix.model_copy(update={"per_language": 4})})
+    a, b = select_mixture(data, small, 0), select_mixture(data, big, 0)
+    assert {r["id"] for r in a} < {r["id"] for r in b}
+    assert mixture_counts(a)["synthetic_by_lang"] == {"de": 2, "zh": 2}
+    assert all(r["source"] in ("qed_nq", "synthetic") for r in b)
+    only_short = small.model_copy(update={"mix": small.mix.model_copy(update={"task_types": ["short_query"]})})
+    assert {r["task_type"] for r in select_mixture(data, only_short, 0) if r["source"] == "synthetic"} == {
+        "short_query"}
+
+
+def test_to_columns_fills_missing_negatives_from_other_rows():
+    cols = to_columns(rows()[10:16], num_negatives=1, seed=0)  # synthetic rows: no mined negatives
+    assert set(cols) == {"anchor", "positive", "negative_1"}
+    for pos, neg in zip(cols["positive"], cols["negative_1"]):
+        assert neg != pos and neg.startswith("p ")
+
+
+def _features(model, texts: list[str]) -> dict[str, torch.Tensor]:
+    return model.tokenize(texts)
+
+
+def _loss_inputs(model, k: int = 1):
+    cols = [ANCHORS, POSITIVES] + ([NEGATIVES] if k else [])
+    return [_features(model, c) for c in cols], torch.zeros(len(ANCHORS))
+
+
+def test_loss_matches_hand_computed_infonce(tiny_model_path: Path):
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(tiny_model_path), device="cpu")
+    params = TrainParams(temperature=0.05)
+    loss = build_loss(model, params)
+    feats, labels = _loss_inputs(model)
+    got = loss(feats, labels)
+    with torch.no_grad():
+        q, p, n = (model(f)["sentence_embedding"] for f in feats)
+        q, p, n = (F.normalize(x, dim=-1) for x in (q, p, n))
+        scores = q @ torch.cat([p, n]).T / 0.05  # (4, 8): in-batch positives then hard negatives
+        want = -torch.log_softmax(scores, dim=1).diagonal().mean()
+    assert got.item() == pytest.approx(want.item(), rel=1e-5)
+
+
+def test_hard_negatives_change_the_loss(tiny_model_path: Path):
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(tiny_model_path), device="cpu")
+    loss = build_loss(model, TrainParams())
+    with_neg = loss(*_loss_inputs(model, 1)).item()
+    without = loss(*_loss_inputs(model, 0)).item()
+    # Extra candidates in the softmax denominator can only raise InfoNCE.
+    assert with_neg > without
+
+
+def test_cached_and_plain_losses_give_the_same_gradients(tiny_model_path: Path):
+    from sentence_transformers import SentenceTransformer
+
+    grads = []
+    for cached in (False, True):
+        torch.manual_seed(0)
+        model = SentenceTransformer(str(tiny_model_path), device="cpu")
+        model.eval()  # no dropout, so both paths see the same function
+        loss = build_loss(model, TrainParams(cached=cached, mini_batch_size=2))
+        value = loss(*_loss_inputs(model))
+        value.backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    assert torch.allclose(grads[0], grads[1], atol=1e-5, rtol=1e-4)
+
+
+def _tiny_params(**over) -> TrainParams:
+    base = {"max_steps": 6, "batch_size": 4, "checkpoint_every": 3, "bf16": False, "max_seq_length": 16,
+            "homogeneous_batches": False, "learning_rate": 1e-3, "warmup_ratio": 0.0}
+    return TrainParams.model_validate({**base, **over})
+
+
+def _weights(model_dir: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(model_dir / "model.safetensors"))
+
+
+class StopAt(TrainerCallback):
+    """A trainer callback that ends training after step ``n`` (as if the process were killed there)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= self.n:
+            control.should_training_stop = True
+        return control
+
+
+def test_resume_matches_an_uninterrupted_run(tiny_model_dir: Path, tmp_path: Path):
+    data = [r for r in rows(8)]
+    params = _tiny_params()
+    full = train_model(tiny_model_dir, data, params, tmp_path / "full", name="full",
+                       checkpoint_dir=tmp_path / "ck-full", live_dir=None)
+    # A run killed right after its first checkpoint (step 3) ...
+    train_model(tiny_model_dir, data, params, tmp_path / "part", name="part", checkpoint_dir=tmp_path / "ck",
+                live_dir=None, callbacks=[StopAt(3)])
+    # ... then restarted with the full budget resumes from that checkpoint and ends with the same weights.
+    resumed = train_model(tiny_model_dir, data, params, tmp_path / "resumed", name="resumed",
+                          checkpoint_dir=tmp_path / "ck", live_dir=None)
+    assert resumed["resumed_from"] == "checkpoint-3" and full["steps"] == resumed["steps"] == 6
+    a, b = _weights(tmp_path / "full"), _weights(tmp_path / "resumed")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_saved_model_reloads_and_encodes_with_card(tiny_model_dir: Path, tmp_path: Path):
+    from sentence_transformers import SentenceTransformer
+
+    info = train_model(tiny_model_dir, rows(), _tiny_params(max_steps=2), tmp_path / "m", name="m",
+                       checkpoint_dir=tmp_path / "ck", live_dir=tmp_path / "live")
+    model = SentenceTransformer(str(tmp_path / "m"), device="cpu", local_files_only=True)
+    emb = model.encode_query(["hello"], prompt_name="query")
+    assert emb.shape == (1, model.get_embedding_dimension()) and math.isfinite(float(emb.sum()))
+    card = (tmp_path / "m" / "README.md").read_text()
+    assert "Training params" in card and "20" not in card.split("```json")[0][-40:]  # no timestamp-like text
+    assert (tmp_path / "live" / "metrics.json").exists() and not (tmp_path / "dvc.yaml").exists()
+    assert info["steps"] == 2
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rank_loss(rank: int, world: int, port: int, model_dir: str, out: str) -> None:
+    import torch.distributed as dist
+    from sentence_transformers import SentenceTransformer
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    model = SentenceTransformer(model_dir, device="cpu")
+    model.eval()
+    loss = build_loss(model, TrainParams(), distributed=True)
+    half = len(ANCHORS) // world
+    sl = slice(rank * half, (rank + 1) * half)
+    feats = [model.tokenize(c[sl]) for c in (ANCHORS, POSITIVES, NEGATIVES)]
+    value = loss(feats, torch.zeros(half)).detach()
+    dist.all_reduce(value)  # sum of the per-rank means
+    if rank == 0:
+        Path(out).write_text(str(value.item() / world))
+    dist.destroy_process_group()
+
+
+def test_two_process_gloo_loss_equals_single_process(tiny_model_dir: Path, tmp_path: Path):
+    import torch.multiprocessing as mp
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(tiny_model_dir), device="cpu")
+    model.eval()
+    single = build_loss(model, TrainParams())(*_loss_inputs(model)).item()
+    out = tmp_path / "loss.txt"
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    mp.spawn(_rank_loss, args=(2, _free_port(), str(tiny_model_dir), str(out)), nprocs=2, join=True)
+    # Each rank scores its own anchors against every gathered candidate at its global offset; the mean of the
+    # two local losses is the single-process loss on the whole batch (the anchors never meet their own
+    # hard negatives as positives, the bug sentence-transformers once shipped).
+    assert float(out.read_text()) == pytest.approx(single, rel=1e-5)
