@@ -9,7 +9,9 @@ the default ``rank_window="search"`` shows how much that choice changes them.
 
 Each run is a fresh subprocess (one thread for torch, FAISS and BLAS), timed (wall and CPU) from the start of its
 work (reading the rows) to its output file, with peak RSS (``ru_maxrss``) and, in separate runs because tracing
-slows Python down, the tracemalloc peak (Python and NumPy allocations; torch and FAISS allocate outside its view).
+slows Python down, the tracemalloc peak (Python and NumPy allocations only: torch tensors, FAISS and Arrow, where
+sentence-transformers keeps its score matrices and its output ``Dataset``, allocate outside its view, while
+``mine`` returns plain Python rows, so that column favours the baseline; peak RSS counts everything).
 "Cold" runs encode everything (each miner writes its own embedding cache: ``cache_folder`` for
 sentence-transformers); "warm" runs reuse that cache at the same settings. Runs repeat ``--repeats`` times in
 alternating order and the table shows the fastest trial, because the host is shared and noisy.
@@ -274,6 +276,7 @@ def main() -> None:
     from retrofit.config import NegativesParams
     from retrofit.jsonl import write_json, write_jsonl
 
+    load_before = os.getloadavg()
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-mine-"))
     work.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
@@ -356,7 +359,8 @@ def main() -> None:
                  "model": "random BERT, hidden 64, 2 layers, WordPiece 8000, mean pooling, e5 prompts"},
         "environment": {"python": platform.python_version(), "torch": torch.__version__, "faiss": faiss.__version__,
                         "sentence_transformers": sentence_transformers.__version__, "numpy": numpy.__version__,
-                        "cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(), "threads": 1},
+                        "cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(), "threads": 1,
+                        "loadavg_1_5_15_before": load_before, "loadavg_1_5_15_after": os.getloadavg()},
         "runs": results,
         "overlap_vs_st_cold": overlaps,
         "summary": {

@@ -34,6 +34,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("stages", nargs="*", help="stages to time (default: all, in order)")
     ap.add_argument("--out", default="reports/timings", help="output path without extension")
+    ap.add_argument("--note", default="", help="a line on the conditions of the measurement, kept with the numbers")
     args = ap.parse_args()
     stages = args.stages or stage_order()
     rows = []
@@ -51,6 +52,7 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "stages": rows,
         "total_seconds": round(total, 1),
+        "note": args.note,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(f"{args.out}.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -64,6 +66,7 @@ def main() -> None:
         *[f"| {r['stage']} | {r['seconds']} |" for r in rows],
         f"| **total** | **{report['total_seconds']}** |",
         "",
+        *([f"Conditions: {args.note}", ""] if args.note else []),
     ]
     Path(f"{args.out}.md").write_text("\n".join(lines))
 

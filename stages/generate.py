@@ -1,14 +1,15 @@
 """Stage ``generate``: LLM-written multilingual training examples, validated and round-trip filtered.
 
 Writes ``data/generated/`` (``examples.jsonl``, ``metrics.json``, ``rejected.jsonl``; schema in
-:mod:`retrofit.generate.pipeline`) and ``reports/generate/sample.md`` (a few rows per language, committed so a
-reader can judge quality). Raw responses are cached under ``base.cache_dir``, so a killed run resumes without
+:mod:`retrofit.generate.pipeline`), ``reports/generate/sample.md`` (a few rows per language, committed so a
+reader can judge quality) and ``reports/generate/ledger.json`` (requests, cache hits, tokens and cost of this run). Raw responses are cached under ``base.cache_dir``, so a killed run resumes without
 re-sending finished requests.
 """
 
 from pathlib import Path
 
 from retrofit import cli
+from retrofit.jsonl import write_json
 from retrofit.generate.pipeline import run_generation, write_sample
 from retrofit.mine import EmbeddingCache, SentenceTransformerEncoder
 
@@ -29,6 +30,7 @@ def main() -> None:
         bf16=params.base.bf16_inference,
     )
     write_sample(Path("data/generated/examples.jsonl"), Path("reports/generate/sample.md"), per_language=5)
+    write_json(Path("reports/generate/ledger.json"), metrics["ledger"])
     print(
         f"generate: {metrics['examples']} examples ({metrics['shortfall']} short of {metrics['target']}) "
         f"from {metrics['requests']} requests in {metrics['wall_seconds']} s"

@@ -23,6 +23,8 @@ def main() -> None:
     encoder = SentenceTransformerEncoder(teacher, batch_size=cfg.batch_size, bf16=params.base.bf16_inference)
     cache = EmbeddingCache(Path(params.base.cache_dir) / "embeddings")
     rows, report = mine(read_jsonl("data/deduped/pairs.jsonl"), encoder, cfg, cache)
+    # Cache hits describe this run, not the data: logged, kept out of the output (and its hash).
+    print(f"mine: embeddings {report.pop('encoding', {})}")
     with atomic_dir("data/mined") as out:
         write_jsonl(out / "train.jsonl", rows)
         write_json(out / "report.json", report)

@@ -6,6 +6,7 @@ from the last one. Sweep points pass their differences with ``--set``.
 """
 
 import hashlib
+import json
 from pathlib import Path
 
 from retrofit import cli
@@ -21,8 +22,9 @@ def main() -> None:
     params = cli.init_stage(args)
     cfg = params.train
     rows = select_mixture(read_jsonl("data/mined/train.jsonl"), cfg, params.base.seed)
-    # Checkpoints are keyed by the full config, so a changed param never resumes a stale run.
-    key = hashlib.sha256((cfg.model_dump_json() + str(params.negatives.hard)).encode()).hexdigest()[:12]
+    # Checkpoints are keyed by the config and the training rows, so changed params or data never resume a stale run.
+    fingerprint = cfg.model_dump_json() + str(params.negatives.hard) + json.dumps(rows, sort_keys=True)
+    key = hashlib.sha256(fingerprint.encode()).hexdigest()[:12]
     ckpt = Path(params.base.cache_dir) / "checkpoints" / f"{args.name}-{key}"
     with atomic_dir(Path("reports/train") / args.name) as report:
         info = train_model(

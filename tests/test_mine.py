@@ -514,6 +514,10 @@ def test_sentence_transformer_encoder(tiny_model_path: Path) -> None:
     assert q.dtype == np.float32 and np.allclose(np.linalg.norm(q, axis=1), 1.0, atol=1e-5)
     assert not np.allclose(q, p)  # "query: " and "passage: " prompts
     assert fingerprint_model_dir(tiny_model_path, {"prompt_names": {"query": "query", "passage": "passage"}}) == fp
+    bf16 = SentenceTransformerEncoder(tiny_model_path, bf16=True)
+    assert bf16.fingerprint != fp  # bf16 embeddings are cached apart from fp32 ones
+    qb = bf16.encode(["what is it"], "query")  # (1, dim)
+    assert qb.dtype == np.float32 and float((qb @ q.T)[0, 0]) > 0.99
     (tiny_model_path / "README.md").write_text("a model card edit does not change the embeddings")
     assert SentenceTransformerEncoder(tiny_model_path).fingerprint == fp
     with (tiny_model_path / "config_sentence_transformers.json").open("a") as fh:

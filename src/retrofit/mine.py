@@ -224,7 +224,7 @@ class SentenceTransformerEncoder:
         model_dir: str | Path,
         *,
         batch_size: int = 64,
-        device: str = "cpu",
+        device: str | None = None,
         prompt_names: Mapping[str, str] | None = None,
         show_progress_bar: bool = False,
         bf16: bool = False,
@@ -234,7 +234,7 @@ class SentenceTransformerEncoder:
         Args:
             model_dir: A sentence-transformers model directory (with ``modules.json``).
             batch_size: Texts per forward pass.
-            device: torch device.
+            device: torch device; ``None`` picks CUDA when available, else the CPU.
             prompt_names: Prompt name per kind; default ``{"query": "query", "passage": "passage"}``.
             show_progress_bar: Show sentence-transformers' progress bar while encoding.
             bf16: Encode under bf16 autocast (part of the fingerprint: bf16 and fp32 embeddings are cached apart).
@@ -679,6 +679,24 @@ class _Partition:
     texts: list[str]
 
 
+def _norm_key(text: str) -> bytes:
+    """A 16-byte digest of :func:`normalise_text`: equal for duplicates, and far smaller than the text."""
+    return hashlib.blake2b(normalise_text(text).encode("utf-8"), digest_size=16).digest()
+
+
+def _shared_groups(pairs: Iterable[tuple[Any, int]]) -> dict[Any, list[int]]:
+    """Group passage indices by key, keeping only keys with two or more distinct passages."""
+    first: dict[Any, int] = {}
+    groups: dict[Any, list[int]] = {}
+    for key, c in pairs:
+        f = first.setdefault(key, c)
+        if f != c:
+            group = groups.setdefault(key, [f])
+            if c not in group:
+                group.append(c)
+    return groups
+
+
 def _validate_rows(rows: Sequence[Mapping[str, Any]]) -> None:
     seen: dict[str, int] = {}
     for i, row in enumerate(rows):
@@ -837,17 +855,13 @@ def mine(
         searcher = _Searcher(emb, params.index) if params.num_negatives else None
         index_used[_index_label(params.index, searcher)] += 1
         pid = {t: c for c, t in enumerate(part.texts)}
-        norm = [normalise_text(t) for t in part.texts]
-        by_norm: dict[str, list[int]] = defaultdict(list)
-        for c, key in enumerate(norm):
-            by_norm[key].append(c)
-        by_query: dict[str, list[int]] = defaultdict(list)
-        by_source: dict[str, list[int]] = defaultdict(list)
-        for i in part.rows:
-            c = pid[rows[i]["positive"]]
-            by_query[rows[i]["query"]].append(c)
-            if rows[i].get("source_id") is not None:
-                by_source[rows[i]["source_id"]].append(c)
+        norm = [_norm_key(t) for t in part.texts]
+        # only groups of several passages: a singleton is the row's own positive, excluded as itself anyway
+        by_norm = _shared_groups((key, c) for c, key in enumerate(norm))
+        by_query = _shared_groups((rows[i]["query"], pid[rows[i]["positive"]]) for i in part.rows)
+        by_source = _shared_groups(
+            (rows[i]["source_id"], pid[rows[i]["positive"]]) for i in part.rows if rows[i].get("source_id") is not None
+        )
         logger.info("partition %s: %d rows, %d passages, %s search", "/".join(part.key), len(part.rows),
                     len(part.texts), searcher.kind if searcher else "no")
 
@@ -864,24 +878,25 @@ def mine(
             neg_idx = np.full(b, -1, dtype=np.int64)  # (b,)
             for j, i in enumerate(batch.tolist()):
                 row = rows[i]
+                c_pos = int(p_idx[j])
                 e: dict[int, int] = {}
-                for c in by_norm[norm[p_idx[j]]]:
+                for c in by_norm.get(norm[c_pos], (c_pos,)):
                     e.setdefault(c, 1)
-                for c in by_query[row["query"]]:
+                for c in by_query.get(row["query"], ()):
                     e.setdefault(c, 2)
                 if row.get("source_id") is not None:
-                    for c in by_source[row["source_id"]]:
+                    for c in by_source.get(row["source_id"], ()):
                         e.setdefault(c, 3)
                 neg = _negative_text(row)
                 if neg is not None:
                     c_neg = pid[neg]
-                    if norm[c_neg] == norm[p_idx[j]]:
+                    if norm[c_neg] == norm[c_pos]:
                         dataset_equals_positive += 1
                     elif params.num_negatives == 0:
                         dataset_no_room += 1
                     else:
                         neg_idx[j] = c_neg
-                        for c in by_norm[norm[c_neg]]:
+                        for c in by_norm.get(norm[c_neg], (c_neg,)):
                             e.setdefault(c, 4)
                 excl.append(e)
             has_kept_neg = neg_idx >= 0  # (b,)
@@ -930,7 +945,7 @@ def mine(
             for j, i in enumerate(batch.tolist()):
                 n_negs[i] = len(per_row[j])
                 out[i] = _out_row(rows[i], per_row[j], round(float(ps[j]), 6))
-        del emb, searcher
+        del emb, searcher, pid, norm, by_norm, by_query, by_source  # before the next partition's
 
     short = n_negs < params.num_negatives  # (n,)
     all_mined = np.concatenate(mined_scores) if mined_scores else np.zeros(0, dtype=np.float32)

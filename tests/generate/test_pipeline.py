@@ -232,7 +232,7 @@ def test_stage_killed_with_sigkill_resumes_without_resending(prepared: Path, tin
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         first = len(server.attempts)
-        cache_file = proj / "cache/generate/responses-openai.jsonl"
+        (cache_file,) = (proj / "cache/generate").glob("responses-openai-*.jsonl")
         done_before = _cached_tags(cache_file)
         assert done_before, "nothing was cached before the kill"
         assert not (proj / "data/generated").exists(), "a killed stage left a partial output"

@@ -28,6 +28,8 @@ Plan determinism: example ``i`` of language ``L`` draws its passage, task type, 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import random
@@ -229,7 +231,8 @@ def run_generation(
         params: The generate params.
         seed: ``base.seed``.
         prepared: ``data/prepared``.
-        out_dir: Output directory, written atomically: ``examples.jsonl``, ``metrics.json``, ``rejected.jsonl``.
+        out_dir: Output directory, written atomically: ``examples.jsonl``, ``metrics.json`` (validation and
+            round-trip counts; deterministic), ``rejected.jsonl``.
         cache_dir: Root of the on-disk caches (``base.cache_dir``); raw responses go to ``<cache_dir>/generate``.
         encode: ``encode(texts, kind)`` with the base embedder for the round-trip filter (``None`` disables it).
         backend: Backend to use (default: built from params).
@@ -237,7 +240,8 @@ def run_generation(
         bf16: Run a local generator in bfloat16.
 
     Returns:
-        The metrics written to ``metrics.json``.
+        The metrics written to ``metrics.json``, plus ``ledger`` (requests, cache hits, tokens, cost of this run)
+        and ``wall_seconds``.
     """
     from retrofit.jsonl import write_json, write_jsonl
     from retrofit.runtime import atomic_dir
@@ -254,7 +258,10 @@ def run_generation(
     roundtrip = RoundTrip(encode, params.roundtrip_top_k) if encode and params.roundtrip_top_k > 0 else None
     chat = params.backend != "local"
 
-    cache_path = cache_dir / "generate" / f"responses-{params.backend}.jsonl"
+    # One cache file per generator identity (backend, model, weights or endpoint): answers of one model are never
+    # reused for another, while every run of the same generator shares its finished requests.
+    ident = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
+    cache_path = cache_dir / "generate" / f"responses-{params.backend}-{ident}.jsonl"
     cache_path.parent.mkdir(parents=True, exist_ok=True)
     target = params.per_language
     accepted: dict[str, dict[int, dict[str, Any]]] = {lang: {} for lang in params.languages}
@@ -383,7 +390,9 @@ def run_generation(
     with atomic_dir(out_dir) as tmp:
         write_jsonl(tmp / "examples.jsonl", rows)
         write_jsonl(tmp / "rejected.jsonl", rejected_rows)
-        write_json(tmp / "metrics.json", {k: v for k, v in metrics.items() if k != "wall_seconds"})
+        # The ledger and wall time describe this run (a rerun answered from the cache sends nothing), not the data,
+        # so they stay out of the output directory and its hash; the stage writes the ledger beside it.
+        write_json(tmp / "metrics.json", {k: v for k, v in metrics.items() if k not in ("wall_seconds", "ledger")})
     for lang, m in per_lang.items():
         if m["shortfall"]:
             log.warning("generate: %s is %d examples short of %d after %d rounds", lang, m["shortfall"], target, rounds)
