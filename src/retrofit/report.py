@@ -38,7 +38,7 @@ ROLES = ("seed2", "nohard", "div_lang", "div_task")
 
 
 def load_reports(eval_dir: Path, names: list[str]) -> dict[str, dict[str, Any]]:
-    """``{model: metrics.json}`` for every name whose report exists (missing ones are skipped and logged)."""
+    """``{model: metrics.json}`` for every name whose report exists (the caller decides what a missing one means)."""
     out = {}
     for name in names:
         path = eval_dir / name / "metrics.json"
@@ -165,7 +165,6 @@ def build_report(
                  for fam in FAMILIES if score(reports, m, fam) is not None]
     _write_csv(out_dir / "diversity.csv", diversity, ["label", "variant", "model", "family", "ndcg_at_10"])
 
-    mid = f"scale_{points[len(points) // 2 - 1]}" if len(points) >= 3 else None
     findings = {
         "gain_from_synthetic": {"delta": diff(top, f"scale_{points[0]}")},
         "plateau_last_step": {"delta": diff(top, f"scale_{points[-2]}") if len(points) > 1 else None},
@@ -187,7 +186,7 @@ def build_report(
         plateau = "reproduced: gains stop within the seed spread at the largest points"
     else:
         plateau = "not reproduced: still rising at the largest point" if last > 0 else "reversed: falls at the top"
-    findings["plateau"] = {"verdict": plateau, "mid_model": mid}
+    findings["plateau"] = {"verdict": plateau}
 
     _figures(rows, ablation, diversity, points, out_dir / "figures")
     results_md.write_text(_markdown(reports, rows, points, spread, findings), encoding="utf-8")
