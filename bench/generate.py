@@ -70,7 +70,7 @@ def main() -> None:
             "valid": ok, "valid_per_min": round(60 * ok / gen_s, 1), "output_tokens": out_tokens,
         })
         print(results[-1], flush=True)
-    print(f"\n| config | req/min | s/req | valid/min | load s |\n|---|---:|---:|---:|---:|")
+    print("\n| config | req/min | s/req | valid/min | load s |\n|---|---:|---:|---:|---:|")
     for r in results:
         print(f"| {r['config']} | {r['requests_per_min']} | {r['s_per_request']} | {r['valid_per_min']} | {r['load_s']} |")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

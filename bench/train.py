@@ -5,7 +5,7 @@ else English pairs from ``data/prepared/english`` with random in-group negatives
 sentence-transformers' trainer exactly as the ``train`` stage runs it, and reports the median step time after the
 first (warm-up) step. Prints a table and writes ``reports/bench/train.json``.
 
-Usage: ``python bench/train.py --steps 6 --configs fp32,bf16 --threads 1``
+Usage: ``python bench/train.py --steps 6 --configs bf16-top4-padded,bf16-top4 --threads 1``
 """
 
 from __future__ import annotations
@@ -27,16 +27,19 @@ from retrofit.train import train_model
 
 
 class StepTimer(TrainerCallback):
-    """Wall time of every optimizer step."""
+    """Wall time of every optimizer step; ``sync`` (e.g. ``torch.cuda.synchronize``) runs before each reading."""
 
-    def __init__(self) -> None:
+    def __init__(self, sync=None) -> None:
         self.times: list[float] = []
         self._t = 0.0
+        self._sync = sync or (lambda: None)
 
     def on_step_begin(self, args, state, control, **kw):
+        self._sync()
         self._t = time.perf_counter()
 
     def on_step_end(self, args, state, control, **kw):
+        self._sync()
         self.times.append(time.perf_counter() - self._t)
 
 
@@ -56,7 +59,9 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--max-seq-length", type=int, default=128)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--configs", default="fp32,bf16", help="any of fp32, bf16, bf16-top4 (top 4 layers trainable)")
+    ap.add_argument("--configs", default="fp32,bf16",
+                    help="any of fp32, bf16, bf16-top4 (top 4 layers trainable); a '-padded' suffix turns off "
+                         "the padding-free forward (train.unpad)")
     ap.add_argument("--out", default="reports/bench/train.json")
     args = ap.parse_args()
     set_threads(args.threads)
@@ -66,7 +71,7 @@ def main() -> None:
         seed_everything(0)
         params = TrainParams(
             max_steps=args.steps, batch_size=args.batch_size, max_seq_length=args.max_seq_length,
-            bf16=cfg.startswith("bf16"), trainable_layers=4 if cfg.endswith("top4") else None,
+            bf16=cfg.startswith("bf16"), trainable_layers=4 if "top4" in cfg else None, unpad="padded" not in cfg,
             homogeneous_batches=False, checkpoint_every=10_000, num_negatives=1,
         )
         timer = StepTimer()

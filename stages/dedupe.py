@@ -1,7 +1,7 @@
 """Stage ``dedupe``: one training pool from synthetic and English task pairs, decontaminated and deduplicated.
 
-Reads ``data/generated/examples.jsonl`` and ``data/prepared/english/<source>.jsonl`` (a nested, seeded sample of
-``dedupe.english_per_source`` pairs per dataset), drops anything overlapping a held-out XQuAD test question or
+Reads ``data/generated/examples.jsonl`` and ``data/prepared/english/<source>.jsonl`` for every ``data.english`` and
+``data.hub_english`` source (a nested, seeded sample of ``dedupe.english_per_source`` pairs per dataset), drops anything overlapping a held-out XQuAD test question or
 passage, then exact and near duplicates. Writes ``data/deduped/pairs.jsonl`` (schema in :mod:`retrofit.dedupe`),
 ``data/deduped/report.json`` (counts before/after each step, a DVC metric) and ``data/deduped/dropped.json``.
 """
@@ -19,7 +19,7 @@ def main() -> None:
     args = cli.parser(__doc__).parse_args()
     params = cli.init_stage(args)
     english = []
-    for source in params.data.english:
+    for source in [*params.data.english, *params.data.hub_english]:
         english += read_jsonl(Path("data/prepared/english") / f"{source}.jsonl")
     english = nested_sample_by(english, lambda r: r["source"], params.dedupe.english_per_source, params.base.seed)
     rows = read_jsonl("data/generated/examples.jsonl") + english

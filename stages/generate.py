@@ -2,21 +2,25 @@
 
 Writes ``data/generated/`` (``examples.jsonl``, ``metrics.json``, ``rejected.jsonl``; schema in
 :mod:`retrofit.generate.pipeline`), ``reports/generate/sample.md`` (a few rows per language, committed so a
-reader can judge quality) and ``reports/generate/ledger.json`` (requests, cache hits, tokens and cost of this run). Raw responses are cached under ``base.cache_dir``, so a killed run resumes without
-re-sending finished requests.
+reader can judge quality) and ``reports/generate/ledger.json`` (requests, cache hits, tokens and cost of this
+run). Raw responses are cached under ``base.cache_dir``, so a killed run resumes without re-sending finished
+requests.
 """
 
 from pathlib import Path
 
 from retrofit import cli
-from retrofit.jsonl import write_json
 from retrofit.generate.pipeline import run_generation, write_sample
+from retrofit.jsonl import write_json
 from retrofit.mine import EmbeddingCache, SentenceTransformerEncoder
+from retrofit.runtime import set_threads
 
 
 def main() -> None:
     args = cli.parser(__doc__).parse_args()
     params = cli.init_stage(args)
+    if params.generate.backend == "local" and params.generate.local.threads:
+        set_threads(params.generate.local.threads)  # this stage runs alone; see generate.local.threads
     cache_dir = Path(params.base.cache_dir)
     encoder = SentenceTransformerEncoder("models/base", batch_size=64, bf16=params.base.bf16_inference)
     embeddings = EmbeddingCache(cache_dir / "embeddings")

@@ -1,6 +1,6 @@
 """Stage ``mine``: hard negatives from a teacher model, with NV-Retriever's positive-aware false-negative filter.
 
-Reads ``data/deduped/pairs.jsonl``; writes ``data/mined/train.jsonl`` (schema in :mod:`retrofit.mine`) and
+Reads ``data/deduped/pairs.jsonl`` and the teacher (``models/teacher``, from the ``teacher`` stage); writes ``data/mined/train.jsonl`` (schema in :mod:`retrofit.mine`) and
 ``data/mined/report.json`` (score distributions, candidates dropped per filter; a DVC metric). With
 ``negatives.hard: false`` rows keep no mined negatives (in-batch negatives only) and no model is loaded.
 Embeddings are cached under ``base.cache_dir`` keyed by model and text, so changing a mining param re-encodes
@@ -12,6 +12,7 @@ from pathlib import Path
 from retrofit import cli
 from retrofit.jsonl import read_jsonl, write_json, write_jsonl
 from retrofit.mine import EmbeddingCache, SentenceTransformerEncoder, mine
+from retrofit.models import resolve_teacher
 from retrofit.runtime import atomic_dir
 
 
@@ -19,10 +20,11 @@ def main() -> None:
     args = cli.parser(__doc__).parse_args()
     params = cli.init_stage(args)
     cfg = params.negatives
-    teacher = "models/base" if cfg.teacher == "base" else cfg.teacher
+    teacher = resolve_teacher("models/teacher")  # the teacher stage's output: models/base or its own copy
     encoder = SentenceTransformerEncoder(teacher, batch_size=cfg.batch_size, bf16=params.base.bf16_inference)
     cache = EmbeddingCache(Path(params.base.cache_dir) / "embeddings")
-    rows, report = mine(read_jsonl("data/deduped/pairs.jsonl"), encoder, cfg, cache)
+    rows, report = mine(read_jsonl("data/deduped/pairs.jsonl"), encoder, cfg, cache, rank_window=cfg.rank_window,
+                        search_batch_size=cfg.search_batch_size)
     # Cache hits describe this run, not the data: logged, kept out of the output (and its hash).
     print(f"mine: embeddings {report.pop('encoding', {})}")
     with atomic_dir("data/mined") as out:

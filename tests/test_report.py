@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from retrofit.report import build_report, verdict
+from retrofit.report import build_report, load_mmteb, mmteb_markdown, verdict
 
 LANGS = ("de", "en")
 
@@ -67,3 +67,18 @@ def test_missing_spread_is_reported_not_guessed(tmp_path: Path):
     assert summary["spread"]["headline"] is None
     assert summary["findings"]["hard_negatives"]["verdict"] == "not run"
     assert summary["findings"]["plateau"]["verdict"] == "not run"
+
+
+def test_mmteb_section_lists_models_beside_anchors_and_flags_incomplete(tmp_path: Path):
+    import json
+
+    (tmp_path / "base" / "mmteb").mkdir(parents=True)
+    (tmp_path / "base" / "mmteb" / "metrics.json").write_text(json.dumps(
+        {"headline": {"main_score": 0.5272, "ndcg_at_10": 0.5301}, "tasks_done": 17, "tasks_expected": 18,
+         "complete": False}))
+    (tmp_path / "scale_0").mkdir()  # XQuAD only: no MMTEB section for it
+    mm = load_mmteb(tmp_path, ["base", "scale_0"])
+    assert list(mm) == ["base"]
+    lines = mmteb_markdown(mm, {"paper": 60.56})
+    assert "| base | 52.72 | 53.01 | 17/18 | no |" in lines and "| *paper* | *60.56* | | 18/18 | published |" in lines
+    assert mmteb_markdown({}, {"paper": 60.56}) == []

@@ -208,3 +208,30 @@ def test_two_process_gloo_loss_equals_single_process(tiny_model_dir: Path, tmp_p
     # two local losses is the single-process loss on the whole batch (the anchors never meet their own
     # hard negatives as positives, the bug sentence-transformers once shipped).
     assert float(out.read_text()) == pytest.approx(single, rel=1e-5)
+
+
+def _rank_train(rank: int, world: int, port: int, model_dir: str, tmp: str) -> None:
+    import json
+
+    os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
+                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+    torch.set_num_threads(1)
+    info = train_model(Path(model_dir), rows(), _tiny_params(max_steps=2), Path(tmp) / "model", name="ddp",
+                       checkpoint_dir=Path(tmp) / f"ck-{rank}", live_dir=Path(tmp) / f"live-{rank}"
+                       if rank == 0 else None)
+    Path(tmp, f"info-{rank}.json").write_text(json.dumps(info))
+
+
+def test_two_process_training_writes_the_model_from_rank_zero_only(tiny_model_dir: Path, tmp_path: Path):
+    import json
+
+    import torch.multiprocessing as mp
+
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    mp.spawn(_rank_train, args=(2, _free_port(), str(tiny_model_dir), str(tmp_path)), nprocs=2, join=True)
+    infos = [json.loads((tmp_path / f"info-{r}.json").read_text()) for r in (0, 1)]
+    assert [i["world_size"] for i in infos] == [2, 2]
+    assert [i["main_process"] for i in infos] == [True, False]
+    assert infos[0]["steps"] == infos[1]["steps"] == 2
+    assert (tmp_path / "model" / "model.safetensors").is_file()
+    assert not list(tmp_path.glob(".model*")), "no leftover temporary model directory from a second writer"

@@ -153,6 +153,9 @@ class LocalGenParams(_Group):
     temperature: float = Field(0.0, ge=0.0)
     top_p: float = Field(0.9, gt=0.0, le=1.0)
     snippet_chars: int = Field(240, ge=40)
+    #: torch threads for the generator and the round-trip encoder (None: base.threads). The stage runs alone, so
+    #: 2 on 2 idle cores: 96.9 against 68.1 requests/min with 1 (bench/generate.py); use 1 on a busy host.
+    threads: int | None = Field(None, ge=1)
 
 
 class OpenAIGenParams(_Group):
@@ -234,6 +237,10 @@ class NegativesParams(_Group):
     index: Literal["flat", "ivf", "hnsw"] = "flat"
     scope: Literal["language", "all"] = "language"
     batch_size: int = Field(64, ge=1)
+    #: Where range_min/range_max count ranks (retrofit.mine): the raw search result, or after the filters
+    #: (sentence-transformers' mine_hard_negatives semantics).
+    rank_window: Literal["search", "filtered"] = "search"
+    search_batch_size: int = Field(8192, ge=1)
 
     @model_validator(mode="after")
     def _range_ordered(self) -> NegativesParams:
@@ -276,6 +283,10 @@ class TrainParams(_Group):
     freeze_embeddings: bool = True
     trainable_layers: int | None = Field(None, ge=0)
     bf16: bool = True
+    #: Padding-free forward for BERT-family encoders (retrofit.unpad): token-wise work skips pad tokens.
+    unpad: bool = True
+    #: DataLoader worker processes: tokenization overlaps the GPU step (0: in the training process).
+    dataloader_workers: int = Field(0, ge=0)
     checkpoint_every: int = Field(10, ge=1)
     gather_across_devices: bool = True
 

@@ -42,7 +42,7 @@ import json
 import logging
 import re
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -412,11 +412,16 @@ def prepare_english(raw_dir: str | Path, out_dir: str | Path, sources: list[str]
         for source, (rows, _) in built.items():
             write_jsonl(tmp / f"{source}.jsonl", rows)
     counts: dict[str, Any] = {source: c for source, (_, c) in built.items()}
+    for source, c in counts.items():
+        log.info("english %s: %d written, dropped %s", source, c["written"], c["dropped"])
+    counts["total"] = totals(counts)
+    return counts
+
+
+def totals(counts: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"written", "per_task_type"}`` over the per-source counts (any ``"total"`` entry is ignored)."""
     per_task: Counter[str] = Counter()
-    for c in counts.values():
-        per_task[c["task_type"]] += c["written"]
-    counts["total"] = {"written": sum(per_task.values()), "per_task_type": dict(sorted(per_task.items()))}
     for source, c in counts.items():
         if source != "total":
-            log.info("english %s: %d written, dropped %s", source, c["written"], c["dropped"])
-    return counts
+            per_task[c["task_type"]] += c["written"]
+    return {"written": sum(per_task.values()), "per_task_type": dict(sorted(per_task.items()))}

@@ -76,7 +76,7 @@ from tqdm.auto import tqdm
 
 from retrofit.jsonl import write_json
 from retrofit.languages import XQUAD_LANGUAGES, check_languages
-from retrofit.runtime import inference_autocast
+from retrofit.runtime import fingerprint_model_dir, inference_autocast
 
 if TYPE_CHECKING:
     from mteb.abstasks.retrieval_dataset_loaders import RetrievalSplitData
@@ -552,17 +552,6 @@ class PromptCachedEncoder(AbsEncoder):
         return self.encode_texts(texts, prompt_type)
 
 
-def _model_revision(model_path: Path) -> str:
-    """A short content hash of a model directory (README excluded: its text does not change the embeddings)."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in model_path.rglob("*") if p.is_file() and p.name != "README.md"):
-        digest.update(str(path.relative_to(model_path)).encode("utf-8") + b"\0")
-        with path.open("rb") as fh:
-            while chunk := fh.read(1 << 22):
-                digest.update(chunk)
-    return digest.hexdigest()[:16]
-
-
 def load_encoder(
     model_path: Path, model_name: str, *, batch_size: int = 32, device: str | None = None, bf16: bool = False
 ) -> PromptCachedEncoder:
@@ -593,7 +582,7 @@ def load_encoder(
     meta = ModelMeta.create_empty(
         overwrites={
             "name": f"retrofit/{model_name}",
-            "revision": _model_revision(model_path),
+            "revision": fingerprint_model_dir(model_path)[:16],
             "embed_dim": model.get_embedding_dimension(),
             "max_tokens": model.max_seq_length,
             "similarity_fn_name": ScoringFunction.COSINE,

@@ -99,7 +99,7 @@ import numpy.typing as npt
 
 from retrofit.config import NegativesParams
 from retrofit.jsonl import write_json
-from retrofit.runtime import inference_autocast
+from retrofit.runtime import fingerprint_model_dir, inference_autocast
 
 logger = logging.getLogger(__name__)
 
@@ -175,35 +175,6 @@ class Encoder(Protocol):
         ...
 
 
-def fingerprint_model_dir(model_dir: str | Path, extra: Mapping[str, Any] | None = None) -> str:
-    """sha256 over every file of a model directory (paths and contents), plus optional settings.
-
-    ``README.md`` and hidden files are skipped: they do not change the embeddings.
-
-    Args:
-        model_dir: A model directory.
-        extra: JSON-serialisable settings that change the embeddings without being in the files (prompt names).
-
-    Returns:
-        64 hex digits.
-    """
-    model_dir = Path(model_dir)
-    digest = hashlib.sha256()
-    files = sorted(
-        p for p in model_dir.rglob("*")
-        if p.is_file() and p.name != "README.md" and not any(s.startswith(".") for s in p.relative_to(model_dir).parts)
-    )
-    for path in files:
-        digest.update(path.relative_to(model_dir).as_posix().encode("utf-8") + b"\0")
-        with path.open("rb") as fh:
-            while chunk := fh.read(1 << 22):
-                digest.update(chunk)
-        digest.update(b"\0")
-    if extra:
-        digest.update(json.dumps(dict(extra), sort_keys=True).encode("utf-8"))
-    return digest.hexdigest()
-
-
 class SentenceTransformerEncoder:
     """:class:`Encoder` over a local sentence-transformers model directory, using its own prompts.
 
@@ -259,7 +230,7 @@ class SentenceTransformerEncoder:
 
     @property
     def fingerprint(self) -> str:
-        """sha256 of the model files and the prompt names (see :func:`fingerprint_model_dir`)."""
+        """sha256 of the model files and the prompt names (see :func:`retrofit.runtime.fingerprint_model_dir`)."""
         if self._fingerprint is None:
             extra: dict[str, Any] = {"prompt_names": self.prompt_names}
             if self.bf16:

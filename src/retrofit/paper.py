@@ -71,9 +71,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from retrofit import hub
 from retrofit.config import Params, ParamsError, validate_params
 from retrofit.jsonl import write_json
-from retrofit.models import HUB_PROBE_TIMEOUT_S
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,6 @@ ANCHORS: dict[str, float] = {
     "multilingual-e5-base": 52.72,
 }
 
-_OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
 _MISSING = object()
 
@@ -375,50 +374,6 @@ def apply_profile(profile: Path, params: Path, *, backup: bool = False, dry_run:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def hub_offline() -> bool:
-    """Offline mode as set *now* (the libraries read these variables once, at import)."""
-    from huggingface_hub import constants
-
-    values = [(os.environ.get(v) or "").strip().upper() for v in _OFFLINE_VARS]
-    return bool(constants.HF_HUB_OFFLINE) or any(v in {"1", "ON", "YES", "TRUE"} for v in values)
-
-
-def _provide_help(*, fetch: str = "load it once", local: str | None = None) -> str:
-    """How to provide a hub asset offline: a pre-populated HF_HOME, a local copy (where one works), a mirror."""
-    ways = [
-        f"on a machine with network access, {fetch} and copy that machine's HF_HOME here (or share it), then set "
-        "HF_HUB_OFFLINE=1 so that only the cache is read",
-        "point HF_ENDPOINT at a reachable Hugging Face Hub mirror",
-    ]
-    if local:
-        ways.insert(1, local)
-    return "Provide it one of these ways: " + "; ".join(f"({i}) {w}" for i, w in enumerate(ways, 1)) + "."
-
-
-def _probe_dataset(
-    repo_id: str, revision: str | None, describe: str, local: str | None = None, fetch: str = "load it once"
-) -> None:
-    """One metadata request (10 s timeout) before a download; raises the project's RuntimeError on any failure."""
-    from huggingface_hub import HfApi
-    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
-
-    try:
-        HfApi().dataset_info(repo_id, revision=revision, timeout=HUB_PROBE_TIMEOUT_S)
-    except GatedRepoError as exc:
-        reason = f"the dataset is gated; log in with a token that has accepted its terms ({exc})"
-    except RevisionNotFoundError:
-        reason = f"no revision {revision!r} in this repository"
-    except RepositoryNotFoundError:
-        reason = "no such dataset repository on the Hub"
-    except Exception as exc:  # noqa: BLE001 - connection refused, DNS, timeout, proxy: all mean "unreachable"
-        reason = f"the Hub is unreachable: {type(exc).__name__}: {exc}"
-    else:
-        return
-    raise RuntimeError(
-        f"{describe}: cannot get it from the Hugging Face Hub ({reason}). {_provide_help(fetch=fetch, local=local)}"
-    )
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # English task pairs from a hub (or local) dataset
 # ----------------------------------------------------------------------------------------------------------------
@@ -481,9 +436,9 @@ def _load_english(spec: dict[str, Any], name: str, cache_dir: str | None) -> Any
         f"set data.hub_english.{name}.dataset to a local copy (a Dataset.save_to_disk directory, a clone of "
         f"https://huggingface.co/datasets/{target}, or a .jsonl/.parquet/.csv file)"
     )
-    offline = hub_offline()
+    offline = hub.offline()
     if not offline:
-        _probe_dataset(target, spec["revision"], describe, local=local_way)
+        hub.probe(target, describe, revision=spec["revision"], local=local_way)
     try:
         return datasets.load_dataset(
             target, spec["config"], split=spec["split"], revision=spec["revision"], cache_dir=cache_dir,
@@ -493,7 +448,7 @@ def _load_english(spec: dict[str, Any], name: str, cache_dir: str | None) -> Any
         reason = ("offline mode is on and it is not in the local cache" if offline else "download failed") + (
             f"; datasets said: {type(exc).__name__}: {str(exc)[:300]}"
         )
-        raise RuntimeError(f"{describe}: cannot load it ({reason}). {_provide_help(local=local_way)}") from exc
+        raise RuntimeError(f"{describe}: cannot load it ({reason}). {hub.provide_help(local=local_way)}") from exc
 
 
 def _pick(
@@ -609,6 +564,48 @@ def hub_english_pairs(
         })
     log.info("%s: %d rows (columns %s/%s/%s), dropped %s", describe, len(out), q_col, p_col, n_col, dict(drops))
     return out
+
+
+def prepare_hub_english(
+    specs: Mapping[str, Any], out_dir: str | Path, limit: int, *, seed: int = 0, cache_dir: str | Path | None = None
+) -> dict[str, Any]:
+    """Write each ``data.hub_english`` dataset as ``<name>.jsonl`` pairs beside the embedded English sources.
+
+    Called by the ``prepare`` stage. The rows follow :mod:`retrofit.english`'s schema (from
+    :func:`hub_english_pairs`), so dedupe, mining and training treat hub and embedded sources alike.
+
+    Args:
+        specs: ``{name: spec}``, as ``data.hub_english``.
+        out_dir: The ``english`` directory of ``data/prepared`` (must exist).
+        limit: Rows per dataset (``data.hub_english_rows``).
+        seed: Read order of map-style datasets.
+        cache_dir: ``datasets`` cache directory.
+
+    Returns:
+        ``{name: counts}`` in :func:`retrofit.english.build_pairs`' form (``candidates``, ``dropped``, ``per_lang``,
+        ``task_type``, ``with_negative``, ``written``).
+
+    Raises:
+        RuntimeError: A dataset cannot be obtained (the message names it and how to provide it); nothing is written
+            for the failing dataset, and the stage's atomic output directory keeps the last good data.
+    """
+    from retrofit.jsonl import write_jsonl
+
+    counts: dict[str, Any] = {}
+    for name, spec in specs.items():
+        drops: Counter[str] = Counter()
+        rows = hub_english_pairs(spec, limit, name=name, seed=seed, cache_dir=cache_dir, drops=drops)
+        write_jsonl(Path(out_dir) / f"{name}.jsonl", rows)
+        counts[name] = {
+            "candidates": len(rows) + sum(drops.values()),
+            "dropped": dict(sorted(drops.items())),
+            "per_lang": {"en": len(rows)},
+            "task_type": _spec(spec)["task_type"],
+            "with_negative": sum(1 for r in rows if r["negative"]),
+            "written": len(rows),
+        }
+        log.info("hub english %s: %d written, dropped %s", name, len(rows), dict(drops))
+    return counts
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -766,11 +763,11 @@ def _load_task_data(task: Any) -> None:
     try:
         task.load_data()
     except Exception as exc:  # noqa: BLE001 - datasets raises many types for a cache miss; all mean the same here
-        state = "offline mode is on and it is not in the local cache" if hub_offline() else "loading failed"
+        state = "offline mode is on and it is not in the local cache" if hub.offline() else "loading failed"
         prefetch = f"run `python -m retrofit.paper prefetch --tasks {task.metadata.name}`"
         raise RuntimeError(
             f"{_task_help(task)}: cannot load its data ({state}; {type(exc).__name__}: {str(exc)[:300]}). "
-            + _provide_help(fetch=prefetch)
+            + hub.provide_help(fetch=prefetch)
         ) from exc
 
 
@@ -780,12 +777,12 @@ def check_mmteb_reachable(tasks: Iterable[Any]) -> None:
     Raises:
         RuntimeError: Naming the first task whose dataset cannot be reached.
     """
-    if hub_offline():
+    if hub.offline():
         return
     for task in tasks:
         meta = task.metadata
-        _probe_dataset(meta.dataset["path"], meta.dataset.get("revision"), _task_help(task),
-                       fetch=f"run `python -m retrofit.paper prefetch --tasks {meta.name}`")
+        hub.probe(meta.dataset["path"], _task_help(task), revision=meta.dataset.get("revision"),
+                  fetch=f"run `python -m retrofit.paper prefetch --tasks {meta.name}`")
 
 
 def shard(names: Sequence[str], k: int, n: int, weights: Mapping[str, float] | None = None) -> list[str]:

