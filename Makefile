@@ -10,7 +10,7 @@ export TOKENIZERS_PARALLELISM ?= false
 PLOTS_TEMPLATE := .cache/retrofit/plots/offline.html
 APT := $(shell [ "$$(id -u)" = 0 ] && echo apt-get || echo sudo apt-get)
 
-.PHONY: setup repro test test-all test-deps plots lock clean-venv
+.PHONY: setup repro test test-all test-deps plots plots-diff lock clean-venv
 
 setup: $(VENV)/.installed
 
@@ -44,6 +44,13 @@ plots: setup
 	@test -f $(PLOTS_TEMPLATE) || $(BIN)/python -m retrofit.plots_html template $(PLOTS_TEMPLATE)
 	$(BIN)/dvc plots show --html-template $(PLOTS_TEMPLATE) -o reports/plots
 	$(BIN)/python -m retrofit.plots_html screenshot reports/plots/index.html reports/plots.png
+
+# Overlay an experiment's (or a revision's) curves on the workspace's, offline: make plots-diff EXP=<name or rev>
+plots-diff: setup
+	@test -n "$(EXP)" || { echo "usage: make plots-diff EXP=<experiment name or git revision>"; exit 2; }
+	@test -f $(PLOTS_TEMPLATE) || $(BIN)/python -m retrofit.plots_html template $(PLOTS_TEMPLATE)
+	$(BIN)/dvc plots diff $(EXP) --html-template $(PLOTS_TEMPLATE) -o reports/plots_diff
+	$(BIN)/python -m retrofit.plots_html screenshot reports/plots_diff/index.html reports/plots_diff.png
 
 lock: setup
 	{ head -n 2 requirements.lock; $(BIN)/python -m pip freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu$$/torch==\1/'; } > requirements.lock.new
