@@ -4,12 +4,13 @@ Plans ``--n`` requests over a few languages with the real planner (3-shot prompt
 them with the local backend (Gemma 3 270M by default) in each configuration:
 
 - ``fp32``: float32 weights (the plain transformers load; the "before");
-- ``bf16``: bfloat16 weights (AMX on this CPU; the "after").
+- ``bf16``: bfloat16 weights (AMX on this CPU; the "after");
+- a ``-b<N>`` suffix (``bf16-b32``) sets the batch size (default: ``generate.local.batch_size``).
 
 Both use length-sorted batches and per-row newline stopping. Prints a table and writes
 ``reports/bench/generate.json``. Needs ``data/prepared`` (run ``dvc repro prepare``).
 
-Usage: ``python bench/generate.py --n 48 --threads 1``
+Usage: ``python bench/generate.py --n 48 --threads 2 --configs bf16,bf16-b32``
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ def main() -> None:
     langid = LanguageIdentifier(langs)
     results = []
     for cfg in args.configs.split(","):
-        backend = LocalBackend(params.local.model, params.local.batch_size, bf16=cfg == "bf16", progress=False,
+        batch = int(cfg.split("-b", 1)[1]) if "-b" in cfg else params.local.batch_size
+        backend = LocalBackend(params.local.model, batch, bf16=cfg.startswith("bf16"), progress=False,
                                cache_root=Path(".cache/retrofit/llm"))
         t0 = time.perf_counter()
         backend._load()
@@ -65,7 +67,7 @@ def main() -> None:
         )
         out_tokens = sum(a.completion_tokens for a in answers.values())
         results.append({
-            "config": cfg, "requests": len(plans), "load_s": round(load_s, 1), "generate_s": round(gen_s, 1),
+            "config": cfg, "batch_size": batch, "threads": args.threads, "requests": len(plans), "load_s": round(load_s, 1), "generate_s": round(gen_s, 1),
             "requests_per_min": round(60 * len(plans) / gen_s, 1), "s_per_request": round(gen_s / len(plans), 3),
             "valid": ok, "valid_per_min": round(60 * ok / gen_s, 1), "output_tokens": out_tokens,
         })

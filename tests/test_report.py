@@ -53,6 +53,10 @@ def test_build_report_tables_and_findings(tmp_path: Path):
     rows = list(csv.DictReader((tmp_path / "results/scores.csv").open()))
     cross_de = [r for r in rows if r["model"] == "base" and r["family"] == "cross" and r["language"] == "de"]
     assert float(cross_de[0]["ndcg_at_10"]) == pytest.approx(0.70)  # mean of de-en and en-de
+    import json
+
+    models = json.loads((tmp_path / "results/models.json").read_text())
+    assert set(models) == set(reports) and models["nohard"]["headline"] == pytest.approx(0.73)
     curve = list(csv.DictReader((tmp_path / "results/scale_headline.csv").open()))
     assert [int(r["scale"]) for r in curve] == [0, 6, 12]
     for name in ("scale", "ablation", "diversity"):

@@ -17,6 +17,8 @@ Outputs (``out_dir``; every file is rewritten):
   headline; ``scale`` is the synthetic examples per language for sweep models, empty otherwise;
 - ``scale_<family>.csv`` (``headline``, ``mono``, ``cross``, ``pooled``): the plateau curve, for DVC plots;
 - ``ablation.csv`` and ``diversity.csv``: the bar comparisons (``label`` = family and variant), for DVC plots;
+- ``models.json``: ``{model: {family: nDCG@10}}`` for every model (a DVC metric, so ``dvc exp show`` and
+  ``dvc metrics diff`` compare every model of two runs);
 - ``figures/*.png``: the same as matplotlib figures;
 - ``results_md`` (``reports/RESULTS.md``): every table, the base model against each retrofitted model, and a short statement per finding;
   with paper-scale MMTEB reports (``reports/eval/<model>/mmteb/metrics.json``, :func:`load_mmteb`) also their
@@ -176,6 +178,9 @@ def build_report(
         curve = [r for r in rows if r["family"] == fam and r["language"] == "all" and r["model"] in scales]
         curve.sort(key=lambda r: r["scale"])
         _write_csv(out_dir / f"scale_{fam}.csv", curve, ["scale", *METRICS])
+
+    per_model = {m: {fam: score(reports, m, fam) for fam in FAMILIES} for m in reports}
+    (out_dir / "models.json").write_text(json.dumps(per_model, indent=2) + "\n", encoding="utf-8")
 
     top = f"scale_{points[-1]}"
     spread = {
