@@ -13,10 +13,12 @@ is cheaper than ``stop_strings``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from tqdm.auto import tqdm
 
@@ -65,6 +67,32 @@ def resolve_local_model(spec: str, cache_root: Path) -> tuple[str, str]:
     return spec, spec
 
 
+@contextlib.contextmanager
+def _gguf_parsed_once() -> Iterator[None]:
+    """Parse each GGUF file once while transformers loads its tokenizer, config and weights.
+
+    transformers builds a fresh ``gguf.GGUFReader`` for each of the three, and each parse walks Gemma's 262K-entry
+    vocabulary through numpy memmap slices (about 20 s apiece here); the readers are read-only, so one per file
+    serves all three.
+    """
+    import gguf
+
+    original = gguf.GGUFReader
+    readers: dict[tuple[str, str], Any] = {}
+
+    def reader(path: Any, mode: str = "r") -> Any:
+        key = (str(Path(path).resolve()), mode)
+        if key not in readers:
+            readers[key] = original(path, mode)
+        return readers[key]
+
+    gguf.GGUFReader = reader
+    try:
+        yield
+    finally:
+        gguf.GGUFReader = original
+
+
 def _convert_gguf(gguf: Path, sha: str, cache_root: Path) -> str:
     """Dequantise ``gguf`` once into ``cache_root/<sha[:16]>`` (safetensors + tokenizer) and return that dir."""
     out = cache_root / f"{gguf.stem}-{sha[:16]}"
@@ -75,9 +103,10 @@ def _convert_gguf(gguf: Path, sha: str, cache_root: Path) -> str:
 
     from retrofit.runtime import atomic_dir
 
-    log.info("converting %s to a transformers checkpoint in %s (once; about a minute)", gguf.name, out)
-    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    log.info("converting %s to a transformers checkpoint in %s (once; under a minute)", gguf.name, out)
+    with _gguf_parsed_once():
+        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
     # The weights are dequantised fp32 tensors now; drop the GGUF quantizer so save_pretrained accepts them.
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
