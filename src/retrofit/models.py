@@ -10,9 +10,12 @@
   is there and downloaded otherwise.
 
 Whatever the source, the result is saved as one fp32 sentence-transformers directory with a ``base_model.json``
-provenance file (schema: see :func:`materialize_base_model`). Hub access fails fast: offline, or with the Hub
-unreachable, a ``RuntimeError`` says which asset is missing and how to provide it, instead of the ~70 s of
-retries that transformers would spend before failing.
+provenance file (schema: see :func:`materialize_base_model`). Hub access fails fast (:mod:`retrofit.hub`): offline,
+or with the Hub unreachable, a ``RuntimeError`` says which asset is missing and how to provide it, instead of the
+~70 s of retries that transformers would spend before failing.
+
+The mining teacher (``negatives.teacher``) is resolved the same way by :func:`materialize_teacher`, except that
+``base`` writes a pointer to the base model (``TEACHER_POINTER``) instead of a second copy.
 """
 
 from __future__ import annotations
