@@ -1,9 +1,10 @@
 """Stage ``dedupe``: one training pool from synthetic and English task pairs, decontaminated and deduplicated.
 
 Reads ``data/generated/examples.jsonl`` and ``data/prepared/english/<source>.jsonl`` for every ``data.english`` and
-``data.hub_english`` source (a nested, seeded sample of ``dedupe.english_per_source`` pairs per dataset), drops anything overlapping a held-out XQuAD test question or
-passage, then exact and near duplicates. Writes ``data/deduped/pairs.jsonl`` (schema in :mod:`retrofit.dedupe`),
-``data/deduped/report.json`` (counts before/after each step, a DVC metric) and ``data/deduped/dropped.json``.
+``data.hub_english`` source (a nested, seeded sample of ``dedupe.english_per_source`` pairs per dataset), drops
+anything overlapping a held-out XQuAD test question or passage, then exact and near duplicates. Writes
+``data/deduped/pairs.jsonl`` (schema in :mod:`retrofit.dedupe`), ``data/deduped/report.json`` (counts before/after
+each step, a DVC metric) and ``data/deduped/dropped.json``.
 """
 
 from pathlib import Path

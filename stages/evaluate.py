@@ -39,10 +39,9 @@ def main() -> None:
         print(f"evaluate: {args.name} XQuAD headline nDCG@10 = {metrics['headline']['ndcg_at_10']:.4f}")
     if "mmteb" in cfg.benchmarks:
         mm = cfg.mmteb
-        names = mm.tasks or [t.metadata.name for t in paper.mmteb_tasks(mm.benchmark, mm.task_types)]
         metrics = paper.evaluate_mmteb(
-            args.model, args.out / "mmteb", names, batch_size=cfg.batch_size, model_name=args.name,
-            benchmark=mm.benchmark, bf16=bf16, max_seq_length=mm.max_seq_length,
+            args.model, args.out / "mmteb", mm.tasks, batch_size=cfg.batch_size, model_name=args.name,
+            benchmark=mm.benchmark, task_types=mm.task_types, bf16=bf16, max_seq_length=mm.max_seq_length,
         )
         print(f"evaluate: {args.name} {mm.benchmark} mean nDCG@10 = {metrics['headline']['ndcg_at_10']:.4f} "
               f"over {metrics['tasks_done']} task(s)")

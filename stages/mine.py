@@ -1,10 +1,10 @@
 """Stage ``mine``: hard negatives from a teacher model, with NV-Retriever's positive-aware false-negative filter.
 
-Reads ``data/deduped/pairs.jsonl`` and the teacher (``models/teacher``, from the ``teacher`` stage); writes ``data/mined/train.jsonl`` (schema in :mod:`retrofit.mine`) and
-``data/mined/report.json`` (score distributions, candidates dropped per filter; a DVC metric). With
-``negatives.hard: false`` rows keep no mined negatives (in-batch negatives only) and no model is loaded.
-Embeddings are cached under ``base.cache_dir`` keyed by model and text, so changing a mining param re-encodes
-nothing.
+Reads ``data/deduped/pairs.jsonl`` and the teacher (``models/teacher``, from the ``teacher`` stage); writes
+``data/mined/train.jsonl`` (schema in :mod:`retrofit.mine`) and ``data/mined/report.json`` (score distributions,
+candidates dropped per filter; a DVC metric). With ``negatives.hard: false`` rows keep no mined negatives
+(in-batch negatives only) and no model is loaded. Embeddings are cached under ``base.cache_dir`` keyed by model
+and text, so changing a mining param re-encodes nothing.
 """
 
 from pathlib import Path

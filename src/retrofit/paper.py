@@ -817,6 +817,7 @@ def evaluate_mmteb(
     model_name: str = "model",
     *,
     benchmark: str = DEFAULT_BENCHMARK,
+    task_types: Sequence[str] = (RETRIEVAL,),
     device: str | None = None,
     bf16: bool = True,
     max_seq_length: int | None = None,
@@ -833,10 +834,11 @@ def evaluate_mmteb(
         model_path: A sentence-transformers model directory (no hub access).
         out_dir: Output directory (created); see the module docstring for its files. Per-task results from earlier
             or parallel (sharded) runs into the same directory are kept and summarised together.
-        tasks: Task names to run (default: every Retrieval task of ``benchmark``).
+        tasks: Task names to run (default: every task of ``task_types`` in ``benchmark``).
         batch_size: Texts per forward pass.
         model_name: Names the results (``retrofit/<model_name>`` in mteb); unique per evaluated model.
         benchmark: The mteb benchmark.
+        task_types: The benchmark's task types to select from (``tasks`` names a subset of them).
         device: torch device; ``None`` lets sentence-transformers choose (a GPU when there is one).
         bf16: Encode under bf16 autocast.
         max_seq_length: Override the model's saved ``max_seq_length`` (a model trained at 256 tokens is saved with
@@ -859,7 +861,7 @@ def evaluate_mmteb(
     from retrofit.evaluation import PromptCachedEncoder, load_encoder
 
     out_dir = Path(out_dir)
-    chosen = mmteb_tasks(benchmark, names=tasks)
+    chosen = mmteb_tasks(benchmark, task_types, names=tasks)
     if not chosen:
         raise ValueError(f"no tasks to evaluate (tasks={tasks!r})")
     check_mmteb_reachable(chosen)  # online: an unreachable Hub fails here, before any work

@@ -20,8 +20,8 @@ Outputs (``out_dir``; every file is rewritten):
 - ``models.json``: ``{model: {family: nDCG@10}}`` for every model (a DVC metric, so ``dvc exp show`` and
   ``dvc metrics diff`` compare every model of two runs);
 - ``figures/*.png``: the same as matplotlib figures;
-- ``results_md`` (``reports/RESULTS.md``): every table, the base model against each retrofitted model, and a short statement per finding;
-  with paper-scale MMTEB reports (``reports/eval/<model>/mmteb/metrics.json``, :func:`load_mmteb`) also their
+- ``results_md`` (``reports/RESULTS.md``): every table, the base model against each retrofitted model, and a short
+  statement per finding; with paper-scale MMTEB reports (``reports/eval/<model>/mmteb/metrics.json``, :func:`load_mmteb`) also their
   table beside the published anchors.
 
 A finding counts as reproduced only when its difference exceeds the seed spread; otherwise it is reported as not
