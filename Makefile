@@ -10,7 +10,7 @@ export TOKENIZERS_PARALLELISM ?= false
 PLOTS_TEMPLATE := .cache/retrofit/plots/offline.html
 APT := $(shell [ "$$(id -u)" = 0 ] && echo apt-get || echo sudo apt-get)
 
-.PHONY: setup repro test test-all test-deps plots plots-diff lock clean-venv
+.PHONY: setup repro test test-all test-deps plots plots-diff readme-results lock clean-venv
 
 setup: $(VENV)/.installed
 
@@ -51,6 +51,10 @@ plots-diff: setup
 	@test -f $(PLOTS_TEMPLATE) || $(BIN)/python -m retrofit.plots_html template $(PLOTS_TEMPLATE)
 	$(BIN)/dvc plots diff $(EXP) --html-template $(PLOTS_TEMPLATE) -o reports/plots_diff
 	$(BIN)/python -m retrofit.plots_html screenshot reports/plots_diff/index.html reports/plots_diff.png
+
+# The README's results block, regenerated from reports/results/ (after the plot stage).
+readme-results: setup
+	$(BIN)/python -m retrofit.report readme README.md reports/results
 
 lock: setup
 	{ head -n 2 requirements.lock; $(BIN)/python -m pip freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu$$/torch==\1/'; } > requirements.lock.new

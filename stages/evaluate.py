@@ -1,17 +1,24 @@
-"""Stage ``evaluate``: score one model on each benchmark of ``evaluate.benchmarks``.
+"""Stage ``evaluate``: score one model under the one evaluation condition every model shares.
 
-- ``xquad`` (the embedded default): the held-out XQuAD split through mteb's retrieval machinery; writes mteb
-  result JSON per task, ``metrics.json`` (nDCG@10, Recall@10, MRR@10 per language and family, plus the headline
-  mean) and ``table.md`` into ``--out`` (schema in :mod:`retrofit.evaluation`).
+The model is loaded once, at ``evaluate.max_seq_length`` tokens whatever length it was saved with, and its
+embedding cache serves every benchmark below. ``--out`` is rewritten completely, and only on success.
+
+- ``xquad`` (the embedded default): the held-out XQuAD families through mteb's retrieval machinery; writes mteb
+  result JSON per family, ``metrics.json`` (the primary metric, nDCG@10, Recall@10 and MRR@10 per language and
+  family), ``per_query.json`` (for the bootstrap) and ``table.md``; schema in :mod:`retrofit.evaluation`.
+- ``evaluate.official.tasks`` (and ``official.base_only`` with ``--base``): official mteb tasks run by mteb's
+  own classes on the pinned local data (:mod:`retrofit.official`), through :func:`retrofit.paper.evaluate_mmteb`;
+  writes ``--out/official/`` (per-task results, ``metrics.json``, ``per_query/``).
 - ``mmteb`` (paper scale): the Retrieval tasks of ``evaluate.mmteb.benchmark`` (the paper's 18 tasks of
-  MTEB(Multilingual)) through ``mteb.evaluate``; writes ``--out/mmteb/`` (schema in :mod:`retrofit.paper`). Needs
-  the network or a pre-populated ``HF_HOME``; an unreachable dataset fails before the model is loaded.
+  MTEB(Multilingual)); writes ``--out/mmteb/`` (schema in :mod:`retrofit.paper`). Needs the network or a
+  pre-populated ``HF_HOME``; an unreachable dataset fails before the model is loaded.
 """
 
 from pathlib import Path
 
-from retrofit import cli, evaluation, paper
+from retrofit import cli, evaluation, official, paper
 from retrofit.jsonl import read_jsonl
+from retrofit.runtime import atomic_dir
 
 
 def main() -> None:
@@ -19,33 +26,41 @@ def main() -> None:
     p.add_argument("--model", required=True, type=Path, help="sentence-transformers model directory")
     p.add_argument("--name", required=True, help="unique model name for mteb's result cache")
     p.add_argument("--out", required=True, type=Path, help="output directory (rewritten completely)")
+    p.add_argument("--base", action="store_true", help="the base model: also run evaluate.official.base_only")
     args = p.parse_args()
     params = cli.init_stage(args)
     cfg = params.evaluate
     bf16 = params.base.bf16_inference
-    if "xquad" in cfg.benchmarks:
-        xq = Path("data/prepared/xquad")
-        tasks = evaluation.build_tasks(
-            read_jsonl(xq / "paragraphs.jsonl"),
-            read_jsonl(xq / "questions.jsonl"),
-            langs=cfg.languages,
-            families=cfg.families,
-            max_queries_per_lang=cfg.max_queries_per_lang,
-            seed=params.base.seed,
+    names = [*cfg.official.tasks, *(cfg.official.base_only if args.base else [])]
+    tasks = [official.load_task(name, "data/raw") for name in names]  # bad data fails before the model loads
+    with atomic_dir(args.out) as out:
+        if "mmteb" in cfg.benchmarks:  # first: a missing hub dataset fails before any other work
+            mm = cfg.mmteb
+            metrics = paper.evaluate_mmteb(
+                args.model, out / "mmteb", mm.tasks, batch_size=cfg.batch_size, model_name=args.name,
+                benchmark=mm.benchmark, task_types=mm.task_types, bf16=bf16, max_seq_length=cfg.max_seq_length,
+            )
+            print(f"evaluate: {args.name} {mm.benchmark} mean nDCG@10 = {metrics['headline']['ndcg_at_10']:.4f} "
+                  f"over {metrics['tasks_done']} task(s)")
+        encoder = evaluation.load_encoder(
+            args.model, args.name, batch_size=cfg.batch_size, bf16=bf16, max_seq_length=cfg.max_seq_length
         )
-        metrics = evaluation.evaluate_model(
-            args.model, tasks, args.out, model_name=args.name, batch_size=cfg.batch_size, bf16=bf16
-        )
-        print(f"evaluate: {args.name} XQuAD headline nDCG@10 = {metrics['headline']['ndcg_at_10']:.4f}")
-    if "mmteb" in cfg.benchmarks:
-        mm = cfg.mmteb
-        metrics = paper.evaluate_mmteb(
-            args.model, args.out / "mmteb", mm.tasks, batch_size=cfg.batch_size, model_name=args.name,
-            benchmark=mm.benchmark, task_types=mm.task_types, bf16=bf16, max_seq_length=mm.max_seq_length,
-        )
-        print(f"evaluate: {args.name} {mm.benchmark} mean nDCG@10 = {metrics['headline']['ndcg_at_10']:.4f} "
-              f"over {metrics['tasks_done']} task(s)")
+        if "xquad" in cfg.benchmarks:
+            xq = Path("data/prepared/xquad")
+            families = evaluation.build_tasks(
+                read_jsonl(xq / "paragraphs.jsonl"), read_jsonl(xq / "questions.jsonl"), langs=cfg.languages,
+                families=cfg.families, max_queries_per_lang=cfg.max_queries_per_lang, seed=cfg.query_seed,
+                corpus=cfg.corpus,
+            )
+            metrics = evaluation.evaluate_encoder(encoder, families, out)
+            print(f"evaluate: {args.name} XQuAD primary nDCG@10 = {metrics['primary']['ndcg_at_10']:.4f} "
+                  f"at {cfg.max_seq_length} tokens")
+        if tasks:
+            done = paper.evaluate_mmteb(args.model, out / "official", tasks, model_name=args.name, benchmark=None,
+                                        encoder=encoder, per_query=True)
+            print(f"evaluate: {args.name} official: " + ", ".join(
+                f"{n} {t['main_score']:.4f}" for n, t in done["tasks"].items()))
 
 
 if __name__ == "__main__":
-    cli.run(main, expected=(RuntimeError, FileNotFoundError))
+    cli.run(main, expected=(RuntimeError, FileNotFoundError, official.OfficialDataError))

@@ -24,7 +24,7 @@ def main() -> None:
     with atomic_dir("data/prepared") as out:
         counts = {
             "xquad": xquad.prepare_xquad(
-                raw / "xquad", out / "xquad", list(XQUAD_LANGUAGES), params.data.test_articles, params.base.seed
+                raw / "xquad", out / "xquad", list(XQUAD_LANGUAGES), params.data.test_articles, params.data.split_seed
             ),
             "ntrex": ntrex.prepare_ntrex(raw / "ntrex128", out / "ntrex", sorted(NTREX_CODES), params.data.ntrex_max_chars),
             "english": english.prepare_english(raw, out / "english", params.data.english),

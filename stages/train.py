@@ -1,19 +1,18 @@
 """Stage ``train``: retrofit the base model on the mined mixture with InfoNCE (sentence-transformers' trainer).
 
 Writes ``models/<name>/`` (a sentence-transformers directory with a model card), ``reports/train/<name>/``
-(``info.json`` and DVCLive curves). Checkpoints go to ``<base.cache_dir>/checkpoints/<name>``; a killed run resumes
-from the last one. Sweep points pass their differences with ``--set``. Under ``torchrun``/``accelerate launch`` every
+(``info.json`` and DVCLive curves). Checkpoints go to ``<base.cache_dir>/checkpoints/<name>-<key>``, the key
+covering everything that decides the weights (:func:`retrofit.train.checkpoint_key`); a killed run resumes from the
+last one, and they are deleted once the model is written. Sweep points pass their differences with ``--set``. Under ``torchrun``/``accelerate launch`` every
 rank trains and only rank 0 writes.
 """
 
-import hashlib
-import json
 from pathlib import Path
 
 from retrofit import cli
 from retrofit.jsonl import read_jsonl, write_json
 from retrofit.runtime import atomic_dir, is_main_process
-from retrofit.train import select_mixture, train_model
+from retrofit.train import checkpoint_key, select_mixture, train_model
 
 
 def main() -> None:
@@ -23,9 +22,7 @@ def main() -> None:
     params = cli.init_stage(args)
     cfg = params.train
     rows = select_mixture(read_jsonl("data/mined/train.jsonl"), cfg, params.base.seed)
-    # Checkpoints are keyed by the config and the training rows, so changed params or data never resume a stale run.
-    fingerprint = cfg.model_dump_json() + str(params.negatives.hard) + json.dumps(rows, sort_keys=True)
-    key = hashlib.sha256(fingerprint.encode()).hexdigest()[:12]
+    key = checkpoint_key(cfg, params.negatives.hard, rows, Path("models/base"))  # never resume a stale run
     ckpt = Path(params.base.cache_dir) / "checkpoints" / f"{args.name}-{key}"
     run = dict(name=args.name, checkpoint_dir=ckpt, hard_negatives=params.negatives.hard)
     if not is_main_process():  # multi-GPU: every rank trains; only rank 0 writes models/ and reports/

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.mirror import mirror_or_skip
 
 from retrofit.english import (
     ENGLISH_SOURCES,
@@ -23,12 +24,6 @@ from retrofit.sources import DataError, load_registry
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 KEYS = ["id", "source", "task_type", "lang", "query", "positive", "negative"]
-
-
-def real_mirror() -> Path | None:
-    env = os.environ.get("RETROFIT_DATA_MIRROR")
-    path = Path(env) if env else REPO_ROOT.parent / "shared" / "data"
-    return path if (path / "qed_nq").is_dir() else None
 
 
 # --- text clean-up --------------------------------------------------------------------------------------------------
@@ -249,9 +244,7 @@ def test_file_names_are_registered(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 @pytest.fixture(scope="module")
 def real_out(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
-    mirror = real_mirror()
-    if mirror is None:
-        pytest.skip("shared data mirror not present")
+    mirror = mirror_or_skip()
     out = tmp_path_factory.mktemp("english") / "out"
     return out, prepare_english(mirror, out)
 

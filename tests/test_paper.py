@@ -95,7 +95,9 @@ def test_apply_existing_keys_merges_groups_and_replaces_values(params_copy: Path
         "  per_language: 30         # a test value\n"
         "  task_types: {short_query: 1.0}   # replaced whole\n"
         "runs:\n"
-        "  seed2: train.seed=44     # only run left\n",
+        "  seed2: train.seed=44     # only run left\n"
+        "plot:\n"
+        "  seed_runs: [seed2]\n",
     )
     out = apply_profile(overlay, params_copy)
     after = yaml.safe_load(params_copy.read_text())
@@ -103,10 +105,11 @@ def test_apply_existing_keys_merges_groups_and_replaces_values(params_copy: Path
     assert after["generate"]["task_types"] == {"short_query": 1.0}  # a value mapping is replaced, not merged
     assert after["runs"] == {"seed2": "train.seed=44"}
     assert after["generate"]["local"] == before["generate"]["local"]  # groups merge key by key
-    assert {k: v for k, v in after.items() if k not in ("generate", "runs")} == {
-        k: v for k, v in before.items() if k not in ("generate", "runs")
+    assert {k: v for k, v in after.items() if k not in ("generate", "runs", "plot")} == {
+        k: v for k, v in before.items() if k not in ("generate", "runs", "plot")
     }
-    assert [c["key"] for c in out["changes"]] == ["generate.per_language", "generate.task_types", "runs"]
+    assert [c["key"] for c in out["changes"]] == ["generate.per_language", "generate.task_types", "runs",
+                                                  "plot.seed_runs"]
     text = params_copy.read_text()
     assert "per_language: 30         # a test value" in text
     assert "the paper uses ~4K" not in text  # the replaced value's stale comment went with it
@@ -387,7 +390,8 @@ def test_evaluate_stage_mmteb_branch_fails_fast_offline(tiny_model_dir: Path, tm
     proc = subprocess.run(
         [sys.executable, str(root / "stages/evaluate.py"), "--params", str(root / "params.yaml"),
          "--model", str(tiny_model_dir), "--name", "t", "--out", str(tmp_path / "out"),
-         "--set", "evaluate.benchmarks=[mmteb]", "evaluate.mmteb.tasks=[SpartQA]"],
+         "--set", "evaluate.benchmarks=[mmteb]", "evaluate.mmteb.tasks=[SpartQA]",
+         "evaluate.official.tasks=[]", "evaluate.max_seq_length=128"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 2, proc.stderr[-2000:]

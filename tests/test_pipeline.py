@@ -20,17 +20,10 @@ import pytest
 import yaml
 
 from tests.generate.fake_openai_server import FakeOpenAIServer
+from tests.mirror import mirror_or_skip
 from tests.generate.test_pipeline import reversed_query
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _mirror() -> Path | None:
-    env = os.environ.get("RETROFIT_DATA_MIRROR")
-    for cand in ([Path(env)] if env else []) + [REPO.parent / "shared" / "data"]:
-        if cand.is_dir():
-            return cand.resolve()  # the stages run in another directory: a relative mirror would not resolve there
-    return None
 
 
 def _run(*args: str, cwd: Path, env: dict[str, str]) -> str:
@@ -61,11 +54,14 @@ def tiny_params(model_dir: Path, cache: Path, base_url: str) -> dict:
     params["scale"] = {"per_language": [0, 4]}
     params["runs"] = {
         "seed2": "train.seed=7",
+        "seed3": "train.seed=8",
         "nohard": "negatives.hard=false",
         "div_lang": "train.mix.english=[] train.mix.task_types=[short_query] train.mix.per_language=4",
         "div_task": "train.mix.languages=[de] train.mix.english_per_source=2 train.mix.per_language=4",
     }
-    params["evaluate"].update(languages=["de", "en", "zh"], max_queries_per_lang=8, batch_size=16)
+    params["evaluate"].update(languages=["de", "en", "zh"], max_queries_per_lang=8, batch_size=16, max_seq_length=128,
+                              official={"tasks": ["LegalBenchCorporateLobbying"], "base_only": ["BelebeleRetrieval"]})
+    params["plot"].update(bootstrap_resamples=200)
     return params
 
 
@@ -80,9 +76,7 @@ def tiny_project(tmp_path: Path) -> Path:
 
 
 def test_dvc_repro_tiny(tiny_project: Path, tiny_model_dir: Path, tmp_path: Path):
-    mirror = _mirror()
-    if mirror is None:
-        pytest.skip("no data mirror: set RETROFIT_DATA_MIRROR")
+    mirror = mirror_or_skip()
     env = {**os.environ, "RETROFIT_DATA_MIRROR": str(mirror), "HF_HUB_OFFLINE": "1", "FAKE_KEY": "sk-fake"}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     dvc = (sys.executable, "-m", "dvc")
@@ -94,6 +88,7 @@ def test_dvc_repro_tiny(tiny_project: Path, tiny_model_dir: Path, tmp_path: Path
         _run("git", "config", "user.name", "CI", cwd=tiny_project, env=env)
         _run(*dvc, "init", "-q", cwd=tiny_project, env=env)
         _run(*dvc, "config", "core.analytics", "false", cwd=tiny_project, env=env)
+        shutil.copytree(REPO / ".dvc" / "plots", tiny_project / ".dvc" / "plots")  # the custom plot templates
         _run("git", "add", "-A", cwd=tiny_project, env=env)
         _run("git", "commit", "-qm", "tiny pipeline", cwd=tiny_project, env=env)
         _run(*dvc, "repro", cwd=tiny_project, env=env)
@@ -102,24 +97,28 @@ def test_dvc_repro_tiny(tiny_project: Path, tiny_model_dir: Path, tmp_path: Path
         assert "## Findings" in results and "hard negatives are essential" in results
         findings = json.loads((tiny_project / "reports/results/findings.json").read_text())
         assert set(findings["findings"]) >= {"plateau", "hard_negatives", "task_over_language_diversity"}
-        assert findings["spread"]["headline"] is not None
-        for name in ("base", "scale_0", "scale_4", "seed2", "nohard", "div_lang", "div_task"):
+        assert findings["seed_sd"]["primary"] is not None and findings["seed_models"] == ["scale_4", "seed2", "seed3"]
+        for name in ("base", "scale_0", "scale_4", "seed2", "seed3", "nohard", "div_lang", "div_task"):
             metrics = json.loads((tiny_project / f"reports/eval/{name}/metrics.json").read_text())
-            assert set(metrics["families"]) == {"mono", "cross", "pooled"}
+            assert set(metrics["families"]) == {"mono", "cross", "pooled"} and metrics["max_seq_length"] == 128
+            official = json.loads((tiny_project / f"reports/eval/{name}/official/metrics.json").read_text())
+            want = {"LegalBenchCorporateLobbying"} | ({"BelebeleRetrieval"} if name == "base" else set())
+            assert set(official["tasks"]) == want, name  # base-only tasks run for the base model alone
+        assert "scale_4 | " in results and "[" in results.split("## Findings")[1]  # intervals are printed
         info = json.loads((tiny_project / "reports/train/scale_4/info.json").read_text())
         assert info["mixture"]["synthetic_by_lang"] == {"de": 4, "zh": 4} and info["steps"] == 2
         assert json.loads((tiny_project / "reports/train/scale_0/info.json").read_text())["mixture"][
             "synthetic_by_lang"] == {}
         assert "up to date" in _run(*dvc, "repro", cwd=tiny_project, env=env).lower()
         shown = _run(*dvc, "metrics", "show", "reports/results/models.json", cwd=tiny_project, env=env)
-        assert all(f"{m}.headline" in shown for m in ("base", "scale_0", "nohard", "div_task"))  # every model's score
+        assert all(f"{m}.primary" in shown for m in ("base", "scale_0", "nohard", "div_task"))  # every model's score
 
         # The ablation as an experiment: only mine and the stages after it rerun; generation is reused.
         requests_before = len(server.attempts)
         _run("git", "add", "-A", cwd=tiny_project, env=env)
         _run("git", "commit", "-qm", "tiny pipeline, reproduced", cwd=tiny_project, env=env)
         out = _run(*dvc, "exp", "run", "-S", "negatives.hard=false", cwd=tiny_project, env=env)
-        assert "Stage 'generate' didn't change" in out or "generate" not in out.split("Running stage")[1:]
+        assert "Running stage 'generate'" not in out and "Stage 'generate' didn't change" in out
         assert len(server.attempts) == requests_before, "the experiment re-ran generation"
         shown = _run(*dvc, "exp", "show", "--no-pager", "--csv", cwd=tiny_project, env=env)
         assert "negatives.hard" in shown

@@ -1,88 +1,159 @@
-"""The plot stage's fan-in: tidy tables, verdicts against the seed spread, figures and RESULTS.md."""
+"""The plot stage's fan-in: intervals, verdicts by the seed-spread rule, tidy tables, figures and RESULTS.md.
+
+Evaluations are built from per-query values with known answers: every family gets its own level, so a report that
+mixed up families (or averaged pooled into the primary metric) would show the wrong numbers.
+"""
 
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from retrofit.report import build_report, load_mmteb, mmteb_markdown, verdict
+from retrofit.report import Evaluation, build_report, load_evaluations, load_mmteb, mmteb_markdown
 
+QUESTIONS = [f"{i:03d}" for i in range(60)]
 LANGS = ("de", "en")
+FAMILY_OFFSETS = {"mono": 0.10, "cross": 0.0, "pooled": -0.40}
 
 
-def report(h: float, mono: float | None = None, cross: float | None = None, pooled: float | None = None) -> dict:
-    fam = {"mono": mono or h, "cross": cross or h, "pooled": pooled or h}
-    metrics = lambda x: {"ndcg_at_10": x, "recall_at_10": x, "mrr_at_10": x}  # noqa: E731
-    subsets = {
-        "mono": {lang: metrics(fam["mono"]) for lang in LANGS},
-        "cross": {"de-en": metrics(fam["cross"] - 0.01), "en-de": metrics(fam["cross"] + 0.01)},
-        "pooled": {lang: metrics(fam["pooled"]) for lang in LANGS},
+def make_eval(name: str, level: float, *, noise: float = 0.05, seed: int = 0, official: float = 0.8) -> Evaluation:
+    """An evaluation whose mono/cross/pooled queries score ``level`` + the family offset + seeded noise."""
+    rng = np.random.default_rng(seed)
+    q_noise = {q: rng.normal(0, noise) for q in QUESTIONS}  # shared by a question's subsets (parallel XQuAD)
+
+    def family(fam: str, subsets: list[str]) -> dict[str, dict[str, float]]:
+        return {s: {f"{s.split('-')[0]}:q:{q}": float(np.clip(level + FAMILY_OFFSETS[fam] + q_noise[q], 0, 1))
+                    for q in QUESTIONS} for s in subsets}
+
+    per_family = {"mono": family("mono", list(LANGS)), "cross": family("cross", ["de-en", "en-de"]),
+                  "pooled": family("pooled", list(LANGS))}
+    subsets = {f: {s: {"ndcg_at_10": float(np.mean(list(v.values())))} for s, v in d.items()}
+               for f, d in per_family.items()}
+    families = {f: {"ndcg_at_10": float(np.mean([x["ndcg_at_10"] for x in d.values()]))} for f, d in subsets.items()}
+    primary = {q: float(np.mean([np.mean([per_family[f][s][f"{s.split('-')[0]}:q:{q}"] for s in per_family[f]])
+                                 for f in ("mono", "cross")])) for q in QUESTIONS}
+    metrics = {"primary": {"ndcg_at_10": float(np.mean(list(primary.values())))}, "families": families,
+               "subsets": subsets, "max_seq_length": 512}
+    correct = rng.random(50) < official  # bitext: sentence i's nearest neighbour is i with probability `official`
+    preds = {str(i): (i if c else (i + 1) % 50) for i, c in enumerate(correct)}
+    belebele = {s: {f"Q{i}": float(np.clip(official + rng.normal(0, 0.05), 0, 1)) for i in range(40)}
+                for s in ("eng_Latn-eng_Latn", "deu_Latn-deu_Latn")}
+    legal = {"default": {f"q{i}": float(np.clip(official + rng.normal(0, 0.05), 0, 1)) for i in range(40)}}
+    from retrofit.stats import task_score
+
+    off_pq = {"Tatoeba": {"deu-eng": preds}, "BelebeleRetrieval": belebele, "LegalBenchCorporateLobbying": legal}
+    stat = {"Tatoeba": "bitext_f1"}
+    tasks = {t: {"main_score": task_score(v, stat.get(t, "mean")), "main_score_name": "f1" if t == "Tatoeba" else
+                 "ndcg_at_10", "subset_scores": {s: task_score({s: x}, stat.get(t, "mean")) for s, x in v.items()}}
+             for t, v in off_pq.items()}
+    return Evaluation(name, metrics, {"ndcg_at_10": per_family, "primary": primary}, {"tasks": tasks}, off_pq)
+
+
+@pytest.fixture
+def evals() -> dict[str, Evaluation]:
+    return {
+        "base": make_eval("base", 0.70, seed=1),
+        "scale_0": make_eval("scale_0", 0.72, seed=2),
+        "scale_6": make_eval("scale_6", 0.80, seed=3),
+        "scale_12": make_eval("scale_12", 0.801, seed=4),
+        "seed2": make_eval("seed2", 0.799, seed=5),
+        "seed3": make_eval("seed3", 0.803, seed=6),
+        "nohard": make_eval("nohard", 0.802, seed=7),  # within the spread of scale_12
+        "div_lang": make_eval("div_lang", 0.85, seed=8),  # div_task is clearly *worse*: opposite to the paper
+        "div_task": make_eval("div_task", 0.70, seed=9),
     }
-    return {"headline": metrics(h), "families": {k: metrics(v) for k, v in fam.items()}, "subsets": subsets}
 
 
-@pytest.mark.parametrize(
-    ("delta", "spread", "want"),
-    [(0.05, 0.01, "reproduced"), (-0.05, 0.01, "reversed"), (0.005, 0.01, "not reproduced (within the seed spread)"),
-     (None, 0.01, "not run")],
-)
-def test_verdict(delta, spread, want):
-    assert verdict(delta, spread) == want
+def test_families_and_primary_are_not_mixed_up(evals: dict[str, Evaluation], tmp_path: Path) -> None:
+    build_report(evals, [0, 6, 12], ["seed2", "seed3"], tmp_path / "r", tmp_path / "RESULTS.md", resamples=200)
+    models = json.loads((tmp_path / "r/models.json").read_text())
+    base = evals["base"]
+    assert models["base"]["mono"] == pytest.approx(base.metrics["families"]["mono"]["ndcg_at_10"])
+    assert models["base"]["mono"] - models["base"]["cross"] == pytest.approx(0.10, abs=0.01)
+    assert models["base"]["cross"] - models["base"]["pooled"] == pytest.approx(0.40, abs=0.02)
+    # the primary metric is the mean of mono and cross only: pooled (0.40 lower) must not pull it down
+    assert models["base"]["primary"] == pytest.approx((models["base"]["mono"] + models["base"]["cross"]) / 2, abs=1e-6)
+    rows = list(csv.DictReader((tmp_path / "r/scores.csv").open()))
+    mono_de = [r for r in rows if r["model"] == "base" and r["family"] == "mono" and r["subset"] == "de"]
+    assert float(mono_de[0]["score"]) == pytest.approx(base.metrics["subsets"]["mono"]["de"]["ndcg_at_10"], abs=1e-5)
 
 
-def test_build_report_tables_and_findings(tmp_path: Path):
-    reports = {
-        "base": report(0.70),
-        "scale_0": report(0.72),
-        "scale_6": report(0.75),
-        "scale_12": report(0.752),
-        "seed2": report(0.748),
-        "nohard": report(0.73),
-        "div_lang": report(0.74),
-        "div_task": report(0.745),
-    }
-    summary = build_report(reports, [0, 6, 12], tmp_path / "results", tmp_path / "RESULTS.md")
+def test_verdicts_follow_the_interval_and_seed_rule(evals: dict[str, Evaluation], tmp_path: Path) -> None:
+    summary = build_report(evals, [0, 6, 12], ["seed2", "seed3"], tmp_path / "r", tmp_path / "RESULTS.md",
+                           resamples=300)
     f = summary["findings"]
-    assert summary["spread"]["headline"] == pytest.approx(0.004)
-    assert f["gain_from_synthetic"]["delta"] == pytest.approx(0.032)
-    assert f["plateau"]["verdict"].startswith("reproduced")  # last step +0.002 is within the 0.004 spread
-    assert f["hard_negatives"]["verdict"] == "reproduced"  # +0.022
-    assert f["task_over_language_diversity"]["verdict"] == "reproduced"  # +0.005 > 0.004
-    rows = list(csv.DictReader((tmp_path / "results/scores.csv").open()))
-    cross_de = [r for r in rows if r["model"] == "base" and r["family"] == "cross" and r["language"] == "de"]
-    assert float(cross_de[0]["ndcg_at_10"]) == pytest.approx(0.70)  # mean of de-en and en-de
-    import json
+    sd = summary["seed_sd"]["primary"]
+    assert sd == pytest.approx(np.std([evals[m].score("primary") for m in ("scale_12", "seed2", "seed3")], ddof=1))
+    assert f["gain_from_synthetic"]["verdict"] == "reproduced"  # +0.08, far beyond noise
+    assert f["gain_from_synthetic"]["lo"] > 0
+    assert f["plateau_last_step"]["verdict"] == "not resolved at this scale"  # +0.001
+    assert f["plateau"]["verdict"].startswith("reproduced")
+    assert f["hard_negatives"]["verdict"] == "not resolved at this scale"  # -0.001: never "reversed"
+    assert f["task_over_language_diversity"]["verdict"] == "opposite to the paper"  # -0.15, resolved
+    assert f["task_over_language_diversity"]["hi"] < 0
+    vs = summary["versus_base"]["scale_12"]
+    assert vs["primary"]["delta"] == pytest.approx(evals["scale_12"].score("primary") - evals["base"].score("primary"))
+    assert vs["Tatoeba"]["delta"] == pytest.approx(evals["scale_12"].score("Tatoeba") - evals["base"].score("Tatoeba"))
 
-    models = json.loads((tmp_path / "results/models.json").read_text())
-    assert set(models) == set(reports) and models["nohard"]["headline"] == pytest.approx(0.73)
-    curve = list(csv.DictReader((tmp_path / "results/scale_headline.csv").open()))
-    assert [int(r["scale"]) for r in curve] == [0, 6, 12]
+
+def test_results_md_and_plot_tables_carry_intervals(evals: dict[str, Evaluation], tmp_path: Path) -> None:
+    build_report(evals, [0, 6, 12], ["seed2", "seed3"], tmp_path / "r", tmp_path / "RESULTS.md", resamples=200)
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert "## Seed spread" in text and "## Findings (primary metric)" in text
+    assert "| 3. task diversity beats language diversity | `div_task` - `div_lang` | -" in text
+    assert "opposite to the paper" in text and "reversed" not in text
+    scale = list(csv.DictReader((tmp_path / "r/scale.csv").open()))
+    assert {r["family"] for r in scale} == {"primary", "mono", "cross", "pooled"}
+    for r in scale:
+        assert float(r["lo"]) <= float(r["ndcg_at_10"]) <= float(r["hi"])
+    ablation = list(csv.DictReader((tmp_path / "r/ablation.csv").open()))
+    assert {r["variant"] for r in ablation} == {"hard negatives", "in-batch only"}
     for name in ("scale", "ablation", "diversity"):
-        assert (tmp_path / "results/figures" / f"{name}.png").stat().st_size > 1000
-    md = (tmp_path / "RESULTS.md").read_text()
-    assert "| 2. hard negatives are essential |" in md and "+2.20" in md
+        assert (tmp_path / "r" / "figures" / f"{name}.png").stat().st_size > 1000
 
 
-def test_missing_spread_is_reported_not_guessed(tmp_path: Path):
-    reports = {"base": report(0.7), "scale_0": report(0.7), "scale_6": report(0.8)}
-    summary = build_report(reports, [0, 6], tmp_path / "r", tmp_path / "R.md")
-    assert summary["spread"]["headline"] is None
-    assert summary["findings"]["hard_negatives"]["verdict"] == "not run"
-    assert summary["findings"]["plateau"]["verdict"] == "not run"
+def test_load_evaluations_round_trip_and_missing(evals: dict[str, Evaluation], tmp_path: Path) -> None:
+    ev = evals["base"]
+    d = tmp_path / "eval" / "base"
+    (d / "official" / "per_query").mkdir(parents=True)
+    (d / "metrics.json").write_text(json.dumps(ev.metrics))
+    (d / "per_query.json").write_text(json.dumps(ev.per_query))
+    (d / "official" / "metrics.json").write_text(json.dumps(ev.official))
+    for task, values in ev.official_per_query.items():
+        (d / "official" / "per_query" / f"{task}.json").write_text(json.dumps(values))
+    loaded = load_evaluations(tmp_path / "eval", ["base"])["base"]
+    assert loaded.score("primary") == ev.score("primary") and loaded.score("Tatoeba") == ev.score("Tatoeba")
+    with pytest.raises(FileNotFoundError, match="scale_0: no evaluation"):
+        load_evaluations(tmp_path / "eval", ["base", "scale_0"])
 
 
-def test_mmteb_section_lists_models_beside_anchors_and_flags_incomplete(tmp_path: Path):
-    import json
+def test_mmteb_section(tmp_path: Path) -> None:
+    (tmp_path / "m" / "mmteb").mkdir(parents=True)
+    (tmp_path / "m" / "mmteb" / "metrics.json").write_text(json.dumps(
+        {"headline": {"main_score": 0.5, "ndcg_at_10": 0.49}, "tasks_done": 18, "tasks_expected": 18,
+         "complete": True}))
+    lines = mmteb_markdown(load_mmteb(tmp_path, ["m", "missing"]), {"paper": 60.56})
+    assert "| m | 50.00 | 49.00 | 18/18 | yes |" in lines
+    assert "| *paper* | *60.56* | | 18/18 | published |" in lines
 
-    (tmp_path / "base" / "mmteb").mkdir(parents=True)
-    (tmp_path / "base" / "mmteb" / "metrics.json").write_text(json.dumps(
-        {"headline": {"main_score": 0.5272, "ndcg_at_10": 0.5301}, "tasks_done": 17, "tasks_expected": 18,
-         "complete": False}))
-    (tmp_path / "scale_0").mkdir()  # XQuAD only: no MMTEB section for it
-    mm = load_mmteb(tmp_path, ["base", "scale_0"])
-    assert list(mm) == ["base"]
-    lines = mmteb_markdown(mm, {"paper": 60.56})
-    assert "| base | 52.72 | 53.01 | 17/18 | no |" in lines and "| *paper* | *60.56* | | 18/18 | published |" in lines
-    assert mmteb_markdown({}, {"paper": 60.56}) == []
+
+def test_readme_block_is_regenerated_from_the_results(evals: dict[str, Evaluation], tmp_path: Path) -> None:
+    from retrofit.report import README_END, README_START, update_readme
+
+    build_report(evals, [0, 6, 12], ["seed2", "seed3"], tmp_path / "r", tmp_path / "RESULTS.md", resamples=200)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{README_START}\nstale table\n{README_END}\noutro\n")
+    assert update_readme(readme, tmp_path / "r")
+    text = readme.read_text()
+    assert "stale table" not in text and text.startswith("intro\n") and text.endswith("outro\n")
+    models = json.loads((tmp_path / "r/models.json").read_text())
+    assert f"| `base` | {100 * models['base']['primary']:.2f} | " in text
+    assert "| 3. task diversity beats language diversity | -" in text and "opposite to the paper" in text
+    assert not update_readme(readme, tmp_path / "r")  # idempotent
+    readme.write_text("no block")
+    with pytest.raises(ValueError, match="no results block"):
+        update_readme(readme, tmp_path / "r")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import http.server
-import os
 import threading
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
 import pytest
+
+from tests.mirror import mirror_or_skip
 
 from retrofit.sources import (
     MIRROR_ENV,
@@ -25,13 +26,6 @@ from retrofit.sources import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def real_mirror() -> Path | None:
-    """The shared data mirror: RETROFIT_DATA_MIRROR, else ../shared/data next to the repository."""
-    env = os.environ.get(MIRROR_ENV)
-    path = Path(env) if env else REPO_ROOT.parent / "shared" / "data"
-    return path if path.is_dir() else None
 
 
 def make_source(mirror: Path, file: str, content: bytes, dataset: str = "toy") -> SourceFile:
@@ -205,10 +199,9 @@ def test_raw_file(tmp_path: Path) -> None:
         raw_file(tmp_path, "x/z.txt")
 
 
-@pytest.mark.skipif(real_mirror() is None, reason="shared data mirror not present")
 def test_fetch_real_mirror_subset(tmp_path: Path) -> None:
     files = load_registry(["xquad", "qed_nq"])
-    manifest = fetch(files, tmp_path / "raw", real_mirror())
+    manifest = fetch(files, tmp_path / "raw", mirror_or_skip())
     assert len(manifest) == len(files) == 15
     assert all(v["origin"] == "mirror" for v in manifest.values())
 
@@ -318,12 +311,10 @@ def test_download_unreachable(toy: tuple[Path, list[SourceFile]], tmp_path: Path
         fetch(files[:1], tmp_path / "raw", None, timeout=2, base_url=f"http://127.0.0.1:{port}", retries=2, backoff_s=0)
 
 
-@pytest.mark.skipif(real_mirror() is None, reason="shared data mirror not present")
 def test_download_real_pins_from_local_server(server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """Real registry entries, served at their pinned repo/commit/path by a local server, download and verify."""
     base, root, _ = server
-    mirror = real_mirror()
-    assert mirror is not None
+    mirror = mirror_or_skip()
     files = load_registry(["qed_nq", "fever_symmetric"])
     for sf in files:
         publish(root, sf, (mirror / sf.file).read_bytes())

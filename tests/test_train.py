@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import shutil
 import socket
 from pathlib import Path
@@ -14,7 +15,15 @@ import torch.nn.functional as F
 from transformers import TrainerCallback
 
 from retrofit.config import TrainParams
-from retrofit.train import build_loss, mixture_counts, select_mixture, to_columns, train_model
+from retrofit.train import (
+    build_loss,
+    checkpoint_key,
+    mixture_counts,
+    select_mixture,
+    to_columns,
+    train_model,
+    write_model_card,
+)
 
 ANCHORS = ["who wrote faust", "capital of france", "wie hoch ist der mont blanc", "北京的人口"]
 POSITIVES = ["Goethe wrote Faust.", "Paris is the capital of France.", "Der Mont Blanc ist 4808 m hoch.", "北京有两千万人口。"]
@@ -164,7 +173,12 @@ def test_saved_model_reloads_and_encodes_with_card(tiny_model_dir: Path, tmp_pat
     emb = model.encode_query(["hello"], prompt_name="query")
     assert emb.shape == (1, model.get_embedding_dimension()) and math.isfinite(float(emb.sum()))
     card = (tmp_path / "m" / "README.md").read_text()
-    assert "Training params" in card and "20" not in card.split("```json")[0][-40:]  # no timestamp-like text
+    assert "Training params" in card and '"max_steps": 2' in card
+    # no date or time anywhere, so the model directory's hash does not change from one run to the next
+    assert not re.search(r"\b(19|20)\d\d-\d\d-\d\d|\b\d?\d:\d\d(:\d\d)?\b", card), card
+    (tmp_path / "again").mkdir()
+    write_model_card(tmp_path / "again", "m", _tiny_params(max_steps=2), mixture_counts(rows()), str(tiny_model_dir))
+    assert (tmp_path / "again" / "README.md").read_text() == card.replace(str(tmp_path / "m"), str(tmp_path / "again"))
     assert (tmp_path / "live" / "metrics.json").exists() and not (tmp_path / "dvc.yaml").exists()
     assert info["steps"] == 2
 
@@ -235,3 +249,42 @@ def test_two_process_training_writes_the_model_from_rank_zero_only(tiny_model_di
     assert infos[0]["steps"] == infos[1]["steps"] == 2
     assert (tmp_path / "model" / "model.safetensors").is_file()
     assert not list(tmp_path.glob(".model*")), "no leftover temporary model directory from a second writer"
+
+
+def test_checkpoint_key_changes_with_everything_that_decides_the_weights(tiny_model_path: Path, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch):
+    import retrofit.train as train_module
+
+    params, data = _tiny_params(), rows(8)
+    key = checkpoint_key(params, True, data, tiny_model_path)
+    assert key == checkpoint_key(params, True, data, tiny_model_path)  # stable
+    assert key != checkpoint_key(_tiny_params(max_steps=7), True, data, tiny_model_path)  # params
+    assert key != checkpoint_key(params, False, data, tiny_model_path)  # negatives.hard
+    assert key != checkpoint_key(params, True, data[:-1], tiny_model_path)  # rows
+    (tiny_model_path / "config.json").write_text((tiny_model_path / "config.json").read_text() + " ")
+    changed_base = checkpoint_key(params, True, data, tiny_model_path)
+    assert changed_base != key  # the base model's files
+    code = tmp_path / "code"
+    code.mkdir()
+    for name in train_module._TRAINING_CODE:
+        (code / name).write_text((Path(train_module.__file__).parent / name).read_text())
+    (code / "unpad.py").write_text((code / "unpad.py").read_text() + "\n# changed\n")
+    monkeypatch.setattr(train_module, "__file__", str(code / "train.py"))
+    assert checkpoint_key(params, True, data, tiny_model_path) != changed_base  # the training code
+
+
+def test_changed_code_retrains_instead_of_resuming(tiny_model_dir: Path, tmp_path: Path):
+    """A finished run leaves no checkpoint, and a run keyed differently never resumes another run's checkpoint."""
+    params, data = _tiny_params(), rows(8)
+    ckpt = tmp_path / "checkpoints"
+    first = train_model(tiny_model_dir, data, params, tmp_path / "a", name="a",
+                        checkpoint_dir=ckpt / f"a-{checkpoint_key(params, True, data, tiny_model_dir)}", live_dir=None)
+    assert first["steps"] == params.max_steps and first["resumed_from"] is None
+    assert not any(ckpt.iterdir())  # intermediate checkpoints deleted once the model is written
+    # a killed run leaves its checkpoints; a run of different code (another key) starts from step 0
+    train_model(tiny_model_dir, data, params, tmp_path / "b", name="b", checkpoint_dir=ckpt / "b-old",
+                live_dir=None, callbacks=[StopAt(3)])
+    assert any((ckpt / "b-old").iterdir())
+    fresh = train_model(tiny_model_dir, data, params, tmp_path / "c", name="c", checkpoint_dir=ckpt / "b-new",
+                        live_dir=None)
+    assert fresh["resumed_from"] is None and fresh["steps"] == params.max_steps

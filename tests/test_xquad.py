@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.mirror import mirror_or_skip
 
 from retrofit.jsonl import read_jsonl
 from retrofit.languages import XQUAD_LANGUAGES
@@ -16,12 +17,6 @@ from retrofit.sources import DataError
 from retrofit.xquad import N_ARTICLES, N_PARAGRAPHS, N_QUESTIONS, paragraph_id, prepare_xquad, split_articles
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def real_mirror() -> Path | None:
-    env = os.environ.get("RETROFIT_DATA_MIRROR")
-    path = Path(env) if env else REPO_ROOT.parent / "shared" / "data"
-    return path if (path / "xquad").is_dir() else None
 
 
 def squad(lang: str, n_articles: int = 4, n_paragraphs: int = 2, n_questions: int = 2) -> dict[str, Any]:
@@ -189,9 +184,7 @@ def test_missing_file_and_bad_language(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def real_out(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
-    mirror = real_mirror()
-    if mirror is None:
-        pytest.skip("shared data mirror not present")
+    mirror = mirror_or_skip()
     out = tmp_path_factory.mktemp("xquad") / "out"
     return out, prepare_xquad(mirror / "xquad", out, list(XQUAD_LANGUAGES), n_test_articles=24, seed=42)
 
@@ -234,8 +227,7 @@ def test_real_no_article_in_both_splits(real_out: tuple[Path, dict[str, Any]]) -
 
 def test_real_deterministic(real_out: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
     out, _ = real_out
-    mirror = real_mirror()
-    assert mirror is not None
+    mirror = mirror_or_skip()
     # Language order changes row order but not the split.
     prepare_xquad(mirror / "xquad", tmp_path / "again", ["zh", "en"], n_test_articles=24, seed=42)
     first = {(p["id"], p["lang"]): p for p in read_jsonl(out / "paragraphs.jsonl")}

@@ -93,6 +93,8 @@ class DataParams(_Group):
     """The data stage: which datasets to prepare and how to split XQuAD."""
 
     test_articles: int = Field(24, ge=1, le=47)
+    #: Seed of the article split alone, so that the test split never moves with the training or query seeds.
+    split_seed: int = Field(42, ge=0)
     ntrex_max_chars: int = Field(600, ge=50)
     english: EnglishSources = Field(default_factory=lambda: list(ENGLISH_SOURCES))
     hub_english: dict[str, HubEnglishSpec] = Field(default_factory=dict)
@@ -122,7 +124,19 @@ class MMTEBParams(_Group):
     benchmark: str = Field("MTEB(Multilingual, v2)", min_length=1)
     task_types: list[str] = Field(default_factory=lambda: ["Retrieval"], min_length=1)
     tasks: list[str] | None = None
-    max_seq_length: int | None = Field(None, ge=8, le=8192)
+
+
+#: The official mteb tasks that retrofit.official can run on pinned local data (it checks that it serves each).
+OFFICIAL_TASK_NAMES = ("Tatoeba", "BelebeleRetrieval", "LegalBenchCorporateLobbying", "XQuADRetrieval")
+#: A list of official task names.
+OfficialTasks = Annotated[list[str], _one_of(lambda: OFFICIAL_TASK_NAMES, "official task(s)")]
+
+
+class OfficialParams(_Group):
+    """Official mteb tasks on pinned local data (retrofit.official), run for every model or for the base only."""
+
+    tasks: OfficialTasks = Field(default_factory=list)
+    base_only: OfficialTasks = Field(default_factory=list)
 
 
 class EvaluateParams(_Group):
@@ -130,6 +144,13 @@ class EvaluateParams(_Group):
 
     benchmarks: list[Literal["xquad", "mmteb"]] = Field(default_factory=lambda: ["xquad"], min_length=1)
     mmteb: MMTEBParams = MMTEBParams()
+    official: OfficialParams = OfficialParams()
+    #: Tokens per text for every evaluated model and task (a trained model is saved at its training length).
+    max_seq_length: int = Field(512, ge=8, le=8192)
+    #: Which paragraphs form the mono and cross corpora: every paragraph of the language, or the held-out ones.
+    corpus: Literal["all", "test"] = "all"
+    #: Seed of the held-out question sample alone (max_queries_per_lang).
+    query_seed: int = Field(42, ge=0)
 
     families: list[Literal["mono", "cross", "pooled"]] = Field(default_factory=lambda: list(EVAL_FAMILIES), min_length=1)
     languages: XQuADLanguages = Field(default_factory=lambda: list(XQUAD_LANGUAGES), min_length=1)
@@ -304,6 +325,15 @@ class ScaleParams(_Group):
         return v
 
 
+class PlotParams(_Group):
+    """The plot stage's statistics (retrofit.stats): bootstrap intervals and the seed replicates."""
+
+    bootstrap_resamples: int = Field(1000, ge=100)
+    bootstrap_seed: int = Field(0, ge=0)
+    #: Runs that repeat the top scale point with other training seeds; with it they give the seed spread.
+    seed_runs: list[str] = Field(default_factory=list)
+
+
 class Params(_Group):
     """All of ``params.yaml``."""
 
@@ -345,11 +375,20 @@ class Params(_Group):
         raw = self.model_dump()
         for name, sets in self.runs.items():
             try:
-                Params.model_validate({**apply_overrides(copy.deepcopy(raw), sets.split()), "runs": {}})
+                Params.model_validate({**apply_overrides(copy.deepcopy(raw), sets.split()), "runs": {},
+                                       "plot": {**raw["plot"], "seed_runs": []}})
             except ValidationError as exc:
                 raise ValueError(_format_error(exc, f"runs.{name}").replace("\n", "; ")) from None
         return self
     evaluate: EvaluateParams = EvaluateParams()
+    plot: PlotParams = PlotParams()
+
+    @model_validator(mode="after")
+    def _seed_runs_defined(self) -> Params:
+        unknown = [r for r in self.plot.seed_runs if r not in self.runs]
+        if unknown:
+            raise ValueError(f"plot.seed_runs: {unknown} are not runs; define them under runs (e.g. train.seed=44)")
+        return self
 
 
 def _format_error(exc: ValidationError, source: str) -> str:

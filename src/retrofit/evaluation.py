@@ -1,12 +1,14 @@
 """Retrieval evaluation on the held-out XQuAD split, run through mteb's own retrieval machinery.
 
-Three task families are built from the ``split == "test"`` rows of ``retrofit.xquad``'s tables (one mteb
-:class:`~mteb.abstasks.AbsTaskRetrieval` per family, one mteb subset per language or language pair):
+Three task families are built from ``retrofit.xquad``'s tables (one mteb :class:`~mteb.abstasks.AbsTaskRetrieval`
+per family, one mteb subset per language or language pair). Queries are always held-out (``split == "test"``)
+questions:
 
 - ``mono`` (task ``XQuADHeldoutMonoRetrieval``, subsets ``ar``, ``de``, ...): queries and corpus in one language;
-  the corpus is every held-out paragraph of that language.
+  the corpus is every paragraph of that language (``corpus="all"``: the 160 training-pool paragraphs are
+  distractors beside the 80 held-out ones) or only the held-out ones (``corpus="test"``).
 - ``cross`` (task ``XQuADHeldoutCrossRetrieval``, subsets ``X-en`` and ``en-X`` for every ``X != en``): queries in
-  the first language of the subset name, corpus in the second.
+  the first language of the subset name, corpus (as for mono) in the second.
 - ``pooled`` (task ``XQuADHeldoutPooledRetrieval``, subsets named by the *query* language): one multilingual
   corpus holding every language's held-out paragraphs, LAReQA-style; a query's relevant passages are its paragraph
   in *every* language, so each query has ``len(langs)`` relevant documents. Its Recall@10 can therefore not
@@ -14,17 +16,22 @@ Three task families are built from the ``split == "test"`` rows of ``retrofit.xq
   the right paragraph above other paragraphs in the query's own language.
 
 Scores are mteb's (pytrec_eval) under its own keys: ``ndcg_at_10`` (the main score), ``recall_at_10`` and
-``mrr_at_10``. :func:`evaluate_model` writes, under ``out_dir``:
+``mrr_at_10``. :func:`evaluate_encoder` writes, under ``out_dir``:
 
 - ``results/<task name>.json``: mteb's ``TaskResult`` for each family, every metric mteb computes;
 - ``mteb_cache/``: the stage's own mteb ``ResultCache`` (never the shared ``~/.cache/mteb``, see below);
-- ``metrics.json``: ``{"model", "main_score", "headline": {metric: value}, "families": {family: {metric: value}},
-  "subsets": {family: {subset: {metric: value, "n_queries": int, "n_documents": int}}}}``. A family's value is
+- ``metrics.json``: ``{"model", "main_score", "primary": {metric: value}, "primary_definition",
+  "families": {family: {metric: value}}, "subsets": {family: {subset: {metric: value, "n_queries": int,
+  "n_documents": int}}}, "max_seq_length": int, "per_query_check": {family: largest gap}}``. A family's value is
   the unweighted mean over its subsets (every subset has the same number of queries, since XQuAD is parallel);
-  the **headline** is the unweighted mean of the family means present, so mono, cross and pooled count equally
-  however many subsets each has;
+  the **primary** metric is the unweighted mean of the mono and cross family means (:data:`PRIMARY_FAMILIES`),
+  so every language weighs the same in each; pooled is reported beside it as a diagnostic;
+- ``per_query.json``: ``{"ndcg_at_10": {family: {subset: {query id: nDCG@10}}}, "primary": {question id: u}}``,
+  the values the bootstrap of :mod:`retrofit.stats` resamples (:func:`per_query_scores`,
+  :func:`primary_per_question`); they reproduce mteb's subset scores to 1e-3 or the run fails
+  (:func:`check_per_query`, whose largest gap is ``per_query_check``);
 - ``table.md``: one table per metric, a row per language, columns mono / X->en / en->X / pooled;
-- ``summary.json``: just ``headline`` and ``families`` (what ``dvc metrics show`` prints);
+- ``summary.json``: just ``primary`` and ``families`` (what ``dvc metrics show`` prints);
 - ``timing.json``: wall-clock seconds per phase and encoding counts (kept out of ``metrics.json`` so that a
   metrics diff shows only scores).
 
@@ -62,7 +69,7 @@ import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 import numpy as np
 from datasets import Dataset
@@ -74,6 +81,7 @@ from mteb.models.model_meta import ScoringFunction
 from mteb.types import PromptType
 from tqdm.auto import tqdm
 
+from retrofit.config import ParamsError
 from retrofit.jsonl import write_json
 from retrofit.languages import XQUAD_LANGUAGES, check_languages
 from retrofit.runtime import fingerprint_model_dir, inference_autocast
@@ -88,6 +96,10 @@ log = logging.getLogger(__name__)
 
 #: The task families, in the order they appear in metrics and tables.
 FAMILIES: tuple[str, ...] = ("mono", "cross", "pooled")
+
+#: The families averaged into the primary metric. Pooled (12 relevant documents per query, a construction no MMTEB
+#: retrieval task shares) stays a reported diagnostic.
+PRIMARY_FAMILIES: tuple[str, ...] = ("mono", "cross")
 
 #: The metrics reported in ``metrics.json`` and ``table.md`` (mteb's score keys); the first is the main score.
 METRICS: tuple[str, ...] = ("ndcg_at_10", "recall_at_10", "mrr_at_10")
@@ -292,11 +304,15 @@ def build_tasks(
     families: list[str],
     max_queries_per_lang: int | None,
     seed: int,
+    corpus: Literal["all", "test"] = "all",
 ) -> list[XQuADRetrievalTask]:
     """Build the mteb retrieval tasks for the requested families from ``retrofit.xquad``'s tables.
 
-    Only ``split == "test"`` rows are used. The corpus of a language is every held-out paragraph in it (not only
-    those answering a sampled question), so unsampled paragraphs stay in as distractors.
+    Queries come only from ``split == "test"`` rows (held-out articles). With ``corpus="all"`` the mono and cross
+    corpora hold *every* paragraph of the language (240 per language): the training-pool paragraphs serve as
+    distractors, which gives the families headroom that an 80-paragraph corpus lacks (the base model scores 96 on
+    that). With ``corpus="test"`` they hold the held-out paragraphs only. The pooled corpus is always the held-out
+    paragraphs of every language. Unsampled paragraphs always stay in as distractors.
 
     Args:
         paragraphs: Rows of ``paragraphs.jsonl`` (``id``, ``lang``, ``text``, ``split``; schema in
@@ -306,7 +322,8 @@ def build_tasks(
         families: Any of ``"mono"``, ``"cross"``, ``"pooled"``; tasks come back in :data:`FAMILIES` order.
         max_queries_per_lang: Cap on questions per language (the same question ids in every language, chosen by
             :func:`select_question_ids`); ``None`` keeps all.
-        seed: Query subsampling seed (also handed to mteb).
+        seed: Query subsampling seed (``evaluate.query_seed``; also handed to mteb).
+        corpus: ``"all"`` or ``"test"``: which paragraphs form the mono and cross corpora (see above).
 
     Returns:
         One task per requested family.
@@ -327,28 +344,38 @@ def build_tasks(
     _check_rows(paragraphs, _PARAGRAPH_KEYS, "paragraphs")
     _check_rows(questions, _QUESTION_KEYS, "questions")
 
+    if corpus not in ("all", "test"):
+        raise ValueError(f"corpus: expected 'all' or 'test', got {corpus!r}")
     wanted = set(langs)
-    passages: dict[str, dict[str, str]] = {lang: {} for lang in langs}  # lang -> paragraph id -> text
+    passages: dict[str, dict[str, str]] = {lang: {} for lang in langs}  # lang -> held-out paragraph id -> text
+    every: dict[str, dict[str, str]] = {lang: {} for lang in langs}  # lang -> paragraph id -> text, both splits
     asked: dict[str, dict[str, tuple[str, str]]] = {lang: {} for lang in langs}  # lang -> qid -> (text, pid)
     for row in paragraphs:
-        if row["split"] == _SPLIT and row["lang"] in wanted:
-            passages[row["lang"]][row["id"]] = row["text"].strip()
+        if row["lang"] in wanted:
+            every[row["lang"]][row["id"]] = row["text"].strip()
+            if row["split"] == _SPLIT:
+                passages[row["lang"]][row["id"]] = row["text"].strip()
     for row in questions:
         if row["split"] == _SPLIT and row["lang"] in wanted:
             asked[row["lang"]][row["id"]] = (row["text"].strip(), row["paragraph_id"])
     _check_parallel(passages, asked, langs)
+    for lang in langs:
+        if set(every[lang]) != set(every[langs[0]]):
+            raise ValueError(f"XQuAD is not parallel: paragraph ids of {lang!r} differ from {langs[0]!r}")
+    family_corpus = every if corpus == "all" else passages
 
     ref = langs[0]
     qids = select_question_ids(asked[ref], max_queries_per_lang, seed)
     log.info(
-        "held-out XQuAD: %d paragraphs and %d questions per language; evaluating %d questions per language",
-        len(passages[ref]), len(asked[ref]), len(qids),
+        "XQuAD: %d held-out paragraphs (%d in the mono/cross corpus) and %d held-out questions per language; "
+        "evaluating %d questions per language",
+        len(passages[ref]), len(family_corpus[ref]), len(asked[ref]), len(qids),
     )
 
-    def corpus(corpus_langs: Iterable[str]) -> Dataset:
+    def corpus_of(corpus_langs: Iterable[str], source: dict[str, dict[str, str]]) -> Dataset:
         ids, texts = [], []
         for lang in corpus_langs:
-            for pid, text in sorted(passages[lang].items()):
+            for pid, text in sorted(source[lang].items()):
                 ids.append(_doc_id(lang, pid))
                 texts.append(text)
         return Dataset.from_dict({"id": ids, "text": texts})
@@ -364,7 +391,7 @@ def build_tasks(
 
     def make_split(query_lang: str, doc_langs: list[str], corpus_ds: Dataset | None = None) -> RetrievalSplitData:
         return {
-            "corpus": corpus_ds if corpus_ds is not None else corpus(doc_langs),
+            "corpus": corpus_ds if corpus_ds is not None else corpus_of(doc_langs, family_corpus),
             "queries": queries(query_lang),
             "relevant_docs": qrels(query_lang, doc_langs),
             "top_ranked": None,
@@ -385,7 +412,7 @@ def build_tasks(
             if not splits:
                 raise ValueError("families: 'cross' needs at least one language besides 'en'")
         else:
-            pooled = corpus(langs)
+            pooled = corpus_of(langs, passages)
             splits = {lang: make_split(lang, list(langs), pooled) for lang in langs}
         tasks.append(_make_task(family, list(langs), splits, seed))
     return tasks
@@ -553,7 +580,13 @@ class PromptCachedEncoder(AbsEncoder):
 
 
 def load_encoder(
-    model_path: Path, model_name: str, *, batch_size: int = 32, device: str | None = None, bf16: bool = False
+    model_path: Path,
+    model_name: str,
+    *,
+    batch_size: int = 32,
+    device: str | None = None,
+    bf16: bool = False,
+    max_seq_length: int | None = None,
 ) -> PromptCachedEncoder:
     """Load a local sentence-transformers model (no hub calls) and wrap it for mteb.
 
@@ -563,6 +596,10 @@ def load_encoder(
             ``retrofit/<model_name>`` with the weights' content hash as the revision.
         batch_size: Texts per forward pass.
         device: torch device; ``None`` lets sentence-transformers choose.
+        bf16: Encode under bf16 autocast.
+        max_seq_length: Tokens kept per text, overriding the length saved with the model (``evaluate.max_seq_length``):
+            the train stage saves its training length (e.g. 128), and every model must be scored under one
+            condition. ``None`` keeps the saved length.
 
     Returns:
         The wrapped model.
@@ -570,6 +607,7 @@ def load_encoder(
     Raises:
         FileNotFoundError: ``model_path`` is not a sentence-transformers directory.
         ValueError: ``model_name`` has characters that are not safe in a path.
+        ParamsError: ``max_seq_length`` exceeds the model's position embeddings.
     """
     from sentence_transformers import SentenceTransformer
 
@@ -579,6 +617,14 @@ def load_encoder(
     if not _MODEL_NAME_RE.match(model_name):
         raise ValueError(f"model_name {model_name!r}: use letters, digits, '.', '_' and '-' only")
     model = SentenceTransformer(str(model_path), device=device, local_files_only=True)
+    if max_seq_length is not None:
+        limit = _position_limit(model)
+        if limit is not None and max_seq_length > limit:
+            raise ParamsError(
+                f"evaluate.max_seq_length {max_seq_length} exceeds what {model_path} can encode ({limit} tokens: "
+                "its position embeddings); lower it"
+            )
+        model.max_seq_length = max_seq_length
     meta = ModelMeta.create_empty(
         overwrites={
             "name": f"retrofit/{model_name}",
@@ -591,10 +637,19 @@ def load_encoder(
     )
     encoder = PromptCachedEncoder(model, meta, batch_size=batch_size, bf16=bf16)
     log.info(
-        "loaded %s as %s@%s; query prompt %r, passage prompt %r",
-        model_path, meta.name, meta.revision, encoder.query_prompt, encoder.passage_prompt,
+        "loaded %s as %s@%s; query prompt %r, passage prompt %r; max_seq_length %d",
+        model_path, meta.name, meta.revision, encoder.query_prompt, encoder.passage_prompt, model.max_seq_length,
     )
     return encoder
+
+
+def _position_limit(model: Any) -> int | None:
+    """Tokens a transformer can position: ``max_position_embeddings``, less XLM-R's padding offset."""
+    config = getattr(getattr(model[0], "auto_model", None), "config", None)
+    if config is None or getattr(config, "max_position_embeddings", None) is None:
+        return None
+    offset = config.pad_token_id + 1 if getattr(config, "model_type", "") in ("xlm-roberta", "roberta") else 0
+    return int(config.max_position_embeddings) - offset
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -610,6 +665,7 @@ def evaluate_model(
     batch_size: int = 32,
     device: str | None = None,
     bf16: bool = False,
+    max_seq_length: int | None = None,
 ) -> dict[str, Any]:
     """Evaluate a local sentence-transformers model on the tasks and write the report files.
 
@@ -623,12 +679,15 @@ def evaluate_model(
         batch_size: Texts per forward pass.
         device: torch device; ``None`` lets sentence-transformers choose.
         bf16: Encode under bf16 autocast.
+        max_seq_length: Tokens per text for every model alike (see :func:`load_encoder`).
 
     Returns:
         The content of ``metrics.json`` plus ``"timing"`` (the content of ``timing.json``).
     """
     start = time.perf_counter()
-    encoder = load_encoder(Path(model_path), model_name, batch_size=batch_size, device=device, bf16=bf16)
+    encoder = load_encoder(
+        Path(model_path), model_name, batch_size=batch_size, device=device, bf16=bf16, max_seq_length=max_seq_length
+    )
     loaded = time.perf_counter() - start
     report = evaluate_encoder(encoder, tasks, Path(out_dir))
     report["timing"]["load_model_s"] = round(loaded, 3)
@@ -693,8 +752,16 @@ def evaluate_encoder(encoder: AbsEncoder, tasks: Sequence[XQuADRetrievalTask], o
         per_subset[task.family] = _subset_metrics(task_result, task.subset_sizes())
 
     metrics = summarize(per_subset, str(encoder.mteb_model_meta.name))
+    if isinstance(encoder, PromptCachedEncoder):
+        per_query = {task.family: per_query_scores(task, encoder) for task in tasks}
+        metrics["max_seq_length"] = getattr(encoder.model, "max_seq_length", None)
+        metrics["per_query_check"] = {
+            task.family: check_per_query(task, by_name[task.metadata.name], per_query[task.family]) for task in tasks
+        }
+        primary = primary_per_question(per_query)
+        write_json(out_dir / "per_query.json", {"ndcg_at_10": per_query, "primary": primary})
     write_json(out_dir / "metrics.json", metrics)
-    write_json(out_dir / "summary.json", {k: metrics[k] for k in ("headline", "families")})
+    write_json(out_dir / "summary.json", {k: metrics[k] for k in ("primary", "families") if k in metrics})
     (out_dir / "table.md").write_text(render_table(metrics), encoding="utf-8")
 
     timing: dict[str, Any] = {
@@ -707,10 +774,119 @@ def evaluate_encoder(encoder: AbsEncoder, tasks: Sequence[XQuADRetrievalTask], o
         timing["texts_requested_by_mteb"] = encoder.n_requested
     write_json(out_dir / "timing.json", timing)
     log.info(
-        "evaluated %s: headline %s %.4f; %s",
-        metrics["model"], METRICS[0], metrics["headline"][METRICS[0]], json.dumps(timing),
+        "evaluated %s: primary %s %s; %s",
+        metrics["model"], METRICS[0], (metrics["primary"] or {}).get(METRICS[0]), json.dumps(timing),
     )
     return {**metrics, "timing": timing}
+
+
+def per_query_scores(task: Any, encoder: PromptCachedEncoder) -> dict[str, dict[str, float]]:
+    """The per-query values behind a loaded mteb task's main score, from the encoder's cached embeddings.
+
+    Retrieval: each query's nDCG@10 over its subset's whole corpus by cosine similarity, with binary relevance
+    (pytrec_eval's ``ndcg_cut_10``, which mteb uses). BitextMining: the index of each ``sentence1``'s nearest
+    ``sentence2`` (mteb's F1 follows from these, :func:`retrofit.stats.bitext_f1`). Texts are those mteb encoded,
+    so after ``mteb.evaluate`` nothing is encoded again.
+
+    Args:
+        task: An mteb task with its data loaded (retrieval data in mteb's v2 layout).
+        encoder: The encoder that ran the task.
+
+    Returns:
+        ``{subset: {query id (bitext: sentence index): value}}``.
+    """
+    split = task.eval_splits[0]
+    out: dict[str, dict[str, float]] = {}
+    for subset in task.hf_subsets:
+        data = task.dataset[subset][split]
+        if task.metadata.type == "BitextMining":
+            left = _unit(encoder.encode_texts(list(data["sentence1"]), None))  # (n, dim)
+            right = _unit(encoder.encode_texts(list(data["sentence2"]), None))  # (n, dim)
+            nearest = np.argmax(left @ right.T, axis=1)  # (n,)
+            out[subset] = {str(i): int(j) for i, j in enumerate(nearest)}
+            continue
+        queries, corpus, qrels = data["queries"], data["corpus"], data["relevant_docs"]
+        doc_texts = [
+            (f"{t} {x}".strip() if t else x)
+            for t, x in zip(corpus["title"] if "title" in corpus.column_names else [""] * len(corpus),
+                            corpus["text"], strict=True)
+        ]
+        q = _unit(encoder.encode_texts(list(queries["text"]), PromptType.query))  # (n_queries, dim)
+        d = _unit(encoder.encode_texts(doc_texts, PromptType.document))  # (n_docs, dim)
+        doc_ids = list(corpus["id"])
+        scores = q @ d.T  # (n_queries, n_docs)
+        k = min(10, scores.shape[1])
+        # pytrec_eval (trec_eval) ranks equal scores by document id, descending: visit the documents in that order
+        # and sort stably, so that tied documents (duplicate texts) rank exactly as in mteb's score
+        by_id = np.argsort(np.array(doc_ids, dtype=str))[::-1]  # (n_docs,)
+        top = by_id[np.argsort(-scores[:, by_id], axis=1, kind="stable")[:, :k]]  # (n_queries, k)
+        discounts = 1.0 / np.log2(np.arange(2, k + 2))  # (k,)
+        values = {}
+        for row, qid in enumerate(queries["id"]):
+            rel = {doc: g for doc, g in qrels.get(qid, {}).items() if g > 0}
+            if not rel:
+                continue  # mteb drops queries without a positive document too
+            gains = np.array([rel.get(doc_ids[j], 0) for j in top[row]], dtype=np.float64)
+            ideal = np.sort(np.array(list(rel.values()), dtype=np.float64))[::-1][:k]
+            values[str(qid)] = float(gains @ discounts / (ideal @ discounts[: len(ideal)]))
+        out[subset] = values
+    return out
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def check_per_query(task: Any, result: TaskResult, per_query: Mapping[str, Mapping[str, float]]) -> float:
+    """Check that per-query values reproduce mteb's own subset scores; returns the largest absolute gap.
+
+    The bootstrap intervals rest on the per-query values, so they must describe exactly what mteb scored.
+
+    Raises:
+        RuntimeError: A subset's recomputed score differs from mteb's by more than 1e-3.
+    """
+    from retrofit.stats import task_score
+
+    statistic = "bitext_f1" if task.metadata.type == "BitextMining" else "mean"
+    scores = {e["hf_subset"]: e for split in result.scores.values() for e in split}
+    main = task.metadata.main_score if statistic == "bitext_f1" else METRICS[0]
+    gap = 0.0
+    for subset, values in per_query.items():
+        ours = task_score({subset: values}, statistic)
+        theirs = float(scores[subset][main])
+        gap = max(gap, abs(ours - theirs))
+        if abs(ours - theirs) > 1e-3:
+            raise RuntimeError(
+                f"{task.metadata.name}/{subset}: per-query {main} averages to {ours:.5f}, mteb reports {theirs:.5f}; "
+                "the bootstrap would describe a different evaluation"
+            )
+    return gap
+
+
+def primary_per_question(per_query: Mapping[str, Mapping[str, Mapping[str, float]]]) -> dict[str, float]:
+    """Each held-out question's contribution to the primary metric.
+
+    Every mono and cross subset asks the same question ids (XQuAD is parallel), so the primary metric, the mean of
+    the mono and cross family means, equals the mean over questions of ``u(q)`` = the mean over families of the
+    family's mean over subsets of ``q``'s nDCG@10. The paired bootstrap resamples these ``u(q)``.
+
+    Args:
+        per_query: ``{family: {subset: {query id: nDCG@10}}}``, query ids as built by :func:`build_tasks`.
+
+    Returns:
+        ``{question id: u}`` (empty when neither mono nor cross was run).
+    """
+    families = [f for f in PRIMARY_FAMILIES if f in per_query]
+    units: dict[str, list[float]] = {}
+    for family in families:
+        by_question: dict[str, list[float]] = {}
+        for values in per_query[family].values():
+            for query_id, value in values.items():
+                by_question.setdefault(query_id.split(":q:", 1)[1], []).append(value)
+        for question, vals in by_question.items():
+            units.setdefault(question, []).append(float(np.mean(vals)))
+    return {q: float(np.mean(v)) for q, v in sorted(units.items()) if len(v) == len(families)}
 
 
 def _subset_metrics(task_result: TaskResult, sizes: dict[str, dict[str, int]]) -> dict[str, dict[str, float | int]]:
@@ -722,25 +898,27 @@ def _subset_metrics(task_result: TaskResult, sizes: dict[str, dict[str, int]]) -
 
 
 def summarize(per_subset: Mapping[str, Mapping[str, Mapping[str, float | int]]], model: str) -> dict[str, Any]:
-    """Family means and the headline from per-subset scores.
+    """Family means and the primary metric from per-subset scores.
 
     Args:
         per_subset: ``{family: {subset: {metric: value, ...}}}`` for the families that were run.
         model: The model's name, recorded in the output.
 
     Returns:
-        The ``metrics.json`` document (schema in the module docstring).
+        The ``metrics.json`` document (schema in the module docstring); ``primary`` is ``None`` when neither
+        mono nor cross was run.
     """
     families = {
         family: {m: float(np.mean([s[m] for s in subsets.values()])) for m in METRICS}
         for family, subsets in per_subset.items()
     }
-    headline = {m: float(np.mean([families[f][m] for f in families])) for m in METRICS}
+    used = [f for f in PRIMARY_FAMILIES if f in families]
+    primary = {m: float(np.mean([families[f][m] for f in used])) for m in METRICS} if used else None
     return {
         "model": model,
         "main_score": METRICS[0],
-        "headline": headline,
-        "headline_definition": "unweighted mean of the " + ", ".join(families) + " family means",
+        "primary": primary,
+        "primary_definition": "unweighted mean of the " + " and ".join(used) + " family means" if used else None,
         "families": families,
         "subsets": {family: {s: dict(v) for s, v in subsets.items()} for family, subsets in per_subset.items()},
     }
@@ -774,8 +952,8 @@ def render_table(metrics: Mapping[str, Any]) -> str:
     lines = [
         f"# Held-out XQuAD retrieval: {metrics['model']}",
         "",
-        "Headline: " + ", ".join(f"{METRIC_LABELS[m]} {cell(metrics['headline'][m])}" for m in METRICS)
-        + f" ({metrics['headline_definition']}).",
+        "Primary: " + ", ".join(f"{METRIC_LABELS[m]} {cell((metrics['primary'] or {}).get(m))}" for m in METRICS)
+        + f" ({metrics['primary_definition']}; pooled is a diagnostic family, outside the primary metric).",
         "",
         "Scores x100. mono: query and corpus in language X. X→en: X queries, English corpus. en→X: English "
         "queries, X corpus. pooled: X queries against every language's passages at once, all translations of the "

@@ -27,11 +27,14 @@ minutes of retries the libraries would otherwise spend.
 
     results/<task>.json     mteb's TaskResult per task (every metric mteb computes)
     mteb_cache/             this run's own mteb ResultCache (never ~/.cache/mteb, see retrofit.evaluation)
+    per_query/<task>.json   with per_query=True: retrofit.evaluation.per_query_scores, for the bootstrap
     metrics.json            {"model", "benchmark", "tasks_expected", "tasks_done", "complete", "missing",
                              "headline": {"ndcg_at_10": mean, "main_score": mean},   # over tasks_done
                              "headline_definition": "...",
-                             "tasks": {<task>: {"main_score_name", "main_score", "ndcg_at_10",
-                                                "splits": [...], "subsets": int}}}
+                             "tasks": {<task>: {"main_score_name", "main_score", "ndcg_at_10" (null for
+                                                bitext mining), "splits": [...], "subsets": int,
+                                                "subset_scores": {<subset>: main score}}},
+                             "max_seq_length": int, "per_query_check": {<task>: largest gap} | null}
     summary.json            {"headline", "complete"} (what ``dvc metrics show`` prints)
     table.md                one row per task
 
@@ -812,18 +815,20 @@ def shard(names: Sequence[str], k: int, n: int, weights: Mapping[str, float] | N
 def evaluate_mmteb(
     model_path: str | Path,
     out_dir: str | Path,
-    tasks: Sequence[str] | None = None,
+    tasks: Sequence[Any] | None = None,
     batch_size: int = 128,
     model_name: str = "model",
     *,
-    benchmark: str = DEFAULT_BENCHMARK,
+    benchmark: str | None = DEFAULT_BENCHMARK,
     task_types: Sequence[str] = (RETRIEVAL,),
     device: str | None = None,
     bf16: bool = True,
     max_seq_length: int | None = None,
     expected: Sequence[str] | None = None,
+    encoder: Any = None,
+    per_query: bool = False,
 ) -> dict[str, Any]:
-    """Evaluate a local sentence-transformers model on MMTEB(Multilingual) retrieval tasks and write the report.
+    """Evaluate a local sentence-transformers model on mteb tasks (MMTEB(Multilingual) retrieval by default).
 
     Each task runs through ``mteb.evaluate`` with a :class:`retrofit.evaluation.PromptCachedEncoder` (explicit
     ``query: ``/``passage: `` prompts, every unique text embedded once per task; a fresh one per task bounds memory),
@@ -834,17 +839,23 @@ def evaluate_mmteb(
         model_path: A sentence-transformers model directory (no hub access).
         out_dir: Output directory (created); see the module docstring for its files. Per-task results from earlier
             or parallel (sharded) runs into the same directory are kept and summarised together.
-        tasks: Task names to run (default: every task of ``task_types`` in ``benchmark``).
+        tasks: Task names to run (default: every task of ``task_types`` in ``benchmark``), or mteb task objects
+            whose data is already loaded (:func:`retrofit.official.load_task`): those run as they are, with no
+            benchmark lookup and no hub access.
         batch_size: Texts per forward pass.
         model_name: Names the results (``retrofit/<model_name>`` in mteb); unique per evaluated model.
         benchmark: The mteb benchmark.
         task_types: The benchmark's task types to select from (``tasks`` names a subset of them).
         device: torch device; ``None`` lets sentence-transformers choose (a GPU when there is one).
         bf16: Encode under bf16 autocast.
-        max_seq_length: Override the model's saved ``max_seq_length`` (a model trained at 256 tokens is saved with
-            256; the MMTEB leaderboard runs multilingual-e5 at 512).
+        max_seq_length: Override the model's saved ``max_seq_length`` (``evaluate.max_seq_length``: a model trained
+            at 128 tokens is saved with 128; the MMTEB leaderboard runs multilingual-e5 at 512).
         expected: The tasks ``metrics.json`` should cover (default: ``tasks``); a shard passes the whole list, so
             ``complete`` turns true only when every shard's results are in ``out_dir``.
+        encoder: An already loaded :class:`retrofit.evaluation.PromptCachedEncoder` to use for every task (its
+            embedding cache is shared with the caller's other evaluations); ``None`` loads ``model_path``.
+        per_query: Also write ``per_query/<task>.json`` (:func:`retrofit.evaluation.per_query_scores`, checked
+            against mteb's scores) for the bootstrap of :mod:`retrofit.stats`.
 
     Returns:
         The content of ``metrics.json``.
@@ -858,31 +869,42 @@ def evaluate_mmteb(
     """
     import mteb
 
-    from retrofit.evaluation import PromptCachedEncoder, load_encoder
+    from retrofit.evaluation import PromptCachedEncoder, check_per_query, load_encoder, per_query_scores
 
     out_dir = Path(out_dir)
-    chosen = mmteb_tasks(benchmark, task_types, names=tasks)
+    preloaded = tasks is not None and all(not isinstance(t, str) for t in tasks)
+    if preloaded:
+        chosen = list(tasks or [])
+    elif benchmark is None:
+        raise ValueError("evaluate_mmteb: give a benchmark to resolve task names, or loaded task objects")
+    else:
+        chosen = mmteb_tasks(benchmark, task_types, names=tasks)
     if not chosen:
         raise ValueError(f"no tasks to evaluate (tasks={tasks!r})")
-    check_mmteb_reachable(chosen)  # online: an unreachable Hub fails here, before any work
-    if not (Path(model_path) / "modules.json").is_file():
+    if not preloaded:
+        check_mmteb_reachable(chosen)  # online: an unreachable Hub fails here, before any work
+    if encoder is None and not (Path(model_path) / "modules.json").is_file():
         raise FileNotFoundError(f"{model_path}: not a sentence-transformers model directory (no modules.json)")
-    first = copy.deepcopy(chosen[0])
-    _load_task_data(first)  # offline: a cache miss fails here, before the model is loaded
-    loaded = load_encoder(Path(model_path), model_name, batch_size=batch_size, device=device, bf16=bf16)
-    if max_seq_length is not None:
-        loaded.model.max_seq_length = max_seq_length
+    first = chosen[0] if preloaded else copy.deepcopy(chosen[0])
+    if not preloaded:
+        _load_task_data(first)  # offline: a cache miss fails here, before the model is loaded
+    loaded = encoder or load_encoder(
+        Path(model_path), model_name, batch_size=batch_size, device=device, bf16=bf16, max_seq_length=max_seq_length
+    )
     results_dir = out_dir / "results"
     results_dir.mkdir(parents=True, exist_ok=True)
     cache = mteb.ResultCache(out_dir / "mteb_cache")
+    checks: dict[str, float] = {}
     for i, shared in enumerate(chosen):
-        task = first if i == 0 else copy.deepcopy(shared)
+        task = shared if preloaded else (first if i == 0 else copy.deepcopy(shared))
         name = task.metadata.name
-        if i:
+        if i and not preloaded:
             _load_task_data(task)
-        encoder = PromptCachedEncoder(loaded.model, loaded.mteb_model_meta, batch_size=batch_size, bf16=bf16)
+        run_encoder = encoder or PromptCachedEncoder(
+            loaded.model, loaded.mteb_model_meta, batch_size=batch_size, bf16=bf16
+        )
         result = mteb.evaluate(
-            encoder,
+            run_encoder,
             [task],
             cache=cache,
             overwrite_strategy="always",
@@ -894,17 +916,26 @@ def evaluate_mmteb(
         if name not in by_name:
             raise RuntimeError(f"mteb returned no result for {name}; exceptions: {result.exceptions}")
         by_name[name].to_disk(results_dir / f"{name}.json")
-        log.info("%s: main score %.4f (%d texts encoded)", name, by_name[name].get_score(), encoder.n_encoded)
-        task.unload_data()
-    return summarize_mmteb(
+        log.info("%s: main score %.4f (%d texts encoded)", name, by_name[name].get_score(), run_encoder.n_encoded)
+        if per_query:
+            values = per_query_scores(task, run_encoder)
+            checks[name] = check_per_query(task, by_name[name], values)
+            write_json(out_dir / "per_query" / f"{name}.json", values)
+        if not preloaded:
+            task.unload_data()
+    metrics = summarize_mmteb(
         out_dir, list(expected) if expected is not None else [t.metadata.name for t in chosen],
-        model=str(loaded.mteb_model_meta.name), benchmark=benchmark,
+        model=str(loaded.mteb_model_meta.name), benchmark=benchmark or DEFAULT_BENCHMARK,
+        max_seq_length=int(loaded.model.max_seq_length),
+        per_query_check=checks or None,
     )
+    return metrics
 
 
 def summarize_mmteb(
     out_dir: str | Path, expected: Sequence[str] | None = None, *, model: str | None = None,
-    benchmark: str = DEFAULT_BENCHMARK,
+    benchmark: str = DEFAULT_BENCHMARK, max_seq_length: int | None = None,
+    per_query_check: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """Per-task scores and their means from ``out_dir/results/*.json``; writes ``metrics.json``, ``summary.json``
     and ``table.md``.
@@ -915,6 +946,8 @@ def summarize_mmteb(
             ones are listed and ``complete`` is false.
         model: The model name to record (default: read from the results).
         benchmark: The benchmark whose tasks are expected by default.
+        max_seq_length: The tokens per text the model was evaluated at, recorded as is.
+        per_query_check: ``{task: largest gap between per-query values and mteb's subset scores}``, recorded.
 
     Returns:
         The ``metrics.json`` document.
@@ -937,16 +970,19 @@ def summarize_mmteb(
         scores[name] = {
             "main_score_name": _main_score_name(name, benchmark),
             "main_score": float(result.get_score()),
-            "ndcg_at_10": float(result.get_score(getter=lambda s: s["ndcg_at_10"])),
+            "ndcg_at_10": (float(result.get_score(getter=lambda s: s["ndcg_at_10"]))
+                           if all("ndcg_at_10" in e for e in entries) else None),  # bitext mining has none
             "splits": sorted(result.scores),
             "subsets": len({e.get("hf_subset") for e in entries}),
+            "subset_scores": {e["hf_subset"]: float(e["main_score"]) for e in entries},
         }
         model = model or getattr(result, "model_name", None)
     if not scores:
         raise FileNotFoundError(f"{out_dir / 'results'}: no result file for any of {expected}")
     missing = [n for n in expected if n not in scores]
     headline = {
-        "ndcg_at_10": float(np.mean([s["ndcg_at_10"] for s in scores.values()])),
+        "ndcg_at_10": float(np.mean([s["ndcg_at_10"] for s in scores.values() if s["ndcg_at_10"] is not None]
+                                    or [np.nan])),
         "main_score": float(np.mean([s["main_score"] for s in scores.values()])),
     }
     metrics = {
@@ -962,6 +998,8 @@ def summarize_mmteb(
             "Retrieval column, where the paper's 60.56 comes from), ndcg_at_10 is nDCG@10 for every task"
         ),
         "tasks": scores,
+        "max_seq_length": max_seq_length,
+        "per_query_check": dict(per_query_check) if per_query_check else None,
     }
     write_json(out_dir / "metrics.json", metrics)
     write_json(out_dir / "summary.json", {"headline": headline, "complete": metrics["complete"]})
@@ -975,7 +1013,8 @@ def summarize_mmteb(
         "|---|---:|---|---:|",
     ]
     lines += [
-        f"| {n} | {100 * s['main_score']:.2f} | {s['main_score_name']} | {100 * s['ndcg_at_10']:.2f} |"
+        f"| {n} | {100 * s['main_score']:.2f} | {s['main_score_name']} | "
+        + ("-" if s["ndcg_at_10"] is None else f"{100 * s['ndcg_at_10']:.2f}") + " |"
         for n, s in scores.items()
     ]
     (out_dir / "table.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -983,9 +1022,15 @@ def summarize_mmteb(
 
 
 def _main_score_name(task: str, benchmark: str) -> str:
+    import mteb
+
     try:
         return next(t.metadata.main_score for t in mmteb_tasks(benchmark) if t.metadata.name == task)
     except (StopIteration, ValueError):
+        pass
+    try:  # a task outside the benchmark's selection (the official tasks of retrofit.official)
+        return str(mteb.get_task(task).metadata.main_score)
+    except (KeyError, ValueError):
         return "main_score"
 
 

@@ -594,7 +594,7 @@ def plan(params: Params | Mapping[str, Any], *, gpus: int = 1) -> dict[str, Any]
         mm = ev.get("mmteb") or {}
         bench = mm.get("benchmark") or "MTEB(Multilingual, v2)"
         types = tuple(mm.get("task_types") or ["Retrieval"])
-        max_len = mm.get("max_seq_length") or t["max_seq_length"]
+        max_len = ev.get("max_seq_length") or t["max_seq_length"]
         stats = mmteb_eval_stats(bench, types, max_len)
         wanted = mm.get("tasks")
         if wanted:

@@ -1,53 +1,106 @@
-"""The fan-in of every evaluation: tidy tables, figures and ``reports/RESULTS.md``.
+"""The fan-in of every evaluation: differences with intervals, verdicts, tidy tables, figures and ``RESULTS.md``.
 
-Inputs are the evaluation reports ``reports/eval/<model>/metrics.json`` (schema in :mod:`retrofit.evaluation`)
-of the base model, of every data-scale point (``scale_<n>``) and of the named runs. Runs with these names have a
-role in the paper's findings (``params.yaml`` defines them):
+Inputs, per model, from ``reports/eval/<model>/`` (schemas in :mod:`retrofit.evaluation` and :mod:`retrofit.paper`):
+``metrics.json`` and ``per_query.json`` (held-out XQuAD), ``official/metrics.json`` and ``official/per_query/``
+(the official mteb tasks of :mod:`retrofit.official`), and at paper scale ``mmteb/metrics.json``. Models are the
+base model, every data-scale point (``scale_<n>``) and the named runs of ``params.yaml``. Runs with these roles
+enter the paper's findings:
 
-- ``seed2``: the top scale point again with another training seed; ``|seed2 - top|`` is the run-to-run spread
-  reported next to every difference;
-- ``nohard``: the top scale point without mined hard negatives (in-batch negatives only);
-- ``div_lang`` and ``div_task``: the same example budget spent on many languages with one task type, or on many
-  task types (the English datasets plus several synthetic ones) in fewer languages.
+- the top scale point and ``plot.seed_runs`` (``seed2``, ``seed3``): one configuration under several training
+  seeds; the sample standard deviation of their scores is the *seed sd*;
+- ``nohard``: the top scale point without mined hard negatives;
+- ``div_lang`` and ``div_task``: one example budget spent on many languages with one task type, or on many task
+  types in fewer languages.
+
+Every difference is ``A - B`` on the same queries, with a paired bootstrap 95% interval over queries
+(:func:`retrofit.stats.paired_bootstrap`); a finding counts only by the rule of :func:`retrofit.stats.verdict`
+(interval excludes zero and the difference exceeds twice the seed sd). The primary metric is the mean of the mono
+and cross families of held-out XQuAD (pooled is a diagnostic; see the README).
 
 Outputs (``out_dir``; every file is rewritten):
 
-- ``scores.csv``: one tidy row per (model, family, language): ``model, scale, family, language, ndcg_at_10,
-  recall_at_10, mrr_at_10``; ``language`` is ``all`` for the family mean and the family is ``headline`` for the
-  headline; ``scale`` is the synthetic examples per language for sweep models, empty otherwise;
-- ``scale_<family>.csv`` (``headline``, ``mono``, ``cross``, ``pooled``): the plateau curve, for DVC plots;
-- ``ablation.csv`` and ``diversity.csv``: the bar comparisons (``label`` = family and variant), for DVC plots;
-- ``models.json``: ``{model: {family: nDCG@10}}`` for every model (a DVC metric, so ``dvc exp show`` and
-  ``dvc metrics diff`` compare every model of two runs);
-- ``figures/*.png``: the same as matplotlib figures;
-- ``results_md`` (``reports/RESULTS.md``): every table, the base model against each retrofitted model, and a short
-  statement per finding; with paper-scale MMTEB reports (``reports/eval/<model>/mmteb/metrics.json``, :func:`load_mmteb`) also their
-  table beside the published anchors.
-
-A finding counts as reproduced only when its difference exceeds the seed spread; otherwise it is reported as not
-reproduced (the difference is within noise) or reversed (it exceeds the spread the other way).
+- ``scores.csv``: one tidy row per (model, benchmark, family or subset): ``model, scale, benchmark, family,
+  subset, score``; scores in [0, 1] (nDCG@10; F1 for Tatoeba);
+- ``comparisons.csv``: every compared pair: ``a, b, metric, delta, lo, hi, seed_sd, verdict``;
+- ``scale.csv``, ``ablation.csv``, ``diversity.csv``: the plots' data with each score's own 95% interval
+  (``lo``, ``hi``), drawn by ``dvc plots show`` with the templates in ``.dvc/plots/``;
+- ``models.json``: ``{model: {metric: score}}`` (a DVC metric: ``dvc exp show`` compares every model);
+- ``findings.json``: seed sd per metric, the findings and every model against the base, with intervals;
+- ``figures/*.png``: the same with error bars and bands;
+- ``results_md`` (``reports/RESULTS.md``).
 """
 
 from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-FAMILIES = ("headline", "mono", "cross", "pooled")
-METRICS = ("ndcg_at_10", "recall_at_10", "mrr_at_10")
-ROLES = ("seed2", "nohard", "div_lang", "div_task")
+from retrofit import stats
+
+#: The held-out XQuAD metrics: the primary metric and the three families.
+XQUAD_METRICS = ("primary", "mono", "cross", "pooled")
+#: Official tasks reported for every model (XQuADRetrieval is the base model's only).
+OFFICIAL = ("Tatoeba", "BelebeleRetrieval", "LegalBenchCorporateLobbying")
+#: How each official task's per-query values are resampled (see retrofit.stats).
+_STATISTIC = {"Tatoeba": "bitext_f1"}
+_CLUSTERED = {"BelebeleRetrieval"}  # its subsets ask the same questions (parallel eng/deu)
+_LABELS = {"primary": "primary (mono+cross)", "BelebeleRetrieval": "Belebele",
+           "LegalBenchCorporateLobbying": "LegalBench"}
 
 
-def load_reports(eval_dir: Path, names: list[str]) -> dict[str, dict[str, Any]]:
-    """``{model: metrics.json}`` for every name whose report exists (the caller decides what a missing one means)."""
+@dataclass
+class Evaluation:
+    """One model's evaluation outputs, as read from ``reports/eval/<model>/``."""
+
+    name: str
+    metrics: dict[str, Any]
+    per_query: dict[str, Any]
+    official: dict[str, Any] = field(default_factory=dict)
+    official_per_query: dict[str, Any] = field(default_factory=dict)
+
+    def score(self, metric: str) -> float | None:
+        """The model's score for ``metric`` (a name of :data:`XQUAD_METRICS` or an official task)."""
+        if metric == "primary":
+            return float(self.metrics["primary"]["ndcg_at_10"])
+        if metric in self.metrics["families"]:
+            return float(self.metrics["families"][metric]["ndcg_at_10"])
+        task = self.official.get("tasks", {}).get(metric)
+        return None if task is None else float(task["main_score"])
+
+    def values(self, metric: str) -> tuple[dict[str, Any], bool]:
+        """Per-query values of ``metric`` as ``({subset: {id: value}}, clustered)``."""
+        if metric == "primary":
+            return {"all": self.per_query["primary"]}, False
+        if metric in self.per_query["ndcg_at_10"]:
+            return self.per_query["ndcg_at_10"][metric], True  # XQuAD subsets ask the same questions
+        return self.official_per_query[metric], metric in _CLUSTERED
+
+
+def load_evaluations(eval_dir: Path, names: Sequence[str]) -> dict[str, Evaluation]:
+    """Read every named model's evaluation.
+
+    Raises:
+        FileNotFoundError: A model has no held-out XQuAD ``metrics.json`` or ``per_query.json``; the message names
+            the model and the stage to run.
+    """
     out = {}
     for name in names:
-        path = eval_dir / name / "metrics.json"
-        if path.is_file():
-            out[name] = json.loads(path.read_text(encoding="utf-8"))
+        d = Path(eval_dir) / name
+        need = [d / "metrics.json", d / "per_query.json"]
+        missing = [str(p) for p in need if not p.is_file()]
+        if missing:
+            raise FileNotFoundError(f"{name}: no evaluation ({', '.join(missing)}); run its evaluate stage first")
+        official = d / "official" / "metrics.json"
+        off = json.loads(official.read_text(encoding="utf-8")) if official.is_file() else {}
+        per_task = {
+            p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted((d / "official" / "per_query").glob("*.json"))
+        }
+        out[name] = Evaluation(name, json.loads(need[0].read_text(encoding="utf-8")),
+                               json.loads(need[1].read_text(encoding="utf-8")), off, per_task)
     return out
 
 
@@ -81,199 +134,211 @@ def mmteb_markdown(mmteb: Mapping[str, Mapping[str, Any]], anchors: Mapping[str,
     return [*lines, ""]
 
 
-def _family_langs(report: Mapping[str, Any], family: str) -> dict[str, dict[str, float]]:
-    """Per-language scores of one family (cross averages a language's X->en and en->X subsets)."""
-    subsets = report["subsets"].get(family, {})
-    by_lang: dict[str, list[dict[str, float]]] = {}
-    for subset, scores in subsets.items():
-        if family == "cross":
-            a, b = subset.split("-")
-            lang = a if b == "en" else b
-        else:
-            lang = subset
-        by_lang.setdefault(lang, []).append(scores)
-    return {
-        lang: {m: sum(s[m] for s in rows) / len(rows) for m in METRICS} for lang, rows in sorted(by_lang.items())
+class Comparer:
+    """Paired bootstrap comparisons between loaded evaluations, with the seed sd of each metric."""
+
+    def __init__(self, evals: Mapping[str, Evaluation], seed_models: Sequence[str], resamples: int, seed: int):
+        """Args: evals: every model; seed_models: the top configuration under each training seed."""
+        self.evals = evals
+        self.resamples = resamples
+        self.seed = seed
+        self.seed_models = [m for m in seed_models if m in evals]
+        self.seed_sd = {m: stats.seed_sd([s for s in (evals[x].score(m) for x in self.seed_models) if s is not None])
+                        for m in (*XQUAD_METRICS, *OFFICIAL)}
+
+    def compare(self, a: str, b: str, metric: str = "primary", expected_sign: int = 1) -> dict[str, Any] | None:
+        """``score(a) - score(b)`` with its interval and verdict; ``None`` when either model lacks the metric."""
+        if a not in self.evals or b not in self.evals or None in (self.evals[a].score(metric),
+                                                                  self.evals[b].score(metric)):
+            return None
+        va, clustered = self.evals[a].values(metric)
+        vb, _ = self.evals[b].values(metric)
+        interval = stats.paired_bootstrap(va, vb, statistic=_STATISTIC.get(metric, "mean"), cluster=clustered,
+                                          resamples=self.resamples, seed=self.seed)
+        sd = self.seed_sd.get(metric)
+        return {"a": a, "b": b, "metric": metric, **interval, "seed_sd": sd,
+                "verdict": stats.verdict(interval, sd, expected_sign)}
+
+    def own_interval(self, model: str, metric: str) -> tuple[float, float]:
+        """The 95% bootstrap interval of one model's own XQuAD score (a difference against zero)."""
+        values, clustered = self.evals[model].values(metric)
+        zero = {s: dict.fromkeys(v, 0.0) for s, v in values.items()}
+        r = stats.paired_bootstrap(values, zero, cluster=clustered, resamples=self.resamples, seed=self.seed)
+        return r["lo"], r["hi"]
+
+
+def findings(cmp: Comparer, points: Sequence[int]) -> dict[str, dict[str, Any] | None]:
+    """The paper's three findings on the primary metric, plus the composite plateau verdict."""
+    top, first = f"scale_{points[-1]}", f"scale_{points[0]}"
+    out: dict[str, dict[str, Any] | None] = {
+        "gain_from_synthetic": cmp.compare(top, first),
+        "plateau_last_step": cmp.compare(top, f"scale_{points[-2]}") if len(points) > 1 else None,
+        "hard_negatives": cmp.compare(top, "nohard"),
+        "task_over_language_diversity": cmp.compare("div_task", "div_lang"),
     }
+    gain, last = out["gain_from_synthetic"], out["plateau_last_step"]
+    if gain is None or last is None:
+        plateau = "not run"
+    elif gain["verdict"] == "opposite to the paper":
+        plateau = "opposite to the paper: synthetic data lowers the primary metric, so there is no gain to plateau"
+    elif gain["verdict"] != "reproduced":
+        plateau = f"{gain['verdict']}: no resolved gain from synthetic data, so no plateau can be shown"
+    elif last["verdict"] == "not resolved at this scale":
+        plateau = "reproduced: a resolved gain, and the last step adds nothing resolved"
+    else:
+        plateau = "not reproduced: the last step still changes the score (" + last["verdict"] + ")"
+    out["plateau"] = {"verdict": plateau}
+    return out
 
 
-def tidy_rows(reports: Mapping[str, Mapping[str, Any]], scales: Mapping[str, int]) -> list[dict[str, Any]]:
-    """The rows of ``scores.csv`` (see the module docstring)."""
+def build_report(
+    evals: Mapping[str, Evaluation], scale_points: Sequence[int], seed_runs: Sequence[str], out_dir: Path,
+    results_md: Path, *, resamples: int = 1000, seed: int = 0, extra_sections: list[str] | None = None,
+) -> dict[str, Any]:
+    """Write every output listed in the module docstring and return ``findings.json``'s content.
+
+    Args:
+        evals: From :func:`load_evaluations` (``base`` and ``scale_<n>`` for each point at least).
+        scale_points: ``scale.per_language``; sweep models are named ``scale_<n>``.
+        seed_runs: ``plot.seed_runs``: the top scale point retrained under other seeds.
+        out_dir: Output directory for tables and figures.
+        results_md: Where ``RESULTS.md`` goes (``reports/RESULTS.md``, committed to git).
+        resamples: Bootstrap resamples per comparison.
+        seed: Bootstrap seed.
+        extra_sections: Markdown lines appended to ``RESULTS.md`` (the MMTEB table, :func:`mmteb_markdown`).
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    points = sorted(scale_points)
+    top = f"scale_{points[-1]}"
+    cmp = Comparer(evals, [top, *seed_runs], resamples, seed)
+    metrics = [*XQUAD_METRICS, *OFFICIAL]
+    versus_base = {m: {k: cmp.compare(m, "base", k) for k in metrics} for m in evals if m != "base"}
+    found = findings(cmp, points)
+    summary = {"seed_models": cmp.seed_models, "seed_sd": cmp.seed_sd, "findings": found, "versus_base": versus_base}
+    (out_dir / "findings.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    models = {m: {k: ev.score(k) for k in metrics} for m, ev in evals.items()}
+    (out_dir / "models.json").write_text(json.dumps(models, indent=2) + "\n", encoding="utf-8")
+    _write_csv(out_dir / "scores.csv", tidy_rows(evals, points), ["model", "scale", "benchmark", "family", "subset",
+                                                                   "score"])
+    rows = [c for c in [*found.values(), *(c for v in versus_base.values() for c in v.values())] if c and "a" in c]
+    _write_csv(out_dir / "comparisons.csv", rows, ["a", "b", "metric", "delta", "lo", "hi", "seed_sd", "verdict"])
+    plots = plot_tables(cmp, points)
+    for name, table in plots.items():
+        _write_csv(out_dir / f"{name}.csv", table, list(table[0]) if table else ["label"])
+    _figures(plots, evals, cmp, points, out_dir / "figures")
+    text = results_markdown(evals, cmp, points, found, versus_base)
+    results_md.write_text(text + ("\n".join(extra_sections) + "\n" if extra_sections else ""), encoding="utf-8")
+    return summary
+
+
+def tidy_rows(evals: Mapping[str, Evaluation], points: Sequence[int]) -> list[dict[str, Any]]:
+    """The rows of ``scores.csv``: every family and subset of held-out XQuAD and every official task subset."""
+    scales = {f"scale_{n}": n for n in points}
     rows = []
-    for model, rep in reports.items():
-        scale = scales.get(model, "")
-        rows.append({"model": model, "scale": scale, "family": "headline", "language": "all",
-                     **{m: rep["headline"][m] for m in METRICS}})
-        for fam in ("mono", "cross", "pooled"):
-            if fam not in rep["families"]:
-                continue
-            rows.append({"model": model, "scale": scale, "family": fam, "language": "all",
-                         **{m: rep["families"][fam][m] for m in METRICS}})
-            for lang, scores in _family_langs(rep, fam).items():
-                rows.append({"model": model, "scale": scale, "family": fam, "language": lang, **scores})
+    for model, ev in evals.items():
+        base = {"model": model, "scale": scales.get(model, "")}
+        rows.append({**base, "benchmark": "xquad", "family": "primary", "subset": "all", "score": ev.score("primary")})
+        for fam, subsets in ev.metrics["subsets"].items():
+            rows.append({**base, "benchmark": "xquad", "family": fam, "subset": "all", "score": ev.score(fam)})
+            rows += [{**base, "benchmark": "xquad", "family": fam, "subset": s, "score": v["ndcg_at_10"]}
+                     for s, v in subsets.items()]
+        for task, t in ev.official.get("tasks", {}).items():
+            rows.append({**base, "benchmark": task, "family": t["main_score_name"], "subset": "all",
+                         "score": t["main_score"]})
+            rows += [{**base, "benchmark": task, "family": t["main_score_name"], "subset": s, "score": v}
+                     for s, v in t["subset_scores"].items()]
     return rows
 
 
-def _write_csv(path: Path, rows: list[dict[str, Any]], fields: list[str]) -> None:
+def plot_tables(cmp: Comparer, points: Sequence[int]) -> dict[str, list[dict[str, Any]]]:
+    """The plots' data: each XQuAD metric's score with its own 95% bootstrap interval."""
+
+    def row(model: str, metric: str, **extra: Any) -> dict[str, Any]:
+        lo, hi = cmp.own_interval(model, metric)
+        return {**extra, "model": model, "family": metric, "ndcg_at_10": cmp.evals[model].score(metric),
+                "lo": lo, "hi": hi}
+
+    scale = [row(f"scale_{n}", m, scale=n) for m in XQUAD_METRICS for n in points if f"scale_{n}" in cmp.evals]
+    top = f"scale_{points[-1]}"
+    tables = {"scale": scale}
+    for name, pairs in (("ablation", (("hard negatives", top), ("in-batch only", "nohard"))),
+                        ("diversity", (("(L) languages", "div_lang"), ("(T) tasks", "div_task")))):
+        tables[name] = [row(m, k, label=f"{k}: {v}", variant=v) for k in XQUAD_METRICS for v, m in pairs
+                        if m in cmp.evals]
+    return tables
+
+
+def _write_csv(path: Path, rows: Sequence[Mapping[str, Any]], fields: list[str]) -> None:
     with path.open("w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=fields)
+        w = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
         w.writeheader()
         for r in rows:
-            w.writerow({k: (round(v, 5) if isinstance(v, float) else v) for k, v in r.items() if k in fields})
-
-
-def score(reports: Mapping[str, Mapping[str, Any]], model: str, family: str = "headline") -> float | None:
-    """nDCG@10 of ``model`` for ``family`` (``headline`` or a family name), ``None`` if absent."""
-    rep = reports.get(model)
-    if rep is None:
-        return None
-    block = rep["headline"] if family == "headline" else rep["families"].get(family)
-    return None if block is None else float(block["ndcg_at_10"])
-
-
-def verdict(delta: float | None, spread: float | None) -> str:
-    """``reproduced`` / ``reversed`` / ``not reproduced (within the seed spread)`` for an expected-positive delta."""
-    if delta is None:
-        return "not run"
-    if spread is None:
-        return "no seed spread available (run `seed2`)"
-    if delta > spread:
-        return "reproduced"
-    if delta < -spread:
-        return "reversed"
-    return "not reproduced (within the seed spread)"
+            w.writerow({k: (round(v, 5) if isinstance(v, float) else v) for k, v in r.items()})
 
 
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.2f}"
 
 
-def _signed(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:+.2f}"
+def _diff(c: Mapping[str, Any] | None) -> str:
+    """``+1.23 [+0.40, +2.10]`` (x100), or ``-``."""
+    if c is None:
+        return "-"
+    return f"{100 * c['delta']:+.2f} [{100 * c['lo']:+.2f}, {100 * c['hi']:+.2f}]"
 
 
-def build_report(
-    reports: Mapping[str, Mapping[str, Any]], scale_points: list[int], out_dir: Path, results_md: Path,
-    extra_sections: list[str] | None = None,
-) -> dict[str, Any]:
-    """Write every output listed in the module docstring and return the findings.
-
-    Args:
-        reports: ``{model: metrics.json}``, from :func:`load_reports`.
-        scale_points: ``scale.per_language``; sweep models are named ``scale_<n>``.
-        out_dir: Output directory for tables and figures.
-        results_md: Where ``RESULTS.md`` goes (``reports/RESULTS.md``, committed to git).
-        extra_sections: Markdown lines appended to ``RESULTS.md`` (the MMTEB table, :func:`mmteb_markdown`).
-
-    Returns:
-        ``{"spread": ..., "findings": {name: {"delta": ..., "verdict": ...}}}``.
-    """
-    out_dir.mkdir(parents=True, exist_ok=True)
-    points = sorted(scale_points)
-    scales = {f"scale_{n}": n for n in points}
-    rows = tidy_rows(reports, scales)
-    fields = ["model", "scale", "family", "language", *METRICS]
-    _write_csv(out_dir / "scores.csv", rows, fields)
-    for fam in FAMILIES:
-        curve = [r for r in rows if r["family"] == fam and r["language"] == "all" and r["model"] in scales]
-        curve.sort(key=lambda r: r["scale"])
-        _write_csv(out_dir / f"scale_{fam}.csv", curve, ["scale", *METRICS])
-
-    per_model = {m: {fam: score(reports, m, fam) for fam in FAMILIES} for m in reports}
-    (out_dir / "models.json").write_text(json.dumps(per_model, indent=2) + "\n", encoding="utf-8")
-
-    top = f"scale_{points[-1]}"
-    spread = {
-        fam: (abs(score(reports, "seed2", fam) - score(reports, top, fam))
-              if score(reports, "seed2", fam) is not None and score(reports, top, fam) is not None else None)
-        for fam in FAMILIES
-    }
-
-    def diff(a: str, b: str, fam: str = "headline") -> float | None:
-        x, y = score(reports, a, fam), score(reports, b, fam)
-        return None if x is None or y is None else x - y
-
-    ablation = [{"label": f"{fam}: {v}", "variant": v, "model": m, "family": fam,
-                 "ndcg_at_10": score(reports, m, fam)}
-                for v, m in (("hard negatives", top), ("in-batch only", "nohard"))
-                for fam in FAMILIES if score(reports, m, fam) is not None]
-    _write_csv(out_dir / "ablation.csv", ablation, ["label", "variant", "model", "family", "ndcg_at_10"])
-    diversity = [{"label": f"{fam}: {v}", "variant": v, "model": m, "family": fam,
-                  "ndcg_at_10": score(reports, m, fam)}
-                 for v, m in (("(L) languages", "div_lang"), ("(T) tasks", "div_task"))
-                 for fam in FAMILIES if score(reports, m, fam) is not None]
-    _write_csv(out_dir / "diversity.csv", diversity, ["label", "variant", "model", "family", "ndcg_at_10"])
-
-    findings = {
-        "gain_from_synthetic": {"delta": diff(top, f"scale_{points[0]}")},
-        "plateau_last_step": {"delta": diff(top, f"scale_{points[-2]}") if len(points) > 1 else None},
-        "hard_negatives": {"delta": diff(top, "nohard")},
-        "task_over_language_diversity": {"delta": diff("div_task", "div_lang")},
-    }
-    s = spread["headline"]
-    for name, f in findings.items():
-        f["verdict"] = verdict(f["delta"], s)
-    # The plateau holds when synthetic data helps at all but the last step adds less than the spread.
-    gain, last = findings["gain_from_synthetic"]["delta"], findings["plateau_last_step"]["delta"]
-    if gain is None or last is None or s is None:
-        plateau = "not run"
-    elif gain < -s:
-        plateau = "reversed: synthetic data lowered the score beyond the seed spread, so there is no curve to plateau"
-    elif gain <= s:
-        plateau = "not reproduced: synthetic data gave no gain beyond the seed spread"
-    elif abs(last) <= s:
-        plateau = "reproduced: gains stop within the seed spread at the largest points"
-    else:
-        plateau = "not reproduced: still rising at the largest point" if last > 0 else "reversed: falls at the top"
-    findings["plateau"] = {"verdict": plateau}
-
-    _figures(rows, ablation, diversity, points, out_dir / "figures")
-    text = _markdown(reports, rows, points, spread, findings)
-    results_md.write_text(text + ("\n".join(extra_sections) + "\n" if extra_sections else ""), encoding="utf-8")
-    summary = {"spread": spread, "findings": findings}
-    (out_dir / "findings.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return summary
-
-
-def _figures(rows, ablation, diversity, points, fig_dir: Path) -> None:
+def _figures(plots: Mapping[str, list[dict[str, Any]]], evals: Mapping[str, Evaluation], cmp: Comparer,
+             points: Sequence[int], fig_dir: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig_dir.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for fam, style in zip(FAMILIES, ("-o", "--s", "--^", "--d")):
-        pts = sorted((r["scale"], r["ndcg_at_10"]) for r in rows
-                     if r["family"] == fam and r["language"] == "all" and r["scale"] != "")
-        if pts:
-            ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], style, label=fam, lw=2 if fam == "headline" else 1)
-    base = [r["ndcg_at_10"] for r in rows if r["model"] == "base" and r["family"] == "headline"]
-    if base:
-        ax.axhline(100 * base[0], color="grey", ls=":", lw=1.5, label="headline, base model")
+    fig, ax = plt.subplots(figsize=(6.8, 4.4))
+    for metric, style in zip(XQUAD_METRICS, ("-o", "--s", "--^", ":d"), strict=True):
+        pts = [r for r in plots["scale"] if r["family"] == metric]
+        if not pts:
+            continue
+        xs = [r["scale"] for r in pts]
+        line, = ax.plot(xs, [100 * r["ndcg_at_10"] for r in pts], style, label=_LABELS.get(metric, metric),
+                        lw=2 if metric == "primary" else 1)
+        ax.fill_between(xs, [100 * r["lo"] for r in pts], [100 * r["hi"] for r in pts], color=line.get_color(),
+                        alpha=0.15)
+    seeds = [evals[m].score("primary") for m in cmp.seed_models]
+    if len(seeds) > 1:
+        ax.plot([points[-1]] * len(seeds), [100 * s for s in seeds], "k_", ms=12, label="primary, each training seed")
+    if "base" in evals:
+        ax.axhline(100 * evals["base"].score("primary"), color="grey", ls=":", lw=1.5, label="primary, base model")
     ax.set_xlabel("synthetic examples per language")
-    ax.set_ylabel("nDCG@10 (held-out XQuAD)")
-    ax.set_title("Data scale: gains from synthetic data")
-    ax.set_xticks(points)
+    ax.set_ylabel("nDCG@10 x100 (held-out XQuAD)")
+    ax.set_title("Data scale (bands: 95% bootstrap interval over queries)")
+    ax.set_xticks(list(points))
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(fig_dir / "scale.png", dpi=120)
     plt.close(fig)
-    for name, data, title in (("ablation", ablation, "Hard negatives vs in-batch negatives only"),
-                              ("diversity", diversity, "Task diversity (T) vs language diversity (L)")):
+    for name, title in (("ablation", "Hard negatives vs in-batch negatives only"),
+                        ("diversity", "Task diversity (T) vs language diversity (L)")):
+        data = plots[name]
         if not data:
             continue
-        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        fig, ax = plt.subplots(figsize=(6.8, 4.4))
         variants = list(dict.fromkeys(r["variant"] for r in data))
         width = 0.8 / len(variants)
         for i, v in enumerate(variants):
-            vals = {r["family"]: r["ndcg_at_10"] for r in data if r["variant"] == v}
-            xs = [j + i * width for j in range(len(FAMILIES))]
-            ax.bar(xs, [100 * vals.get(f, 0) for f in FAMILIES], width, label=v)
-        ax.set_xticks([j + width * (len(variants) - 1) / 2 for j in range(len(FAMILIES))], FAMILIES)
-        ax.set_ylabel("nDCG@10 (held-out XQuAD)")
-        ax.set_title(title)
+            vals = {r["family"]: r for r in data if r["variant"] == v}
+            xs = [j + i * width for j, m in enumerate(XQUAD_METRICS) if m in vals]
+            rs = [vals[m] for m in XQUAD_METRICS if m in vals]
+            ys = [100 * r["ndcg_at_10"] for r in rs]
+            err = [[y - 100 * r["lo"] for y, r in zip(ys, rs, strict=True)],
+                   [100 * r["hi"] - y for y, r in zip(ys, rs, strict=True)]]
+            ax.bar(xs, ys, width, yerr=err, capsize=3, label=v)
+        ax.set_xticks([j + width * (len(variants) - 1) / 2 for j in range(len(XQUAD_METRICS))],
+                      [_LABELS.get(m, m) for m in XQUAD_METRICS], fontsize=8)
+        ax.set_ylabel("nDCG@10 x100 (held-out XQuAD)")
+        ax.set_title(title + " (95% intervals)", fontsize=10)
         ax.legend()
         ax.grid(axis="y", alpha=0.3)
         fig.tight_layout()
@@ -281,57 +346,188 @@ def _figures(rows, ablation, diversity, points, fig_dir: Path) -> None:
         plt.close(fig)
 
 
-def _markdown(reports, rows, points, spread, findings) -> str:
+def results_markdown(evals: Mapping[str, Evaluation], cmp: Comparer, points: Sequence[int],
+                     found: Mapping[str, Any], versus_base: Mapping[str, Mapping[str, Any]]) -> str:
+    """``RESULTS.md``: the instrument check, the seed spread, the findings and every model, all with intervals."""
+    from retrofit.official import published_markdown
+
     top = f"scale_{points[-1]}"
-    s = spread["headline"]
+    base = evals.get("base")
+    any_ev = next(iter(evals.values()))
     lines = [
         "# Results on the embedded default",
         "",
-        "Generated by the `plot` stage from `reports/eval/*/metrics.json`; do not edit by hand.",
-        "All scores are nDCG@10 x100 on the held-out XQuAD articles (see README, Evaluation). The headline is the",
-        "unweighted mean of the mono, cross-lingual and pooled family means.",
+        "Generated by the `plot` stage from `reports/eval/*/`; do not edit by hand. Scores are x100.",
+        f"Every model is evaluated under one condition: {any_ev.metrics.get('max_seq_length')} tokens per text, "
+        "the same queries and corpora.",
+        "**Primary metric**: the mean of the mono and cross family means of held-out XQuAD (nDCG@10); the mono",
+        "and cross corpora hold all 240 paragraphs of a language, and the queries come from held-out articles only.",
+        "Pooled is a diagnostic family outside the primary metric.",
         "",
-        f"Seed spread (|`seed2` - `{top}`|, headline): **{_pct(s)}** points; per family: "
-        + ", ".join(f"{f} {_pct(spread[f])}" for f in FAMILIES[1:]) + ".",
-        "A difference counts only when it exceeds this spread.",
+        "Every difference is `A - B` with a paired bootstrap 95% interval over queries "
+        f"({cmp.resamples} resamples). A finding counts only when the interval excludes zero **and** the",
+        "difference exceeds twice the seed standard deviation; otherwise it is *not resolved at this scale*.",
         "",
-        "## Findings",
-        "",
-        "| finding (paper) | here | difference | verdict |",
-        "|---|---|---:|---|",
-        f"| 1. gains plateau with more synthetic data | `{top}` vs `scale_{points[0]}`; last step "
-        f"`scale_{points[-2] if len(points) > 1 else points[0]}` -> `{top}` | "
-        f"{_signed(findings['gain_from_synthetic']['delta'])}; last step {_signed(findings['plateau_last_step']['delta'])} | "
-        f"{findings['plateau']['verdict']} |",
-        f"| 2. hard negatives are essential | `{top}` vs `nohard` | {_signed(findings['hard_negatives']['delta'])} | "
-        f"{findings['hard_negatives']['verdict']} |",
-        f"| 3. task diversity beats language diversity | `div_task` vs `div_lang` | "
-        f"{_signed(findings['task_over_language_diversity']['delta'])} | "
-        f"{findings['task_over_language_diversity']['verdict']} |",
-        "",
-        "## Every model",
-        "",
-        "| model | headline | mono | cross | pooled | Δ headline vs base |",
-        "|---|---:|---:|---:|---:|---:|",
     ]
-    base = score(reports, "base")
-    for m in reports:
-        d = None if base is None or m == "base" else score(reports, m) - base
-        lines.append(f"| {m} | " + " | ".join(_pct(score(reports, m, f)) for f in FAMILIES) + f" | {_signed(d)} |")
-    lines += ["", "## Data-scale curve (headline and families)", "", "| synthetic / language | "
-              + " | ".join(FAMILIES) + " |", "|---:|" + "---:|" * len(FAMILIES)]
-    for n in points:
-        lines.append(f"| {n} | " + " | ".join(_pct(score(reports, f'scale_{n}', f)) for f in FAMILIES) + " |")
-    lines += ["", f"## Per language: `{top}` against the base model (Δ nDCG@10 x100)", "",
-              "| language | mono | cross | pooled |", "|---|---:|---:|---:|"]
-    per = {(r["model"], r["family"], r["language"]): r["ndcg_at_10"] for r in rows}
-    langs = sorted({r["language"] for r in rows if r["language"] != "all"})
-    for lang in langs:
-        cells = []
-        for fam in ("mono", "cross", "pooled"):
-            a, b = per.get((top, fam, lang)), per.get(("base", fam, lang))
-            cells.append(_signed(None if a is None or b is None else a - b))
-        lines.append(f"| {lang} | " + " | ".join(cells) + " |")
-    lines += ["", "Figures: `reports/results/figures/scale.png`, `ablation.png`, `diversity.png`;"
-              " interactive: `dvc plots show`.", ""]
+    lines += _instrument_section(base, published_markdown)
+    lines += _seed_section(cmp, top)
+    lines += _findings_section(found, cmp, points)
+    lines += _models_section(evals, versus_base)
+    lines += _scale_section(cmp, points)
+    lines += _language_section(evals, top)
+    lines += ["Figures: `reports/results/figures/scale.png`, `ablation.png`, `diversity.png` (with intervals); "
+              "interactive: `dvc plots show` (`make plots` offline).", ""]
     return "\n".join(lines)
+
+
+def _instrument_section(base: Evaluation | None, published_markdown: Any) -> list[str]:
+    if base is None or not base.official:
+        return []
+    scores = {t: v["subset_scores"] for t, v in base.official["tasks"].items()}
+    return ["## The instrument: the converted base model against published multilingual-e5-small scores", "",
+            "mteb's own task classes on pinned local copies of their data (`retrofit.official`); published numbers",
+            "from the MTEB results repository (nDCG@10; F1 for Tatoeba).", "", *published_markdown(scores), ""]
+
+
+def _seed_section(cmp: Comparer, top: str) -> list[str]:
+    lines = ["## Seed spread", "", f"The top configuration (`{top}`) trained under {len(cmp.seed_models)} seeds "
+             f"({', '.join(f'`{m}`' for m in cmp.seed_models)}):", "",
+             "| metric | " + " | ".join(cmp.seed_models) + " | seed sd |", "|---|" + "---:|" * (len(cmp.seed_models) + 1)]
+    for metric in (*XQUAD_METRICS, *OFFICIAL):
+        vals = [cmp.evals[m].score(metric) for m in cmp.seed_models]
+        lines.append(f"| {_LABELS.get(metric, metric)} | " + " | ".join(_pct(v) for v in vals)
+                     + f" | {_pct(cmp.seed_sd.get(metric))} |")
+    return [*lines, ""]
+
+
+def _findings_section(found: Mapping[str, Any], cmp: Comparer, points: Sequence[int]) -> list[str]:
+    top = f"scale_{points[-1]}"
+    sd = cmp.seed_sd.get("primary")
+    rows = [
+        ("1. synthetic data helps", f"`{top}` - `scale_{points[0]}`", found["gain_from_synthetic"]),
+        ("1. gains plateau (last step)", f"`{top}` - `scale_{points[-2] if len(points) > 1 else points[0]}`",
+         found["plateau_last_step"]),
+        ("2. hard negatives are essential", f"`{top}` - `nohard`", found["hard_negatives"]),
+        ("3. task diversity beats language diversity", "`div_task` - `div_lang`",
+         found["task_over_language_diversity"]),
+    ]
+    lines = ["## Findings (primary metric)", "", f"Twice the seed sd: {_pct(2 * sd if sd is not None else None)}.", "",
+             "| finding (paper) | comparison | Δ [95% interval] | verdict |", "|---|---|---:|---|"]
+    lines += [f"| {n} | {c} | {_diff(f)} | {f['verdict'] if f else 'not run'} |" for n, c, f in rows]
+    lines += ["", f"Plateau (finding 1): {found['plateau']['verdict']}.", ""]
+    return lines
+
+
+def _models_section(evals: Mapping[str, Evaluation], versus_base: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    metrics = [*XQUAD_METRICS, *OFFICIAL]
+    lines = ["## Every model", "", "| model | " + " | ".join(_LABELS.get(m, m) for m in metrics) + " |",
+             "|---|" + "---:|" * len(metrics)]
+    lines += [f"| {m} | " + " | ".join(_pct(ev.score(k)) for k in metrics) + " |" for m, ev in evals.items()]
+    lines += ["", "### Against the base model (Δ [95% interval]; verdict by the rule above)", "",
+              "| model | primary | verdict | Tatoeba | Belebele | LegalBench |", "|---|---:|---|---:|---:|---:|"]
+    for m, c in versus_base.items():
+        verdict = c["primary"]["verdict"] if c.get("primary") else "not run"
+        verdict = {"reproduced": "beats the base", "opposite to the paper": "below the base"}.get(verdict, verdict)
+        lines.append(f"| {m} | {_diff(c.get('primary'))} | {verdict} | " + " | ".join(_diff(c.get(t)) for t in OFFICIAL)
+                     + " |")
+    return [*lines, ""]
+
+
+def _scale_section(cmp: Comparer, points: Sequence[int]) -> list[str]:
+    lines = ["## Data-scale curve", "", "Each point's score with its own 95% interval over queries.", "",
+             "| synthetic / language | " + " | ".join(_LABELS.get(m, m) for m in XQUAD_METRICS) + " |",
+             "|---:|" + "---:|" * len(XQUAD_METRICS)]
+    for n in points:
+        model = f"scale_{n}"
+        if model not in cmp.evals:
+            continue
+        cells = []
+        for metric in XQUAD_METRICS:
+            lo, hi = cmp.own_interval(model, metric)
+            cells.append(f"{_pct(cmp.evals[model].score(metric))} [{_pct(lo)}, {_pct(hi)}]")
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def _language_section(evals: Mapping[str, Evaluation], top: str) -> list[str]:
+    if "base" not in evals or top not in evals:
+        return []
+
+    def by_lang(ev: Evaluation, family: str) -> dict[str, float]:
+        out: dict[str, list[float]] = {}
+        for subset, v in ev.metrics["subsets"].get(family, {}).items():
+            lang = next((x for x in subset.split("-") if x != "en"), "en") if family == "cross" else subset
+            out.setdefault(lang, []).append(v["ndcg_at_10"])
+        return {k: sum(v) / len(v) for k, v in out.items()}
+
+    fams = ("mono", "cross", "pooled")
+    ours = {f: by_lang(evals[top], f) for f in fams}
+    theirs = {f: by_lang(evals["base"], f) for f in fams}
+    lines = [f"## Per language: `{top}` against the base model (Δ nDCG@10 x100)", "",
+             "| language | mono | cross | pooled |", "|---|---:|---:|---:|"]
+    for lang in sorted(set(ours["mono"]) | set(ours["pooled"])):
+        cells = [f"{100 * (ours[f][lang] - theirs[f][lang]):+.2f}" if lang in ours[f] and lang in theirs[f] else "-"
+                 for f in fams]
+        lines.append(f"| {lang} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+README_START, README_END = "<!-- results:start (python -m retrofit.report readme) -->", "<!-- results:end -->"
+
+
+def readme_table(results_dir: Path) -> str:
+    """The README's results block, from the plot stage's ``models.json`` and ``findings.json``.
+
+    Returns:
+        Markdown: every model's scores (x100) with its primary-metric difference from the base model and interval,
+        then the seed sd and each finding's verdict.
+    """
+    models = json.loads((Path(results_dir) / "models.json").read_text(encoding="utf-8"))
+    summary = json.loads((Path(results_dir) / "findings.json").read_text(encoding="utf-8"))
+    cols = [*XQUAD_METRICS, *OFFICIAL]
+    lines = ["| model | " + " | ".join(_LABELS.get(c, c) for c in cols) + " | primary Δ vs base [95%] |",
+             "|---|" + "---:|" * (len(cols) + 1)]
+    for name, scores in models.items():
+        vs = summary["versus_base"].get(name, {}).get("primary")
+        lines.append(f"| `{name}` | " + " | ".join(_pct(scores.get(c)) for c in cols) + f" | {_diff(vs)} |")
+    sd = summary["seed_sd"].get("primary")
+    lines += ["", f"Seed sd of the primary metric over {', '.join(f'`{m}`' for m in summary['seed_models'])}: "
+              f"{_pct(sd)} (a finding needs |Δ| > {_pct(2 * sd if sd is not None else None)} and an interval "
+              "excluding zero).", "", "| finding | Δ primary [95%] | verdict |", "|---|---:|---|"]
+    names = {"gain_from_synthetic": "1. synthetic data helps", "plateau_last_step": "1. plateau (last step)",
+             "hard_negatives": "2. hard negatives are essential",
+             "task_over_language_diversity": "3. task diversity beats language diversity"}
+    for key, label in names.items():
+        f = summary["findings"].get(key)
+        lines.append(f"| {label} | {_diff(f)} | {f['verdict'] if f else 'not run'} |")
+    lines.append(f"| 1. plateau (overall) | | {summary['findings']['plateau']['verdict']} |")
+    return "\n".join(lines)
+
+
+def update_readme(readme: Path, results_dir: Path) -> bool:
+    """Replace the block between :data:`README_START` and :data:`README_END` with :func:`readme_table`.
+
+    Returns:
+        Whether the file changed.
+
+    Raises:
+        ValueError: The README has no such block.
+    """
+    text = Path(readme).read_text(encoding="utf-8")
+    if README_START not in text or README_END not in text:
+        raise ValueError(f"{readme}: no results block; add the lines {README_START!r} and {README_END!r}")
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    new = f"{head}{README_START}\n{readme_table(results_dir)}\n{README_END}{tail}"
+    Path(readme).write_text(new, encoding="utf-8")
+    return new != text
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:2] != ["readme"]:
+        sys.exit("usage: python -m retrofit.report readme [README.md] [reports/results]")
+    target = Path(sys.argv[2] if len(sys.argv) > 2 else "README.md")
+    changed = update_readme(target, Path(sys.argv[3] if len(sys.argv) > 3 else "reports/results"))
+    print(f"{target}: results block {'updated' if changed else 'already current'}")

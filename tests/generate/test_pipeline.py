@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.mirror import mirror_or_skip
 import yaml
 
 from retrofit.config import GenerateParams
@@ -34,9 +36,7 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``data/prepared`` built by the real preparers from the data mirror (skips without a mirror)."""
     from retrofit import english, ntrex, sources, xquad
 
-    mirror = Path(os.environ.get("RETROFIT_DATA_MIRROR", REPO.parent / "shared" / "data"))
-    if not mirror.is_dir():
-        pytest.skip("no data mirror: set RETROFIT_DATA_MIRROR")
+    mirror = mirror_or_skip()
     root = tmp_path_factory.mktemp("gen")
     raw = root / "raw"
     sources.fetch(sources.load_registry(["xquad", "ntrex128", "stsb_multi_mt"]), raw, mirror=mirror)
