@@ -100,6 +100,11 @@ def main() -> None:
             results.append(r)
             print(f"{name}: " + ", ".join(f"{m} {100 * c['delta']:+.2f} [{100 * c['lo']:+.2f}, {100 * c['hi']:+.2f}]"
                                           for m, c in cmp.items()), flush=True)
+            write_report(results, args)  # after every configuration: an interrupted sweep keeps what it measured
+
+
+def write_report(results: list[dict], args: argparse.Namespace) -> None:
+    """``<out>.json`` and ``<out>.md`` for the configurations measured so far."""
     report = {"machine": {"platform": platform.platform(), "threads": args.threads}, "results": results}
     Path(f"{args.out}.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = ["# Recipe sweep on the English-only mixture (`bench/recipe_sweep.py`)", "",

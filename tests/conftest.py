@@ -30,7 +30,9 @@ _TOKENIZER_TEXTS = [
 ]
 
 
-def build_tiny_model(out_dir: Path, seed: int = 0, hidden: int = 32, layers: int = 2) -> Path:
+def build_tiny_model(
+    out_dir: Path, seed: int = 0, hidden: int = 32, layers: int = 2, texts: list[str] | None = None
+) -> Path:
     """Build and save a tiny random BERT sentence-transformers model, entirely offline.
 
     WordPiece tokenizer trained on a few strings; mean pooling; L2 normalisation; e5 prompts.
@@ -40,6 +42,8 @@ def build_tiny_model(out_dir: Path, seed: int = 0, hidden: int = 32, layers: int
         seed: torch seed for the random weights; different seeds give different models.
         hidden: Hidden size.
         layers: Number of transformer layers.
+        texts: More tokenizer training text. With only the built-in strings most real text becomes ``[UNK]``, so
+            different passages get identical embeddings and exactly tied scores, which mteb ranks arbitrarily.
 
     Returns:
         ``out_dir``.
@@ -59,7 +63,9 @@ def build_tiny_model(out_dir: Path, seed: int = 0, hidden: int = 32, layers: int
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok.train_from_iterator(_TOKENIZER_TEXTS, trainers.WordPieceTrainer(vocab_size=400, special_tokens=specials))
+    vocab = 400 if texts is None else 4000
+    tok.train_from_iterator(_TOKENIZER_TEXTS + list(texts or []),
+                            trainers.WordPieceTrainer(vocab_size=vocab, special_tokens=specials))
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",

@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from tests.generate.fake_openai_server import FakeOpenAIServer
+from conftest import build_tiny_model
 from tests.mirror import mirror_or_skip
 from tests.generate.test_pipeline import reversed_query
 
@@ -75,8 +76,20 @@ def tiny_project(tmp_path: Path) -> Path:
     return proj
 
 
-def test_dvc_repro_tiny(tiny_project: Path, tiny_model_dir: Path, tmp_path: Path):
+def _tiny_model_for(mirror: Path, out: Path) -> Path:
+    """A tiny random model whose tokenizer covers the evaluation languages (few exact ties between passages)."""
+    texts = []
+    for lang in ("de", "en", "zh"):
+        data = json.loads((mirror / "xquad" / f"xquad.{lang}.json").read_text(encoding="utf-8"))
+        for article in data["data"]:
+            for para in article["paragraphs"]:
+                texts += [para["context"], *(qa["question"] for qa in para["qas"])]
+    return build_tiny_model(out, seed=0, texts=texts)
+
+
+def test_dvc_repro_tiny(tiny_project: Path, tmp_path: Path):
     mirror = mirror_or_skip()
+    tiny_model_dir = _tiny_model_for(mirror, tmp_path / "tiny_model")
     env = {**os.environ, "RETROFIT_DATA_MIRROR": str(mirror), "HF_HUB_OFFLINE": "1", "FAKE_KEY": "sk-fake"}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     dvc = (sys.executable, "-m", "dvc")
