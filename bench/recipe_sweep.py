@@ -22,10 +22,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from retrofit import evaluation, official, paper, stats
+from retrofit import evaluation, official, paper
 from retrofit.config import load_params
 from retrofit.jsonl import read_jsonl
-from retrofit.report import load_evaluations
+from retrofit.report import Comparer, load_evaluations
 from retrofit.runtime import seed_everything, set_threads
 from retrofit.train import select_mixture, train_model
 
@@ -88,18 +88,13 @@ def main() -> None:
         for name in args.only or list(GRID):
             r = run_one(name, GRID[name], args, Path(tmp))
             ev = load_evaluations(Path(r.pop("eval_dir")).parent, ["eval"])["eval"]
-            cmp = {}
-            for metric in METRICS:
-                if ev.score(metric) is None:
-                    continue
-                va, clustered = ev.values(metric)
-                vb, _ = base.values(metric)
-                cmp[metric] = stats.paired_bootstrap(va, vb, statistic="bitext_f1" if metric == "Tatoeba" else "mean",
-                                                     cluster=clustered, resamples=args.resamples)
-            r["versus_base"] = cmp
+            comparer = Comparer({"base": base, "eval": ev}, [], args.resamples, seed=0)  # the plot stage's pairing
+            cmp = {m: c for m in METRICS if (c := comparer.compare("eval", "base", m)) is not None}
+            r["versus_base"] = {m: {k: c[k] for k in ("delta", "lo", "hi", "a", "b", "resamples", "queries")}
+                                for m, c in cmp.items()}
             results.append(r)
             print(f"{name}: " + ", ".join(f"{m} {100 * c['delta']:+.2f} [{100 * c['lo']:+.2f}, {100 * c['hi']:+.2f}]"
-                                          for m, c in cmp.items()), flush=True)
+                                          for m, c in r["versus_base"].items()), flush=True)
             write_report(results, args)  # after every configuration: an interrupted sweep keeps what it measured
 
 

@@ -145,6 +145,7 @@ class Comparer:
         self.seed_models = [m for m in seed_models if m in evals]
         self.seed_sd = {m: stats.seed_sd([s for s in (evals[x].score(m) for x in self.seed_models) if s is not None])
                         for m in (*XQUAD_METRICS, *OFFICIAL)}
+        self._own: dict[tuple[str, str], tuple[float, float]] = {}  # the plot tables and RESULTS.md both ask
 
     def compare(self, a: str, b: str, metric: str = "primary", expected_sign: int = 1) -> dict[str, Any] | None:
         """``score(a) - score(b)`` with its interval and verdict; ``None`` when either model lacks the metric."""
@@ -160,11 +161,13 @@ class Comparer:
                 "verdict": stats.verdict(interval, sd, expected_sign)}
 
     def own_interval(self, model: str, metric: str) -> tuple[float, float]:
-        """The 95% bootstrap interval of one model's own XQuAD score (a difference against zero)."""
-        values, clustered = self.evals[model].values(metric)
-        zero = {s: dict.fromkeys(v, 0.0) for s, v in values.items()}
-        r = stats.paired_bootstrap(values, zero, cluster=clustered, resamples=self.resamples, seed=self.seed)
-        return r["lo"], r["hi"]
+        """The 95% bootstrap interval of one model's own XQuAD score (a difference against zero), computed once."""
+        if (model, metric) not in self._own:
+            values, clustered = self.evals[model].values(metric)
+            zero = {s: dict.fromkeys(v, 0.0) for s, v in values.items()}
+            r = stats.paired_bootstrap(values, zero, cluster=clustered, resamples=self.resamples, seed=self.seed)
+            self._own[(model, metric)] = (r["lo"], r["hi"])
+        return self._own[(model, metric)]
 
 
 def findings(cmp: Comparer, points: Sequence[int]) -> dict[str, dict[str, Any] | None]:
