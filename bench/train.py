@@ -72,7 +72,7 @@ def main() -> None:
         params = TrainParams(
             max_steps=args.steps, batch_size=args.batch_size, max_seq_length=args.max_seq_length,
             bf16=cfg.startswith("bf16"), trainable_layers=4 if "top4" in cfg else None, unpad="padded" not in cfg,
-            homogeneous_batches=False, checkpoint_every=10_000, num_negatives=1,
+            batch_groups="mixed", checkpoint_every=10_000, num_negatives=1,
         )
         timer = StepTimer()
         with tempfile.TemporaryDirectory() as tmp:

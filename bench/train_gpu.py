@@ -143,7 +143,7 @@ def run(data: Path, configs: list[str], steps: int, warmup: int, out: Path, smok
                 params = TrainParams(
                     dataloader_workers=workers,
                     max_steps=steps, batch_size=batch, max_seq_length=256, bf16=bf16, unpad=unpad,
-                    cached=mini is not None, mini_batch_size=mini or 32, homogeneous_batches=False,
+                    cached=mini is not None, mini_batch_size=mini or 32, batch_groups="mixed",
                     freeze_embeddings=False, trainable_layers=None, checkpoint_every=100_000, num_negatives=1,
                     learning_rate=2e-5,
                 )

@@ -4,14 +4,16 @@ Reads ``data/generated/examples.jsonl`` and ``data/prepared/english/<source>.jso
 ``data.hub_english`` source (a nested, seeded sample of ``dedupe.english_per_source`` pairs per dataset), drops
 anything overlapping a held-out XQuAD test question or passage, then exact and near duplicates. Writes
 ``data/deduped/pairs.jsonl`` (schema in :mod:`retrofit.dedupe`), ``data/deduped/report.json`` (counts before/after
-each step, a DVC metric) and ``data/deduped/dropped.json``.
+each step, a DVC metric), ``data/deduped/dropped.json`` and ``data/deduped/oracle.jsonl`` (a human XQuAD question
+in place of every kept synthetic row, :mod:`retrofit.oracle`).
 """
 
 from pathlib import Path
 
 from retrofit import cli
-from retrofit.dedupe import dedupe
+from retrofit.dedupe import SYNTHETIC, dedupe
 from retrofit.jsonl import iter_jsonl, read_jsonl, write_json, write_jsonl
+from retrofit.oracle import oracle_rows
 from retrofit.runtime import atomic_dir
 from retrofit.sampling import nested_sample_by
 
@@ -32,10 +34,13 @@ def main() -> None:
         if r["split"] == "test"
     ]
     result = dedupe(rows, eval_texts, params.dedupe, seed=params.base.seed)
+    oracle = oracle_rows([r for r in result.rows if r["source"] == SYNTHETIC], iter_jsonl(xq / "paragraphs.jsonl"),
+                         iter_jsonl(xq / "questions.jsonl"), params.base.seed)
     with atomic_dir("data/deduped") as out:
         write_jsonl(out / "pairs.jsonl", result.rows)
         write_json(out / "report.json", result.report)
         write_json(out / "dropped.json", result.examples)
+        write_jsonl(out / "oracle.jsonl", oracle)
     c = result.report["counts"]["overall"]
     print(f"dedupe: {c['input']} rows -> {result.report['kept']} kept ({result.report['dropped']['overall']})")
 

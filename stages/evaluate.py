@@ -6,7 +6,8 @@ embedding cache serves every benchmark below. ``--out`` is rewritten completely,
 - ``xquad`` (the embedded default): the held-out XQuAD families through mteb's retrieval machinery; writes mteb
   result JSON per family, ``metrics.json`` (the primary metric, nDCG@10, Recall@10 and MRR@10 per language and
   family), ``per_query.json`` (for the bootstrap) and ``table.md``; schema in :mod:`retrofit.evaluation`.
-- ``evaluate.official.tasks`` (and ``official.base_only`` with ``--base``): official mteb tasks run by mteb's
+- ``evaluate.official.tasks`` (for the models of ``official.models``; and ``official.base_only`` with
+  ``--base``): official mteb tasks run by mteb's
   own classes on the pinned local data (:mod:`retrofit.official`), through :func:`retrofit.paper.evaluate_mmteb`;
   writes ``--out/official/`` (per-task results, ``metrics.json``, ``per_query/``).
 - ``mmteb`` (paper scale): the Retrieval tasks of ``evaluate.mmteb.benchmark`` (the paper's 18 tasks of
@@ -31,7 +32,8 @@ def main() -> None:
     params = cli.init_stage(args)
     cfg = params.evaluate
     bf16 = params.base.bf16_inference
-    names = [*cfg.official.tasks, *(cfg.official.base_only if args.base else [])]
+    runs_official = cfg.official.models is None or args.name in cfg.official.models
+    names = [*(cfg.official.tasks if runs_official else []), *(cfg.official.base_only if args.base else [])]
     tasks = [official.load_task(name, "data/raw") for name in names]  # bad data fails before the model loads
     with atomic_dir(args.out) as out:
         if "mmteb" in cfg.benchmarks:  # first: a missing hub dataset fails before any other work

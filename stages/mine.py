@@ -1,6 +1,8 @@
 """Stage ``mine``: hard negatives from a teacher model, with NV-Retriever's positive-aware false-negative filter.
 
-Reads ``data/deduped/pairs.jsonl`` and the teacher (``models/teacher``, from the ``teacher`` stage); writes
+Reads ``data/deduped/pairs.jsonl`` and ``oracle.jsonl`` (mined alike), the generation pool (``data/generated/pool.jsonl``: synthetic queries are
+mined against every passage of their language's pool) and the teacher (``models/teacher``, from the ``teacher``
+stage); writes
 ``data/mined/train.jsonl`` (schema in :mod:`retrofit.mine`) and ``data/mined/report.json`` (score distributions,
 candidates dropped per filter; a DVC metric). With ``negatives.hard: false`` rows keep no mined negatives
 (in-batch negatives only) and no model is loaded. Embeddings are cached under ``base.cache_dir`` keyed by model
@@ -10,9 +12,11 @@ and text, so changing a mining param re-encodes nothing.
 from pathlib import Path
 
 from retrofit import cli
+from retrofit.dedupe import SYNTHETIC
 from retrofit.jsonl import read_jsonl, write_json, write_jsonl
 from retrofit.mine import EmbeddingCache, SentenceTransformerEncoder, mine
 from retrofit.models import resolve_teacher
+from retrofit.oracle import ORACLE
 from retrofit.runtime import atomic_dir
 
 
@@ -23,8 +27,11 @@ def main() -> None:
     teacher = resolve_teacher("models/teacher")  # the teacher stage's output: models/base or its own copy
     encoder = SentenceTransformerEncoder(teacher, batch_size=cfg.batch_size, bf16=params.base.bf16_inference)
     cache = EmbeddingCache(Path(params.base.cache_dir) / "embeddings")
-    rows, report = mine(read_jsonl("data/deduped/pairs.jsonl"), encoder, cfg, cache, rank_window=cfg.rank_window,
-                        search_batch_size=cfg.search_batch_size)
+    # the pool joins the synthetic and the oracle rows' partitions of its language
+    pool = [{**p, "source": s} for p in read_jsonl("data/generated/pool.jsonl") for s in (SYNTHETIC, ORACLE)]
+    pairs = read_jsonl("data/deduped/pairs.jsonl") + read_jsonl("data/deduped/oracle.jsonl")
+    rows, report = mine(pairs, encoder, cfg, cache, rank_window=cfg.rank_window,
+                        search_batch_size=cfg.search_batch_size, pool=pool, seed=params.base.seed)
     # Cache hits describe this run, not the data: logged, kept out of the output (and its hash).
     print(f"mine: embeddings {report.pop('encoding', {})}")
     with atomic_dir("data/mined") as out:

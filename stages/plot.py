@@ -1,15 +1,23 @@
 """Stage ``plot``: the fan-in of every evaluation into intervals, verdicts, tidy CSVs, figures and ``RESULTS.md``.
 
-Depends on the whole ``reports/eval`` directory; writes ``reports/results/`` (``scores.csv``, ``comparisons.csv``,
+Depends on the whole ``reports/eval`` directory and the mine stage's report (the teacher scores of positives, mined
+and random negatives); writes ``reports/results/`` (``scores.csv``, ``comparisons.csv``,
 the plot CSVs that ``dvc plots show`` draws, ``figures/*.png``, ``models.json``, ``findings.json``) and
 ``reports/RESULTS.md`` (with an MMTEB table beside the published anchors when the paper-scale profile ran MMTEB).
 """
 
+import json
 from pathlib import Path
 
 from retrofit import cli
 from retrofit.paper import ANCHORS
-from retrofit.report import build_report, load_evaluations, load_mmteb, mmteb_markdown
+from retrofit.report import (
+    build_report,
+    load_evaluations,
+    load_mmteb,
+    mining_markdown,
+    mmteb_markdown,
+)
 from retrofit.runtime import atomic_dir
 
 
@@ -19,10 +27,12 @@ def main() -> None:
     names = ["base", *(f"scale_{n}" for n in sorted(params.scale.per_language)), *params.runs]
     evals = load_evaluations(Path("reports/eval"), names)
     mmteb = mmteb_markdown(load_mmteb(Path("reports/eval"), names), ANCHORS)
+    mined = mining_markdown(json.loads(Path("data/mined/report.json").read_text(encoding="utf-8")))
     with atomic_dir("reports/results") as out:
         summary = build_report(
             evals, params.scale.per_language, params.plot.seed_runs, out, Path("reports/RESULTS.md"),
-            resamples=params.plot.bootstrap_resamples, seed=params.plot.bootstrap_seed, extra_sections=mmteb,
+            resamples=params.plot.bootstrap_resamples, seed=params.plot.bootstrap_seed,
+            extra_sections=mined + mmteb,
         )
     for name, f in summary["findings"].items():
         print(f"plot: {name}: {f['verdict'] if f else 'not run'}")

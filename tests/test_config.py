@@ -56,3 +56,13 @@ def test_load_params_errors(tmp_path):
     listy.write_text(yaml.safe_dump([1, 2]))
     with pytest.raises(ParamsError, match="mapping"):
         load_params(listy)
+
+
+def test_official_models_must_name_models():
+    ok = validate_params({"scale": {"per_language": [0, 4]}, "runs": {"oracle": "train.mix.synthetic_source=oracle"},
+                          "evaluate": {"official": {"models": ["base", "scale_4", "oracle"]}}})
+    assert ok.evaluate.official.models == ["base", "scale_4", "oracle"]
+    with pytest.raises(ParamsError, match=r"evaluate.official.models: \['scale_5'\] are not models"):
+        validate_params({"scale": {"per_language": [0, 4]}, "evaluate": {"official": {"models": ["scale_5"]}}})
+    with pytest.raises(ParamsError, match="train.batch_groups"):
+        validate_params({"train": {"batch_groups": "by_language"}})

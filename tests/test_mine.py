@@ -256,13 +256,34 @@ def test_output_schema_and_report(tmp_path: Path) -> None:
         "provenance",
     ]
     assert out["probe"]["source_id"] == "s1"
-    assert all(set(n) == {"text", "score"} for r in out.values() for n in r["negatives"])
+    assert all(set(n) == {"text", "score", "source_id"} for r in out.values() for n in r["negatives"])
+    assert out["probe"]["negatives"][0] == {"text": "N", "score": pytest.approx(0.1), "source_id": None}
     assert report["rows"] == {"in": 6, "out": 6, "with_dataset_negative": 1, "short": report["rows"]["short"],
                               "without_negatives": report["rows"]["without_negatives"]}
     assert report["negatives"]["total"] == sum(len(r["negatives"]) for r in out.values())
     assert report["scores"]["positive"]["count"] == 6
     assert sum(report["scores"]["mined_negative"]["histogram"]["counts"]) == report["negatives"]["mined"]
     json.dumps(report)  # a DVC metric: plain JSON
+
+
+def test_pool_passages_are_candidates_with_their_source_id_and_exclusion(tmp_path: Path) -> None:
+    w = World()
+    w.probe("q", "P", 0.9, id="probe", source_id="s1")
+    w.filler("other positive", 0.2, source_id="s2")
+    w.passage("pool near", 0.7)  # a pool passage no row owns: the hardest candidate
+    w.passage("pool translation", 0.8)  # same source_id as the probe's passage: never its negative
+    w.passage("pool far", 0.1)
+    pool = [{"lang": "de", "source": "synthetic", "source_id": sid, "text": text}
+            for sid, text in [("s3", "pool near"), ("s1", "pool translation"), ("s4", "pool far")]]
+    rows, report = mine(w.rows, w.encoder(), NegativesParams(range_min=0, range_max=10, num_negatives=2),
+                        EmbeddingCache(tmp_path / "cache"), pool=pool)
+    probe = rows[0]
+    assert [(n["text"], n["source_id"]) for n in probe["negatives"]] == [("pool near", "s3"), ("other positive", "s2")]
+    assert report["corpus"]["passages"] == 5
+    assert report["candidates"]["dropped"]["same_source_id"] == 1
+    # the random baseline draws from the non-excluded candidates: below the mined ones here
+    assert report["scores"]["random_negative"]["count"] == 2
+    assert report["scores"]["random_negative"]["mean"] < report["scores"]["mined_negative"]["mean"]
 
 
 def test_rows_are_validated_with_their_id() -> None:

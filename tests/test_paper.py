@@ -96,6 +96,9 @@ def test_apply_existing_keys_merges_groups_and_replaces_values(params_copy: Path
         "  task_types: {short_query: 1.0}   # replaced whole\n"
         "runs:\n"
         "  seed2: train.seed=44     # only run left\n"
+        "evaluate:\n"
+        "  official:\n"
+        "    models: [base, seed2]\n"
         "plot:\n"
         "  seed_runs: [seed2]\n",
     )
@@ -104,12 +107,14 @@ def test_apply_existing_keys_merges_groups_and_replaces_values(params_copy: Path
     assert after["generate"]["per_language"] == 30
     assert after["generate"]["task_types"] == {"short_query": 1.0}  # a value mapping is replaced, not merged
     assert after["runs"] == {"seed2": "train.seed=44"}
+    assert after["evaluate"]["official"]["models"] == ["base", "seed2"]
+    assert after["evaluate"]["official"]["tasks"] == before["evaluate"]["official"]["tasks"]
     assert after["generate"]["local"] == before["generate"]["local"]  # groups merge key by key
-    assert {k: v for k, v in after.items() if k not in ("generate", "runs", "plot")} == {
-        k: v for k, v in before.items() if k not in ("generate", "runs", "plot")
+    assert {k: v for k, v in after.items() if k not in ("generate", "runs", "plot", "evaluate")} == {
+        k: v for k, v in before.items() if k not in ("generate", "runs", "plot", "evaluate")
     }
     assert [c["key"] for c in out["changes"]] == ["generate.per_language", "generate.task_types", "runs",
-                                                  "plot.seed_runs"]
+                                                  "evaluate.official.models", "plot.seed_runs"]
     text = params_copy.read_text()
     assert "per_language: 30         # a test value" in text
     assert "the paper uses ~4K" not in text  # the replaced value's stale comment went with it

@@ -59,9 +59,11 @@ def tiny_params(model_dir: Path, cache: Path, base_url: str) -> dict:
         "nohard": "negatives.hard=false",
         "div_lang": "train.mix.english=[] train.mix.task_types=[short_query] train.mix.per_language=4",
         "div_task": "train.mix.languages=[de] train.mix.english_per_source=2 train.mix.per_language=4",
+        "oracle": "train.mix.synthetic_source=oracle",
     }
     params["evaluate"].update(languages=["de", "en", "zh"], max_queries_per_lang=8, batch_size=16, max_seq_length=128,
-                              official={"tasks": ["LegalBenchCorporateLobbying"], "base_only": ["BelebeleRetrieval"]})
+                              official={"tasks": ["LegalBenchCorporateLobbying"], "base_only": ["BelebeleRetrieval"],
+                                        "models": ["base", "scale_0", "scale_4", "seed2", "seed3", "oracle"]})
     params["plot"].update(bootstrap_resamples=200)
     return params
 
@@ -111,12 +113,20 @@ def test_dvc_repro_tiny(tiny_project: Path, tmp_path: Path):
         findings = json.loads((tiny_project / "reports/results/findings.json").read_text())
         assert set(findings["findings"]) >= {"plateau", "hard_negatives", "task_over_language_diversity"}
         assert findings["seed_sd"]["primary"] is not None and findings["seed_models"] == ["scale_4", "seed2", "seed3"]
-        for name in ("base", "scale_0", "scale_4", "seed2", "seed3", "nohard", "div_lang", "div_task"):
+        for name in ("base", "scale_0", "scale_4", "seed2", "seed3", "nohard", "div_lang", "div_task", "oracle"):
             metrics = json.loads((tiny_project / f"reports/eval/{name}/metrics.json").read_text())
             assert set(metrics["families"]) == {"mono", "cross", "pooled"} and metrics["max_seq_length"] == 128
+            if name in ("nohard", "div_lang", "div_task"):  # not in evaluate.official.models
+                assert not (tiny_project / f"reports/eval/{name}/official").exists(), name
+                continue
             official = json.loads((tiny_project / f"reports/eval/{name}/official/metrics.json").read_text())
             want = {"LegalBenchCorporateLobbying"} | ({"BelebeleRetrieval"} if name == "base" else set())
             assert set(official["tasks"]) == want, name  # base-only tasks run for the base model alone
+        assert "## Oracle: human questions at the same counts (`scale_4` - `oracle`)" in results
+        assert "## Hard negatives: teacher scores" in results and "| random negative |" in results
+        oracle_info = json.loads((tiny_project / "reports/train/oracle/info.json").read_text())
+        assert oracle_info["mixture"]["synthetic_by_lang"] == {"de": 4, "zh": 4}
+        assert oracle_info["mixture"]["by_group"].get("oracle_short_query") == 8
         assert "scale_4 | " in results and "[" in results.split("## Findings")[1]  # intervals are printed
         info = json.loads((tiny_project / "reports/train/scale_4/info.json").read_text())
         assert info["mixture"]["synthetic_by_lang"] == {"de": 4, "zh": 4} and info["steps"] == 2

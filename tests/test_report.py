@@ -98,6 +98,11 @@ def test_verdicts_follow_the_interval_and_seed_rule(evals: dict[str, Evaluation]
     vs = summary["versus_base"]["scale_12"]
     assert vs["primary"]["delta"] == pytest.approx(evals["scale_12"].score("primary") - evals["base"].score("primary"))
     assert vs["Tatoeba"]["delta"] == pytest.approx(evals["scale_12"].score("Tatoeba") - evals["base"].score("Tatoeba"))
+    assert (vs["primary"]["a"], vs["primary"]["b"]) == ("scale_12", "base")  # names, not scores
+    assert vs["primary"]["score_a"] == pytest.approx(evals["scale_12"].score("primary"))
+    rows = list(csv.DictReader((tmp_path / "r/comparisons.csv").open()))
+    gain = next(r for r in rows if (r["a"], r["b"], r["metric"]) == ("scale_12", "scale_0", "primary"))
+    assert float(gain["delta"]) == pytest.approx(f["gain_from_synthetic"]["delta"], abs=1e-4)  # rounded in the CSV
 
 
 def test_results_md_and_plot_tables_carry_intervals(evals: dict[str, Evaluation], tmp_path: Path) -> None:
@@ -157,3 +162,18 @@ def test_readme_block_is_regenerated_from_the_results(evals: dict[str, Evaluatio
     readme.write_text("no block")
     with pytest.raises(ValueError, match="no results block"):
         update_readme(readme, tmp_path / "r")
+
+
+def test_mining_section_shows_positive_mined_and_random_scores():
+    from retrofit.mine import score_summary
+    from retrofit.report import mining_markdown
+
+    report = {"hard": True, "corpus": {"partitions": 3, "passages": 40, "largest_partition": 20},
+              "scores": {"positive": score_summary([0.8, 0.9]), "mined_negative": score_summary([0.7, 0.75]),
+                         "random_negative": score_summary([0.2, 0.3])}}
+    lines = mining_markdown(report)
+    rows = {line.split(" | ")[0].strip("| "): line for line in lines if line.startswith("| ") and "count" not in line}
+    assert rows["positive"].startswith("| positive | 2 | 0.850 |")
+    assert rows["random negative"].startswith("| random negative | 2 | 0.250 |")
+    assert "40 passages" in "\n".join(lines)
+    assert mining_markdown({"hard": False, "rows": {}}) == []

@@ -16,9 +16,14 @@ from transformers import TrainerCallback
 
 from retrofit.config import TrainParams
 from retrofit.train import (
+    DisjointBatchSampler,
+    DisjointSamplers,
+    batch_group,
     build_loss,
     checkpoint_key,
     mixture_counts,
+    prompt_pair,
+    row_keys,
     select_mixture,
     to_columns,
     train_model,
@@ -56,11 +61,82 @@ def test_mixture_is_nested_and_filtered():
         "short_query"}
 
 
+def test_the_oracle_mixture_takes_the_twins_of_the_synthetic_selection():
+    data = rows()
+    data += [{**r, "id": f"oracle-{r['id']}", "source": "oracle", "task_type": "short_query",
+              "provenance": {"oracle_of": r["id"], "twin_task_type": r["task_type"]}}
+             for r in data if r["source"] == "synthetic"]
+    mix = {"english": [], "per_language": 2, "languages": ["de", "zh"], "task_types": ["title"]}
+    generated = select_mixture(data, TrainParams.model_validate({"mix": mix}), 0)
+    oracle = select_mixture(data, TrainParams.model_validate({"mix": {**mix, "synthetic_source": "oracle"}}), 0)
+    assert [f"oracle-{r['id']}" for r in generated] == [r["id"] for r in oracle]
+    assert {r["task_type"] for r in generated} == {"title"} and len(oracle) == 4
+    assert mixture_counts(oracle)["synthetic_by_lang"] == {"de": 2, "zh": 2}
+
+
 def test_to_columns_fills_missing_negatives_from_other_rows():
     cols = to_columns(rows()[10:16], num_negatives=1, seed=0)  # synthetic rows: no mined negatives
     assert set(cols) == {"anchor", "positive", "negative_1"}
     for pos, neg in zip(cols["positive"], cols["negative_1"]):
         assert neg != pos and neg.startswith("p ")
+
+
+def translated_rows() -> list[dict]:
+    """Six passages, each with a question in de, es and zh (translations share the passage's source_id)."""
+    return [{"id": f"syn-{lang}-{p}", "source": "synthetic", "lang": lang, "task_type": "short_query",
+             "source_id": f"xquad-{p}", "query": f"q {lang} {p}", "positive": f"p {lang} {p}", "negatives": []}
+            for p in range(6) for lang in ("de", "es", "zh")]
+
+
+def test_random_fill_never_uses_a_translation_of_the_rows_own_passage():
+    data = translated_rows()
+    cols = to_columns(data, num_negatives=3, seed=0)
+    for row, *negs in zip(data, cols["negative_1"], cols["negative_2"], cols["negative_3"], strict=True):
+        assert all(not n.endswith(f" {row['source_id'].split('-')[1]}") for n in negs)
+
+
+def test_a_row_without_another_source_in_its_group_is_an_error():
+    with pytest.raises(ValueError, match="no other source"):
+        to_columns(translated_rows()[:3], num_negatives=1, seed=0)
+
+
+def test_batches_hold_no_two_rows_of_one_source_id():
+    data = translated_rows()
+    cols = to_columns(data, num_negatives=1, seed=0)
+    from datasets import Dataset
+
+    keys = dict(zip(zip(*cols.values(), strict=True), row_keys(data), strict=True))
+    sampler = DisjointSamplers(keys)(Dataset.from_dict(cols), batch_size=8, drop_last=False,
+                                             generator=torch.Generator(), seed=0)
+    assert isinstance(sampler, DisjointBatchSampler)
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        batches = list(sampler)
+        assert sorted(i for b in batches for i in b) == list(range(len(data)))  # every row once per epoch
+        for batch in batches:
+            sources = [data[i]["source_id"] for i in batch]
+            assert len(sources) == len(set(sources)) and len(batch) <= 8
+    assert max(len(b) for b in batches) == 6  # six passages: a batch can hold at most one row of each
+
+
+def test_a_mined_negative_counts_as_its_owners_source():
+    data = translated_rows()[:6]  # passages 0 and 1
+    data[0]["negatives"] = [{"text": data[3]["positive"], "score": 0.5}]  # p de 1, owned by passage 1
+    assert "source:xquad-1" in row_keys(data)[0]
+
+
+def test_batch_groups():
+    syn = {"source": "synthetic", "lang": "de", "task_type": "title"}
+    assert [batch_group(syn, by) for by in ("language", "task", "mixed")] == ["synthetic_de", "synthetic_title", "all"]
+    assert batch_group({"source": "qed_nq", "lang": "en", "task_type": "qa"}, "language") == "qed_nq"
+
+
+def test_symmetric_tasks_take_the_query_prompt_on_both_sides():
+    assert prompt_pair({"task_type": "nli"}, "query: ", "passage: ") == ("query: ", "query: ")
+    assert prompt_pair({"task_type": "qa"}, "query: ", "passage: ") == ("query: ", "passage: ")
+    cols = to_columns([{"id": "a", "task_type": "sts", "query": "x", "positive": "y",
+                        "negatives": [{"text": "z", "score": 0.1}]}], 1, 0, ("query: ", "passage: "))
+    assert cols == {"anchor": ["query: x"], "positive": ["query: y"], "negative_1": ["query: z"]}
 
 
 def _features(model, texts: list[str]) -> dict[str, torch.Tensor]:
@@ -116,7 +192,7 @@ def test_cached_and_plain_losses_give_the_same_gradients(tiny_model_path: Path):
 
 def _tiny_params(**over) -> TrainParams:
     base = {"max_steps": 6, "batch_size": 4, "checkpoint_every": 3, "bf16": False, "max_seq_length": 16,
-            "homogeneous_batches": False, "learning_rate": 1e-3, "warmup_ratio": 0.0}
+            "batch_groups": "mixed", "learning_rate": 1e-3, "warmup_ratio": 0.0}
     return TrainParams.model_validate({**base, **over})
 
 
@@ -288,3 +364,25 @@ def test_changed_code_retrains_instead_of_resuming(tiny_model_dir: Path, tmp_pat
     fresh = train_model(tiny_model_dir, data, params, tmp_path / "c", name="c", checkpoint_dir=ckpt / "b-new",
                         live_dir=None)
     assert fresh["resumed_from"] is None and fresh["steps"] == params.max_steps
+
+
+def test_a_long_positive_is_cut_around_its_evidence(tiny_model_path: Path):
+    from sentence_transformers import SentenceTransformer
+
+    from retrofit.train import evidence_window, fit_positives
+
+    tok = SentenceTransformer(str(tiny_model_path), device="cpu").tokenizer
+    filler = " ".join(f"w{i}" for i in range(60))
+    text = f"{filler} the answer is here. {filler}"
+    budget = 24
+    cut, how = evidence_window(text, "the answer is here.", tok, budget)
+    assert how == "centred" and "the answer is here." in cut and cut in text
+    assert len(tok(cut, add_special_tokens=False)["input_ids"]) <= budget
+    head, how = evidence_window(text, None, tok, budget)
+    assert how == "head" and text.startswith(head) and "answer" not in head
+    assert evidence_window("short text", "short", tok, budget) == ("short text", "whole")
+    rows = [{"id": "a", "positive": text, "provenance": {"evidence": "the answer is here."}},
+            {"id": "b", "positive": "short text"}]
+    fitted, counts = fit_positives(rows, tok, budget)
+    assert counts == {"centred": 1, "whole": 1} and rows[0]["positive"] == text  # inputs untouched
+    assert "the answer is here." in fitted[0]["positive"]

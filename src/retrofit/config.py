@@ -137,6 +137,8 @@ class OfficialParams(_Group):
 
     tasks: OfficialTasks = Field(default_factory=list)
     base_only: OfficialTasks = Field(default_factory=list)
+    #: The models that run ``tasks`` (``base``, ``scale_<n>`` or a run name); ``None``: every model.
+    models: list[str] | None = None
 
 
 class EvaluateParams(_Group):
@@ -283,6 +285,8 @@ class MixParams(_Group):
     per_language: int = Field(24, ge=0)
     languages: Languages = Field(default_factory=lambda: list(XQUAD_LANGUAGES))
     task_types: TaskTypes = Field(default_factory=lambda: ["short_query", "title", "paraphrase"])
+    #: ``synthetic``: the generator's rows; ``oracle``: their human XQuAD twins (retrofit.oracle), same selection
+    synthetic_source: Literal["synthetic", "oracle"] = "synthetic"
 
 
 class TrainParams(_Group):
@@ -300,7 +304,9 @@ class TrainParams(_Group):
     temperature: float = Field(0.05, gt=0.0, le=1.0)
     cached: bool = False
     mini_batch_size: int = Field(32, ge=1)
-    homogeneous_batches: bool = True
+    #: What one batch may mix (retrofit.train): ``language`` (one English dataset or one language's synthetic
+    #: rows), ``task`` (one English dataset or one synthetic task type, languages mixed) or ``mixed``.
+    batch_groups: Literal["language", "task", "mixed"] = "language"
     freeze_embeddings: bool = True
     trainable_layers: int | None = Field(None, ge=0)
     bf16: bool = True
@@ -375,13 +381,22 @@ class Params(_Group):
         raw = self.model_dump()
         for name, sets in self.runs.items():
             try:
-                Params.model_validate({**apply_overrides(copy.deepcopy(raw), sets.split()), "runs": {},
-                                       "plot": {**raw["plot"], "seed_runs": []}})
+                run = apply_overrides(copy.deepcopy(raw), sets.split())
+                run["evaluate"]["official"]["models"] = None  # names runs, which a run's own check has none of
+                Params.model_validate({**run, "runs": {}, "plot": {**raw["plot"], "seed_runs": []}})
             except ValidationError as exc:
                 raise ValueError(_format_error(exc, f"runs.{name}").replace("\n", "; ")) from None
         return self
     evaluate: EvaluateParams = EvaluateParams()
     plot: PlotParams = PlotParams()
+
+    @model_validator(mode="after")
+    def _official_models_defined(self) -> Params:
+        known = {"base", *(f"scale_{n}" for n in self.scale.per_language), *self.runs}
+        unknown = [m for m in self.evaluate.official.models or [] if m not in known]
+        if unknown:
+            raise ValueError(f"evaluate.official.models: {unknown} are not models; choose from {sorted(known)}")
+        return self
 
     @model_validator(mode="after")
     def _seed_runs_defined(self) -> Params:

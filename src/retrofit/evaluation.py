@@ -783,10 +783,12 @@ def evaluate_encoder(encoder: AbsEncoder, tasks: Sequence[XQuADRetrievalTask], o
 def per_query_scores(task: Any, encoder: PromptCachedEncoder) -> dict[str, dict[str, float]]:
     """The per-query values behind a loaded mteb task's main score, from the encoder's cached embeddings.
 
-    Retrieval: each query's nDCG@10 over its subset's whole corpus by cosine similarity, with binary relevance
-    (pytrec_eval's ``ndcg_cut_10``, which mteb uses). BitextMining: the index of each ``sentence1``'s nearest
-    ``sentence2`` (mteb's F1 follows from these, :func:`retrofit.stats.bitext_f1`). Texts are those mteb encoded,
-    so after ``mteb.evaluate`` nothing is encoded again.
+    The scores are computed on mteb's own path, so that near-ties (a weak model's embeddings can be almost
+    collinear) rank exactly as mteb ranked them: the encoder's ``similarity`` on the embeddings mteb received, in the
+    shapes mteb used, then ``torch.topk`` as mteb does. Retrieval: each query's nDCG@10 over its subset's whole
+    corpus, from ``pytrec_eval`` (``ndcg_cut.10``, mteb's scorer, with trec_eval's tie order). BitextMining: the
+    index of each ``sentence1``'s nearest ``sentence2``, searched in mteb's chunks of 100 (mteb's F1 follows from
+    these, :func:`retrofit.stats.bitext_f1`). Nothing is encoded again after ``mteb.evaluate``.
 
     Args:
         task: An mteb task with its data loaded (retrieval data in mteb's v2 layout).
@@ -795,15 +797,22 @@ def per_query_scores(task: Any, encoder: PromptCachedEncoder) -> dict[str, dict[
     Returns:
         ``{subset: {query id (bitext: sentence index): value}}``.
     """
+    import pytrec_eval
+    import torch
+
     split = task.eval_splits[0]
     out: dict[str, dict[str, float]] = {}
     for subset in task.hf_subsets:
         data = task.dataset[subset][split]
         if task.metadata.type == "BitextMining":
-            left = _unit(encoder.encode_texts(list(data["sentence1"]), None))  # (n, dim)
-            right = _unit(encoder.encode_texts(list(data["sentence2"]), None))  # (n, dim)
-            nearest = np.argmax(left @ right.T, axis=1)  # (n,)
-            out[subset] = {str(i): int(j) for i, j in enumerate(nearest)}
+            left = encoder.encode_texts(list(data["sentence1"]), None)  # (n, dim)
+            right = encoder.encode_texts(list(data["sentence2"]), None)  # (n, dim)
+            nearest: dict[str, float] = {}
+            for start in range(0, len(left), _MTEB_BITEXT_QUERY_CHUNK):
+                sims = torch.as_tensor(encoder.similarity(left[start : start + _MTEB_BITEXT_QUERY_CHUNK], right))
+                top = torch.topk(sims, 1, dim=1, largest=True, sorted=False).indices[:, 0].tolist()
+                nearest.update({str(start + i): int(j) for i, j in enumerate(top)})
+            out[subset] = nearest
             continue
         queries, corpus, qrels = data["queries"], data["corpus"], data["relevant_docs"]
         doc_texts = [
@@ -811,31 +820,25 @@ def per_query_scores(task: Any, encoder: PromptCachedEncoder) -> dict[str, dict[
             for t, x in zip(corpus["title"] if "title" in corpus.column_names else [""] * len(corpus),
                             corpus["text"], strict=True)
         ]
-        q = _unit(encoder.encode_texts(list(queries["text"]), PromptType.query))  # (n_queries, dim)
-        d = _unit(encoder.encode_texts(doc_texts, PromptType.document))  # (n_docs, dim)
+        q = encoder.encode_texts(list(queries["text"]), PromptType.query)  # (n_queries, dim)
+        d = encoder.encode_texts(doc_texts, PromptType.document)  # (n_docs, dim)
         doc_ids = list(corpus["id"])
-        scores = q @ d.T  # (n_queries, n_docs)
-        k = min(10, scores.shape[1])
-        # pytrec_eval (trec_eval) ranks equal scores by document id, descending: visit the documents in that order
-        # and sort stably, so that tied documents (duplicate texts) rank exactly as in mteb's score
-        by_id = np.argsort(np.array(doc_ids, dtype=str))[::-1]  # (n_docs,)
-        top = by_id[np.argsort(-scores[:, by_id], axis=1, kind="stable")[:, :k]]  # (n_queries, k)
-        discounts = 1.0 / np.log2(np.arange(2, k + 2))  # (k,)
-        values = {}
-        for row, qid in enumerate(queries["id"]):
-            rel = {doc: g for doc, g in qrels.get(qid, {}).items() if g > 0}
-            if not rel:
-                continue  # mteb drops queries without a positive document too
-            gains = np.array([rel.get(doc_ids[j], 0) for j in top[row]], dtype=np.float64)
-            ideal = np.sort(np.array(list(rel.values()), dtype=np.float64))[::-1][:k]
-            values[str(qid)] = float(gains @ discounts / (ideal @ discounts[: len(ideal)]))
-        out[subset] = values
+        sims = torch.as_tensor(encoder.similarity(q, d))  # (n_queries, n_docs)
+        # nDCG@10 only reads the top 10 (and documents tied with them), which the top 100 always hold
+        values, index = torch.topk(sims, min(_TOP_FOR_NDCG10, sims.shape[1]), dim=1, largest=True)
+        run = {
+            str(qid): {doc_ids[j]: float(v) for j, v in zip(idx, val, strict=True)}
+            for qid, idx, val in zip(queries["id"], index.tolist(), values.tolist(), strict=True)
+        }
+        positives = {str(qid): {doc: int(g) for doc, g in rel.items()} for qid, rel in qrels.items()}
+        evaluator = pytrec_eval.RelevanceEvaluator(positives, {"ndcg_cut.10"})
+        # mteb averages over the queries pytrec_eval scores: those with a relevant document
+        out[subset] = {qid: float(v["ndcg_cut_10"]) for qid, v in evaluator.evaluate(run).items()}
     return out
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+_MTEB_BITEXT_QUERY_CHUNK = 100  # mteb's BitextMiningEvaluator query_chunk_size
+_TOP_FOR_NDCG10 = 100
 
 
 def check_per_query(task: Any, result: TaskResult, per_query: Mapping[str, Mapping[str, float]]) -> float:

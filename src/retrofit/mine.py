@@ -15,9 +15,9 @@ Output rows (JSONL, one per input row, in input order; the training stage reads 
      "query": "...",
      "positive": "...",
      "negatives": [                   # at most negatives.num_negatives, hardest first; [] when negatives.hard is false
-         {"text": "...", "score": 0.712345},   # the dataset's own negative (e.g. an NLI contradiction) comes first
-         {"text": "...", "score": 0.698761},   # then mined ones, by descending teacher score
-     ],
+         {"text": "...", "score": 0.712345, "source_id": None},   # the dataset's own negative comes first
+         {"text": "...", "score": 0.698761, "source_id": "xquad:a03p1"},   # then mined ones, by descending score
+     ],                               # source_id: the passage's (a row's or the pool's), null when it has none
      "positive_score": 0.834512,      # teacher cosine(query, positive), 6 decimals; null when hard is false
      "lang": "de", "task_type": "qa", "source": "synthetic", "source_id": "..." | null,
      "provenance": {...} | null}      # passed through unchanged
@@ -35,20 +35,25 @@ The report (a JSON-able dict; the stage writes it as a DVC metric)::
      "candidates": {"in_window", "dropped": {<DROP_REASONS>: count}, "below_range_min", "chosen"},
      "corpus": {"partitions", "passages", "largest_partition", "index": {"flat" | "ivf" | "ivf->flat" ...: count}},
      "encoding": {"query" | "passage": {"unique", "encoded", "cached"}},
-     "scores": {"positive" | "mined_negative" | "dataset_negative" | "hardest_gap": score_summary(...)},
+     "scores": {"positive" | "mined_negative" | "random_negative" | "dataset_negative" | "hardest_gap":
+                score_summary(...)},
      "by_lang" | "by_source": {<name>: {"rows", "short", "negatives", "dropped", "positive_score_mean",
                                         "hardest_gap_mean"}}}
 
 (``hard=False`` reports only ``rows`` and ``dataset_negatives.dropped_not_hard``.) ``in_window`` counts the
 candidates examined: the rank window for ``"search"``, the first ``range_max + n_excluded`` results for
-``"filtered"``; ``hardest_gap`` is the positive score minus the hardest mined negative's.
+``"filtered"``; ``hardest_gap`` is the positive score minus the hardest mined negative's; ``random_negative`` scores
+each row's query against one passage drawn uniformly (seeded) from its partition, identity-excluded ones aside: the
+baseline that shows how much harder the mined negatives are.
 
 How negatives are chosen for one row:
 
-1. **Candidate corpus.** Every distinct positive and dataset-negative text among the rows, partitioned by
-   ``scope``: ``"language"`` searches only passages with the row's ``(lang, source)`` -- its language and, for the
-   English task datasets, its own dataset (an NLI hypothesis is no hard negative for a NQ question);
-   ``"all"`` searches one index over everything.
+1. **Candidate corpus.** Every distinct positive and dataset-negative text among the rows, plus the ``pool``
+   passages (for synthetic rows, the generation pool of their language: ``pool.jsonl`` of
+   :mod:`retrofit.generate.pipeline`, so a synthetic query meets every passage its language was drawn from, not
+   only the dozen other rows' positives), partitioned by ``scope``: ``"language"`` searches only passages with the
+   row's ``(lang, source)`` -- its language and, for the English task datasets, its own dataset (an NLI hypothesis
+   is no hard negative for a NQ question); ``"all"`` searches one index over everything.
 2. **Search.** FAISS, in batches of queries, so memory stays bounded by ``batch x k`` and never holds a
    ``queries x corpus`` matrix: exact inner product by default (``index="flat"``: FAISS's ``knn_inner_product``,
    the kernel behind ``IndexFlatIP``, run on the embedding matrix directly so that the corpus is not copied into an
@@ -648,6 +653,7 @@ class _Partition:
     key: tuple[str, str]  # (lang, source), or ("*", "*") for scope "all"
     rows: list[int]
     texts: list[str]
+    pool_sources: list[tuple[str, str]]  # (source_id, text) of the pool passages in ``texts``
 
 
 def _norm_key(text: str) -> bytes:
@@ -692,10 +698,14 @@ def _negative_text(row: Mapping[str, Any]) -> str | None:
     return neg if isinstance(neg, str) and neg.strip() else None
 
 
-def _partitions(rows: Sequence[Mapping[str, Any]], scope: str) -> list[_Partition]:
+def _partitions(rows: Sequence[Mapping[str, Any]], scope: str, pool: Sequence[Mapping[str, Any]] = ()) -> list[_Partition]:
     groups: dict[tuple[str, str], list[int]] = defaultdict(list)
     for i, row in enumerate(rows):
         groups[("*", "*") if scope == "all" else (row["lang"], row["source"])].append(i)
+    extra: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
+    for passage in pool:
+        key = ("*", "*") if scope == "all" else (passage["lang"], passage["source"])
+        extra[key].append((str(passage["source_id"]), passage["text"]))
     parts = []
     for key in sorted(groups):
         texts: dict[str, None] = {}
@@ -704,7 +714,9 @@ def _partitions(rows: Sequence[Mapping[str, Any]], scope: str) -> list[_Partitio
             neg = _negative_text(rows[i])
             if neg is not None:
                 texts.setdefault(neg)
-        parts.append(_Partition(key, groups[key], list(texts)))
+        for _, text in extra.get(key, ()):
+            texts.setdefault(text)
+        parts.append(_Partition(key, groups[key], list(texts), extra.get(key, [])))
     return parts
 
 
@@ -755,6 +767,8 @@ def mine(
     *,
     rank_window: RankWindow = "search",
     search_batch_size: int = 8192,
+    pool: Sequence[Mapping[str, Any]] = (),
+    seed: int = 0,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Mine hard negatives for every row (see the module docstring for the filters and the output schema).
 
@@ -768,6 +782,10 @@ def mine(
         search_batch_size: Queries per FAISS search call; memory is ``O(search_batch_size * k)`` beyond the
             partition's embeddings. FAISS's exact search is up to ~2x slower per query in batches of 1024 than of
             8192 (measured on 100k x 64-d passages, one thread).
+        pool: Extra candidate passages, ``{"lang", "source", "source_id", "text"}`` each (``source`` names the
+            rows' source whose partition they join, e.g. ``"synthetic"``); their ``source_id`` excludes them from
+            the rows of the same passage.
+        seed: Seed of the random-negative baseline in the report.
 
     Returns:
         ``(mined_rows, report)``: one output row per input row, in input order; the report holds score
@@ -798,7 +816,7 @@ def mine(
     if encoder is None or cache is None:
         raise ValueError("negatives.hard is true: mine() needs a teacher encoder and an embedding cache")
 
-    parts = _partitions(rows, params.scope)
+    parts = _partitions(rows, params.scope, pool)
     fp = encoder.fingerprint
     encoded = {
         "passage": cache.ensure(encoder, (t for p in parts for t in p.texts), "passage"),
@@ -816,6 +834,8 @@ def mine(
     dataset_above_margin = np.zeros(n, dtype=bool)  # (n,)
     dataset_score = np.full(n, np.nan, dtype=np.float32)  # (n,)
     hardest_gap = np.full(n, np.nan, dtype=np.float32)  # (n,) positive score minus the hardest mined negative's
+    random_score = np.full(n, np.nan, dtype=np.float32)  # (n,) a uniformly drawn, non-excluded candidate's score
+    rng = np.random.default_rng(seed)
     mined_scores: list[np.ndarray] = []
     dataset_equals_positive = 0
     dataset_no_room = 0
@@ -830,9 +850,16 @@ def mine(
         # only groups of several passages: a singleton is the row's own positive, excluded as itself anyway
         by_norm = _shared_groups((key, c) for c, key in enumerate(norm))
         by_query = _shared_groups((rows[i]["query"], pid[rows[i]["positive"]]) for i in part.rows)
-        by_source = _shared_groups(
-            (rows[i]["source_id"], pid[rows[i]["positive"]]) for i in part.rows if rows[i].get("source_id") is not None
-        )
+        by_source = _shared_groups([
+            *((rows[i]["source_id"], pid[rows[i]["positive"]]) for i in part.rows if rows[i].get("source_id") is not None),
+            *((sid, pid[text]) for sid, text in part.pool_sources),
+        ])
+        source_of: dict[int, str] = {}
+        for i in part.rows:
+            if rows[i].get("source_id") is not None:
+                source_of.setdefault(pid[rows[i]["positive"]], str(rows[i]["source_id"]))
+        for sid, text in part.pool_sources:
+            source_of.setdefault(pid[text], sid)
         logger.info("partition %s: %d rows, %d passages, %s search", "/".join(part.key), len(part.rows),
                     len(part.texts), searcher.kind if searcher else "no")
 
@@ -870,6 +897,13 @@ def mine(
                         for c in by_norm.get(norm[c_neg], (c_neg,)):
                             e.setdefault(c, 4)
                 excl.append(e)
+            for j, e in enumerate(excl):
+                allowed = len(part.texts) - len(e)
+                if allowed > 0:  # the allowed-th passage not excluded, drawn uniformly
+                    pick = int(rng.integers(allowed))
+                    for c in sorted(e):
+                        pick += c <= pick
+                    random_score[batch[j]] = float(q[j] @ emb[pick])
             has_kept_neg = neg_idx >= 0  # (b,)
             neg_sc = np.einsum("ij,ij->i", q, emb[np.maximum(neg_idx, 0)])  # (b,) meaningful where has_kept_neg
             n_want = np.maximum(params.num_negatives - has_kept_neg.astype(np.int64), 0)  # (b,)
@@ -878,7 +912,8 @@ def mine(
             dataset_above_margin[batch] = has_kept_neg & (neg_sc > threshold)
 
             per_row: list[list[dict[str, Any]]] = [
-                [{"text": part.texts[neg_idx[j]], "score": round(float(neg_sc[j]), 6)}] if has_kept_neg[j] else []
+                [{"text": part.texts[neg_idx[j]], "score": round(float(neg_sc[j]), 6), "source_id": None}]
+                if has_kept_neg[j] else []
                 for j in range(b)
             ]
             if searcher is not None and n_want.any():
@@ -910,13 +945,13 @@ def mine(
                 first = chosen.argmax(axis=1)  # (b,)
                 hardest_gap[batch[has_mined]] = (ps - cand_sc[np.arange(b), first])[has_mined]
                 for j, c, s in zip(rj.tolist(), cand_idx[rj, cj].tolist(), sc.tolist(), strict=True):
-                    per_row[j].append({"text": part.texts[c], "score": round(s, 6)})
+                    per_row[j].append({"text": part.texts[c], "score": round(s, 6), "source_id": source_of.get(c)})
 
             pos_score[batch] = ps
             for j, i in enumerate(batch.tolist()):
                 n_negs[i] = len(per_row[j])
                 out[i] = _out_row(rows[i], per_row[j], round(float(ps[j]), 6))
-        del emb, searcher, pid, norm, by_norm, by_query, by_source  # before the next partition's
+        del emb, searcher, pid, norm, by_norm, by_query, by_source, source_of  # before the next partition's
 
     short = n_negs < params.num_negatives  # (n,)
     all_mined = np.concatenate(mined_scores) if mined_scores else np.zeros(0, dtype=np.float32)
@@ -971,6 +1006,7 @@ def mine(
         "scores": {
             "positive": score_summary(pos_score),
             "mined_negative": score_summary(all_mined),
+            "random_negative": score_summary(random_score[~np.isnan(random_score)]),
             "dataset_negative": score_summary(dataset_score[~np.isnan(dataset_score)]),
             "hardest_gap": score_summary(hardest_gap[~np.isnan(hardest_gap)]),
         },

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import csv
 import json
-import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -48,8 +47,6 @@ from unittest import mock
 from datasets import Dataset
 
 from retrofit.config import OFFICIAL_TASK_NAMES
-
-log = logging.getLogger(__name__)
 
 #: task name -> (dataset name in ``assets/sources.json``, the hf subsets evaluated).
 TASKS: dict[str, tuple[str, tuple[str, ...]]] = {

@@ -10,7 +10,10 @@ enter the paper's findings:
   seeds; the sample standard deviation of their scores is the *seed sd*;
 - ``nohard``: the top scale point without mined hard negatives;
 - ``div_lang`` and ``div_task``: one example budget spent on many languages with one task type, or on many task
-  types in fewer languages.
+  types in fewer languages;
+- ``oracle``: the top scale point with human XQuAD questions in place of the generated queries
+  (:mod:`retrofit.oracle`), reported beside the scale curve: the gap is the generator's;
+- ``taskbatch``: the top scale point with languages mixed in a batch (``train.batch_groups: task``).
 
 Every difference is ``A - B`` on the same queries, with a paired bootstrap 95% interval over queries
 (:func:`retrofit.stats.paired_bootstrap`); a finding counts only by the rule of :func:`retrofit.stats.verdict`
@@ -21,7 +24,8 @@ Outputs (``out_dir``; every file is rewritten):
 
 - ``scores.csv``: one tidy row per (model, benchmark, family or subset): ``model, scale, benchmark, family,
   subset, score``; scores in [0, 1] (nDCG@10; F1 for Tatoeba);
-- ``comparisons.csv``: every compared pair: ``a, b, metric, delta, lo, hi, seed_sd, verdict``;
+- ``comparisons.csv``: every compared pair: ``a, b`` (model names), ``metric, score_a, score_b, delta, lo, hi,
+  seed_sd, verdict``;
 - ``scale.csv``, ``ablation.csv``, ``diversity.csv``: the plots' data with each score's own 95% interval
   (``lo``, ``hi``), drawn by ``dvc plots show`` with the templates in ``.dvc/plots/``;
 - ``models.json``: ``{model: {metric: score}}`` (a DVC metric: ``dvc exp show`` compares every model);
@@ -45,6 +49,10 @@ from retrofit import stats
 XQUAD_METRICS = ("primary", "mono", "cross", "pooled")
 #: Official tasks reported for every model (XQuADRetrieval is the base model's only).
 OFFICIAL = ("Tatoeba", "BelebeleRetrieval", "LegalBenchCorporateLobbying")
+#: The named run whose synthetic slots hold the human XQuAD twins (params.yaml runs; retrofit.oracle).
+ORACLE_RUN = "oracle"
+#: The named run that mixes languages in a batch (``train.batch_groups: task``), against the top scale point.
+BATCH_ABLATION_RUN = "taskbatch"
 #: How each official task's per-query values are resampled (see retrofit.stats).
 _STATISTIC = {"Tatoeba": "bitext_f1"}
 _CLUSTERED = {"BelebeleRetrieval"}  # its subsets ask the same questions (parallel eng/deu)
@@ -114,6 +122,27 @@ def load_mmteb(eval_dir: Path, names: list[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def mining_markdown(mined: Mapping[str, Any]) -> list[str]:
+    """The RESULTS.md section that shows the mined negatives are hard: teacher scores of positives, mined negatives
+    and random negatives (the mine stage's report, :mod:`retrofit.mine`)."""
+    scores = mined.get("scores") or {}
+    if not mined.get("hard") or not scores:
+        return []
+    lines = ["## Hard negatives: teacher scores (cosine)", "",
+             "The mine stage's `data/mined/report.json`: each query against its positive, its mined negatives and one",
+             "passage drawn at random from the same candidate corpus (its language's pool and rows).", "",
+             "| candidates | count | mean | 5% | median | 95% |", "|---|---:|---:|---:|---:|---:|"]
+    for key, label in (("positive", "positive"), ("mined_negative", "mined negative"),
+                       ("random_negative", "random negative")):
+        s = scores.get(key)
+        if s and s.get("count"):
+            lines.append(f"| {label} | {s['count']} | {s['mean']:.3f} | {s['q05']:.3f} | {s['q50']:.3f} | {s['q95']:.3f} |")
+    corpus = mined.get("corpus") or {}
+    lines += ["", f"Candidate corpora: {corpus.get('partitions')} partitions, {corpus.get('passages')} passages "
+              f"(largest {corpus.get('largest_partition')}).", ""]
+    return lines
+
+
 def mmteb_markdown(mmteb: Mapping[str, Mapping[str, Any]], anchors: Mapping[str, float]) -> list[str]:
     """The RESULTS.md section for MMTEB(Multilingual) retrieval: every model's mean main score beside the anchors.
 
@@ -157,8 +186,9 @@ class Comparer:
         interval = stats.paired_bootstrap(va, vb, statistic=_STATISTIC.get(metric, "mean"), cluster=clustered,
                                           resamples=self.resamples, seed=self.seed)
         sd = self.seed_sd.get(metric)
-        return {"a": a, "b": b, "metric": metric, **interval, "seed_sd": sd,
-                "verdict": stats.verdict(interval, sd, expected_sign)}
+        # the interval's own "a"/"b" are the two scores: kept as score_a/score_b, the names stay the models'
+        return {**interval, "a": a, "b": b, "score_a": interval["a"], "score_b": interval["b"], "metric": metric,
+                "seed_sd": sd, "verdict": stats.verdict(interval, sd, expected_sign)}
 
     def own_interval(self, model: str, metric: str) -> tuple[float, float]:
         """The 95% bootstrap interval of one model's own XQuAD score (a difference against zero), computed once."""
@@ -178,6 +208,7 @@ def findings(cmp: Comparer, points: Sequence[int]) -> dict[str, dict[str, Any] |
         "plateau_last_step": cmp.compare(top, f"scale_{points[-2]}") if len(points) > 1 else None,
         "hard_negatives": cmp.compare(top, "nohard"),
         "task_over_language_diversity": cmp.compare("div_task", "div_lang"),
+        "generated_vs_oracle": cmp.compare(top, ORACLE_RUN),
     }
     gain, last = out["gain_from_synthetic"], out["plateau_last_step"]
     if gain is None or last is None:
@@ -224,7 +255,8 @@ def build_report(
     _write_csv(out_dir / "scores.csv", tidy_rows(evals, points), ["model", "scale", "benchmark", "family", "subset",
                                                                    "score"])
     rows = [c for c in [*found.values(), *(c for v in versus_base.values() for c in v.values())] if c and "a" in c]
-    _write_csv(out_dir / "comparisons.csv", rows, ["a", "b", "metric", "delta", "lo", "hi", "seed_sd", "verdict"])
+    _write_csv(out_dir / "comparisons.csv", rows,
+               ["a", "b", "metric", "score_a", "score_b", "delta", "lo", "hi", "seed_sd", "verdict"])
     plots = plot_tables(cmp, points)
     for name, table in plots.items():
         _write_csv(out_dir / f"{name}.csv", table, list(table[0]) if table else ["label"])
@@ -377,6 +409,13 @@ def results_markdown(evals: Mapping[str, Evaluation], cmp: Comparer, points: Seq
     lines += _findings_section(found, cmp, points)
     lines += _models_section(evals, versus_base)
     lines += _scale_section(cmp, points)
+    lines += _pair_section(cmp, top, ORACLE_RUN, "Oracle: human questions at the same counts", [
+        f"`{ORACLE_RUN}` trains on the rows of `{top}` with each generated query replaced by a human XQuAD",
+        "training-pool question on the same passage (`retrofit.oracle`): a negative Δ is what a better generator",
+        "could still gain."])
+    lines += _pair_section(cmp, top, BATCH_ABLATION_RUN, "Batches: one language per batch against languages mixed", [
+        f"`{BATCH_ABLATION_RUN}` draws each synthetic batch from one task type across languages "
+        "(`train.batch_groups: task`),", f"`{top}` from one language (`language`); both keep `source_id`s apart."])
     lines += _language_section(evals, top)
     lines += ["Figures: `reports/results/figures/scale.png`, `ablation.png`, `diversity.png` (with intervals); "
               "interactive: `dvc plots show` (`make plots` offline).", ""]
@@ -449,6 +488,21 @@ def _scale_section(cmp: Comparer, points: Sequence[int]) -> list[str]:
             lo, hi = cmp.own_interval(model, metric)
             cells.append(f"{_pct(cmp.evals[model].score(metric))} [{_pct(lo)}, {_pct(hi)}]")
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def _pair_section(cmp: Comparer, top: str, other: str, title: str, note: list[str]) -> list[str]:
+    """``top - other`` on the primary metric and the official tasks, under ``title``."""
+    if other not in cmp.evals or top not in cmp.evals:
+        return []
+    lines = [f"## {title} (`{top}` - `{other}`)", "", *note, "",
+             f"| metric | `{top}` | `{other}` | Δ [95% interval] | verdict |", "|---|---:|---:|---:|---|"]
+    words = {"reproduced": f"`{top}` higher", "opposite to the paper": f"`{other}` higher"}
+    for metric in ("primary", *OFFICIAL):
+        c = cmp.compare(top, other, metric)
+        if c is not None:
+            lines.append(f"| {_LABELS.get(metric, metric)} | {_pct(cmp.evals[top].score(metric))} | "
+                         f"{_pct(cmp.evals[other].score(metric))} | {_diff(c)} | {words.get(c['verdict'], c['verdict'])} |")
     return [*lines, ""]
 
 

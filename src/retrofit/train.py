@@ -3,7 +3,9 @@
 Data mixture (:func:`select_mixture`): from the mine stage's rows, the English task rows of ``mix.english``
 (at most ``mix.english_per_source`` each) plus ``mix.per_language`` synthetic rows per language of
 ``mix.languages`` restricted to ``mix.task_types``. Every cut is a nested, seeded sample
-(:mod:`retrofit.sampling`), so a smaller data-scale point is a subset of a larger one.
+(:mod:`retrofit.sampling`), so a smaller data-scale point is a subset of a larger one. With
+``mix.synthetic_source: oracle`` the synthetic slots take the oracle twins (:mod:`retrofit.oracle`) of exactly the
+synthetic rows the run would otherwise take.
 
 Loss: InfoNCE over in-batch negatives plus each row's hard negatives, ``MultipleNegativesRankingLoss`` with
 ``scale = 1 / temperature``, or its GradCache variant ``CachedMultipleNegativesRankingLoss`` (``cached``) for
@@ -14,8 +16,19 @@ with another device's positive or its own hard negatives.
 With ``unpad`` (the default), BERT-family encoders run a padding-free forward (:mod:`retrofit.unpad`): the same
 loss and gradients up to float rounding, without the matrix work on pad tokens.
 
-Batches contain no duplicate text (``BatchSamplers.NO_DUPLICATES``) and, with ``homogeneous_batches``, come from one
-source at a time (an English dataset, or one synthetic task type), so in-batch negatives are of the same kind.
+Batches (:class:`DisjointBatchSampler`) hold no text twice and no two texts of one ``source_id`` (translations of
+one passage, or two questions on it), whether as anchors, positives, hard negatives or random fill: otherwise a
+translation becomes a negative of its own original. ``batch_groups`` decides what one batch may mix: ``language``
+(the default) draws each batch from one English dataset or from one language's synthetic rows, so in-batch
+negatives are in the query's language and "same language" is no shortcut; ``task`` draws it from one English
+dataset or one synthetic task type across languages (the earlier behaviour, kept for the ablation); ``mixed`` draws
+from every row.
+
+A positive longer than ``max_seq_length`` is cut around the text its query was written from (the generator's
+``evidence``, :func:`evidence_window`), not at its start, where truncation would often remove the answer.
+
+Prompts are per row (:func:`prompt_pair`), as E5 trains: ``query:`` on the anchor, ``passage:`` on the candidates
+of asymmetric tasks, and ``query:`` on both sides of the symmetric ones (:data:`SYMMETRIC_TASK_TYPES`).
 
 Outputs of :func:`train_model`: a standard sentence-transformers directory (safetensors) that
 ``SentenceTransformer(path)`` and mteb load unchanged, with a model card (``README.md``) listing the params and
@@ -44,12 +57,18 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from sentence_transformers.base.sampler import DefaultBatchSampler
+
 from retrofit.config import TrainParams
+from retrofit.dedupe import SYNTHETIC
+from retrofit.oracle import ORACLE
 from retrofit.sampling import nested_sample
 
 log = logging.getLogger(__name__)
 
-SYNTHETIC = "synthetic"
+#: Task types whose two sides are the same kind of text (NLI, STS, claim/evidence, paraphrase): E5 puts the query
+#: prompt on both sides of these (Wang et al., "Text Embeddings by Weakly-Supervised Contrastive Pre-training").
+SYMMETRIC_TASK_TYPES = frozenset({"nli", "sts", "fact", "paraphrase"})
 
 
 #: Source files whose code decides the trained weights (with the libraries of :data:`_TRAINING_LIBRARIES`).
@@ -102,51 +121,213 @@ def select_mixture(rows: Sequence[dict[str, Any]], params: TrainParams, seed: in
         out += nested_sample(group, mix.english_per_source, seed, key=lambda r: r["id"])
     tasks = set(mix.task_types)
     for lang in mix.languages:
-        group = [r for r in rows if r["source"] == SYNTHETIC and r["lang"] == lang and r["task_type"] in tasks]
-        out += nested_sample(group, mix.per_language, seed, key=lambda r: r["id"])
+        group = [r for r in rows if r["source"] == mix.synthetic_source and r["lang"] == lang
+                 and _twin(r, "twin_task_type", "task_type") in tasks]
+        out += nested_sample(group, mix.per_language, seed, key=lambda r: _twin(r, "oracle_of", "id"))
     return out
 
 
-def batch_group(row: dict[str, Any]) -> str:
-    """The homogeneous-batch key of a row: its English dataset, or ``synthetic_<task_type>``."""
-    return f"{SYNTHETIC}_{row['task_type']}" if row["source"] == SYNTHETIC else row["source"]
+def _twin(row: dict[str, Any], provenance_key: str, own_key: str) -> Any:
+    """An oracle row's twin's field (recorded in its provenance), or the row's own field."""
+    return (row.get("provenance") or {}).get(provenance_key, row[own_key])
 
 
-def to_columns(rows: Sequence[dict[str, Any]], num_negatives: int, seed: int) -> dict[str, list[str]]:
+def batch_group(row: dict[str, Any], by: str = "language") -> str:
+    """The batch key of a row under ``train.batch_groups`` (see the module docstring).
+
+    Args:
+        row: A training row.
+        by: ``language`` (English dataset, or ``synthetic_<lang>``), ``task`` (English dataset, or
+            ``synthetic_<task_type>``) or ``mixed`` (one group).
+    """
+    if by == "mixed":
+        return "all"
+    if row["source"] not in (SYNTHETIC, ORACLE):
+        return row["source"]
+    return f"{row['source']}_{row['lang'] if by == 'language' else row['task_type']}"
+
+
+def prompt_pair(row: dict[str, Any], query_prompt: str, passage_prompt: str) -> tuple[str, str]:
+    """The prompts of a row's anchor and of its candidates (positive and negatives)."""
+    symmetric = row.get("task_type") in SYMMETRIC_TASK_TYPES
+    return query_prompt, (query_prompt if symmetric else passage_prompt)
+
+
+def row_keys(rows: Sequence[dict[str, Any]]) -> list[frozenset[str]]:
+    """What each row occupies in a batch: its texts and the ``source_id`` of each of them.
+
+    A mined negative's ``source_id`` is the one mining recorded (:mod:`retrofit.mine`), else that of the row
+    whose positive it is; a text that neither names keeps only its text key.
+    """
+    owner: dict[str, str] = {}
+    for r in rows:
+        for text in (r["query"], r["positive"]):
+            owner.setdefault(text, str(r.get("source_id") or r["id"]))
+    keys = []
+    for r in rows:
+        negatives = r.get("negatives") or []
+        texts = [r["query"], r["positive"], *(n["text"] for n in negatives)]
+        sources = {owner[t] for t in texts if t in owner} | {str(r.get("source_id") or r["id"])}
+        sources |= {str(n["source_id"]) for n in negatives if n.get("source_id")}
+        keys.append(frozenset({f"text:{t}" for t in texts} | {f"source:{s}" for s in sources}))
+    return keys
+
+
+def evidence_window(text: str, evidence: str | None, tokenizer: Any, budget: int) -> tuple[str, str]:
+    """``text`` cut to at most ``budget`` tokens around ``evidence``.
+
+    Args:
+        text: A positive passage.
+        evidence: The part of ``text`` its query was written from (``None``: unknown).
+        tokenizer: A fast tokenizer (character offsets).
+        budget: Tokens available to the text (the model's length less special and prompt tokens).
+
+    Returns:
+        ``(text, how)``: ``how`` is ``"whole"`` (it fits), ``"centred"`` (a window of ``budget`` tokens with the
+        evidence in its middle, or starting at the evidence when that alone is longer), ``"head"`` (cut at the start
+        as truncation would: no evidence, or it is not in ``text``).
+    """
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    offsets = enc["offset_mapping"]
+    n = len(offsets)
+    if n <= budget:
+        return text, "whole"
+    start_char = text.find(evidence) if evidence else -1
+    if start_char < 0:
+        return text[: offsets[budget - 1][1]], "head"
+    end_char = start_char + len(evidence)
+    first = next(i for i, (_, e) in enumerate(offsets) if e > start_char)
+    last = max(i for i, (b, _) in enumerate(offsets) if b < end_char) + 1
+    slack = max(0, budget - (last - first))
+    begin = max(0, min(first - slack // 2, n - budget))
+    return text[offsets[begin][0] : offsets[begin + budget - 1][1]], "centred"
+
+
+def fit_positives(rows: Sequence[dict[str, Any]], tokenizer: Any, budget: int) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Every row with its positive cut by :func:`evidence_window` (the evidence is ``provenance.evidence``).
+
+    Returns:
+        ``(rows, counts)``, ``counts`` by ``how``; input rows are not modified.
+    """
+    counts: Counter[str] = Counter()
+    out = []
+    for r in rows:
+        evidence = (r.get("provenance") or {}).get("evidence")
+        positive, how = evidence_window(r["positive"], evidence, tokenizer, budget)
+        counts[how] += 1
+        out.append({**r, "positive": positive})
+    return out, dict(sorted(counts.items()))
+
+
+def to_columns(
+    rows: Sequence[dict[str, Any]], num_negatives: int, seed: int, prompts: tuple[str, str] = ("", "")
+) -> dict[str, list[str]]:
     """Rows as the column dict sentence-transformers expects: anchor, positive, negative_1..negative_k.
 
     A row with fewer than ``num_negatives`` mined negatives is topped up with the positives of other rows of the
-    same group (random negatives, seeded), so every row has the same number of columns; the count of filled slots
-    is logged.
+    same group that share no ``source_id`` with it (random negatives, seeded), so every row has the same number of
+    columns; the count of filled slots is logged. Each text carries its prompt (:func:`prompt_pair`), so the trainer
+    adds none.
 
     Args:
         rows: Rows of one batch group.
         num_negatives: Negatives per row (0: pairs only).
         seed: Seed for the random top-up.
+        prompts: The model's query and passage prompts.
 
     Returns:
         ``{"anchor": [...], "positive": [...], "negative_1": [...], ...}``.
+
+    Raises:
+        ValueError: A row needs a random negative and no row of its group shares none of its sources.
     """
-    cols: dict[str, list[str]] = {"anchor": [r["query"] for r in rows], "positive": [r["positive"] for r in rows]}
+    pairs = [prompt_pair(r, *prompts) for r in rows]
+    cols: dict[str, list[str]] = {
+        "anchor": [q + r["query"] for r, (q, _) in zip(rows, pairs, strict=True)],
+        "positive": [p + r["positive"] for r, (_, p) in zip(rows, pairs, strict=True)],
+    }
     if num_negatives == 0:
         return cols
     rng = random.Random(seed)
-    positives = [r["positive"] for r in rows]
+    keys = row_keys(rows)
     filled = 0
     negs: list[list[str]] = []
-    for r in rows:
+    for i, r in enumerate(rows):
         mined = [n["text"] for n in r.get("negatives") or []][:num_negatives]
-        while len(mined) < num_negatives:
-            pick = positives[rng.randrange(len(positives))]
-            if pick != r["positive"] or len(set(positives)) == 1:
-                mined.append(pick)
+        if len(mined) < num_negatives:
+            sources = {k for k in keys[i] if k.startswith("source:")}
+            pool = [o["positive"] for j, o in enumerate(rows) if j != i and sources.isdisjoint(keys[j])]
+            if not pool:
+                raise ValueError(f"train: row {r['id']} needs a random negative and its group has no other source")
+            while len(mined) < num_negatives:
+                mined.append(pool[rng.randrange(len(pool))])
                 filled += 1
-        negs.append(mined)
+        negs.append([pairs[i][1] + text for text in mined])
     for i in range(num_negatives):
         cols[f"negative_{i + 1}"] = [n[i] for n in negs]
     if filled:
         log.info("train: %d negative slots filled with random in-group positives", filled)
     return cols
+
+
+class DisjointBatchSampler(DefaultBatchSampler):
+    """Shuffled batches in which no two rows share a key (a text or a ``source_id``, :func:`row_keys`).
+
+    Like sentence-transformers' ``NoDuplicatesBatchSampler`` (a greedy pass over a seeded permutation; a row that
+    clashes with the batch waits for a later one), with keys given per row instead of read from the texts.
+    ``__len__`` is the batch count without clashes, as in sentence-transformers; clashes make some batches smaller.
+    """
+
+    def __init__(self, dataset: Any, *, keys: Sequence[frozenset[str]], batch_size: int, drop_last: bool,
+                 valid_label_columns: list[str] | None = None, generator: Any = None, seed: int = 0) -> None:
+        super().__init__(dataset, batch_size=batch_size, drop_last=drop_last,
+                         valid_label_columns=valid_label_columns, generator=generator, seed=seed)
+        if len(keys) != len(dataset):
+            raise ValueError(f"DisjointBatchSampler: {len(keys)} key sets for {len(dataset)} rows")
+        self.keys = list(keys)
+
+    def __iter__(self) -> Any:
+        import torch
+
+        if self.generator is not None and self.seed is not None:
+            self.generator.manual_seed(self.seed + self.epoch)
+        remaining = torch.randperm(len(self.keys), generator=self.generator).tolist()
+        while remaining:
+            batch: list[int] = []
+            taken: set[str] = set()
+            later: list[int] = []
+            for i in remaining:
+                if len(batch) < self.batch_size and self.keys[i].isdisjoint(taken):
+                    batch.append(i)
+                    taken |= self.keys[i]
+                else:
+                    later.append(i)
+            if self.drop_last and len(batch) < self.batch_size:
+                return
+            yield batch
+            remaining = later
+
+    def __len__(self) -> int:
+        n = len(self.keys)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+
+class DisjointSamplers:
+    """The trainer's ``batch_sampler``: a :class:`DisjointBatchSampler` over each group's dataset.
+
+    A class rather than a closure, so that the training arguments that hold it pickle into checkpoints.
+
+    Args:
+        columns_to_keys: ``{row's column values: row keys}`` (:func:`row_keys`), over every group.
+    """
+
+    def __init__(self, columns_to_keys: dict[tuple[str, ...], frozenset[str]]) -> None:
+        self.columns_to_keys = columns_to_keys
+
+    def __call__(self, dataset: Any, **kwargs: Any) -> DisjointBatchSampler:
+        names = [c for c in dataset.column_names if c != "dataset_name"]
+        keys = [self.columns_to_keys[tuple(values)] for values in zip(*(dataset[c] for c in names), strict=True)]
+        return DisjointBatchSampler(dataset, keys=keys, **kwargs)
 
 
 def build_loss(model: Any, params: TrainParams, distributed: bool = False) -> Any:
@@ -195,12 +376,20 @@ def freeze(model: Any, params: TrainParams) -> dict[str, int]:
     return {"trainable": trainable, "frozen": total - trainable}
 
 
-def prompts_for(model: Any, columns: Sequence[str]) -> dict[str, str]:
-    """Per-column prompts: the model's query prompt for ``anchor``, its passage prompt for the rest."""
+def model_prompts(model: Any) -> tuple[str, str]:
+    """The model's query and passage prompts (empty when it has none).
+
+    Raises:
+        ValueError: The model pools without its prompt tokens (``include_prompt`` false): prompts written into the
+            texts, as :func:`to_columns` does, would then change what it pools.
+    """
     prompts = model.prompts or {}
     query = prompts.get("query", "")
     passage = prompts.get("passage") or prompts.get("document") or ""
-    return {c: (query if c == "anchor" else passage) for c in columns}
+    pooling = [m for m in model if hasattr(m, "include_prompt")]
+    if (query or passage) and pooling and not pooling[0].include_prompt:
+        raise ValueError("train: the model's pooling excludes prompt tokens; per-row prompts need include_prompt")
+    return query, passage
 
 
 def write_model_card(
@@ -250,11 +439,11 @@ def write_model_card(
 
 
 def mixture_counts(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Row counts by batch group and synthetic rows by language."""
+    """Row counts by English dataset or synthetic task type (``by_group``) and synthetic rows by language."""
     return {
         "rows": len(rows),
-        "by_group": dict(sorted(Counter(batch_group(r) for r in rows).items())),
-        "synthetic_by_lang": dict(sorted(Counter(r["lang"] for r in rows if r["source"] == SYNTHETIC).items())),
+        "by_group": dict(sorted(Counter(batch_group(r, "task") for r in rows).items())),
+        "synthetic_by_lang": dict(sorted(Counter(r["lang"] for r in rows if r["source"] in (SYNTHETIC, ORACLE)).items())),
         "with_mined_negatives": sum(1 for r in rows if r.get("negatives")),
     }
 
@@ -291,9 +480,13 @@ def train_model(
     """
     from datasets import Dataset, DatasetDict
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.base.sampler import BatchSamplers, MultiDatasetBatchSamplers
-    from sentence_transformers.sentence_transformer.trainer import SentenceTransformerTrainer
-    from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
+    from sentence_transformers.base.sampler import MultiDatasetBatchSamplers
+    from sentence_transformers.sentence_transformer.trainer import (
+        SentenceTransformerTrainer,
+    )
+    from sentence_transformers.sentence_transformer.training_args import (
+        SentenceTransformerTrainingArguments,
+    )
     from transformers.trainer_utils import get_last_checkpoint
 
     from retrofit.runtime import atomic_dir
@@ -306,12 +499,21 @@ def train_model(
     frozen = freeze(model, params)
     unpadded = enable_unpadding(model) if params.unpad else False
     k = params.num_negatives if hard_negatives else 0
+    prompts = model_prompts(model)
+    tokenizer = model.tokenizer
+    prompt_tokens = max(len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts)
+    budget = params.max_seq_length - tokenizer.num_special_tokens_to_add(pair=False) - prompt_tokens
+    rows, positives_fit = fit_positives(rows, tokenizer, budget)
+    log.info("train: positives %s (budget %d tokens)", positives_fit, budget)
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
-        groups.setdefault(batch_group(r) if params.homogeneous_batches else "all", []).append(r)
-    datasets = {g: Dataset.from_dict(to_columns(rs, k, params.seed)) for g, rs in sorted(groups.items())}
-    train_dataset = DatasetDict(datasets) if params.homogeneous_batches else datasets["all"]
-    columns = next(iter(datasets.values())).column_names
+        groups.setdefault(batch_group(r, params.batch_groups), []).append(r)
+    datasets, columns_to_keys = {}, {}
+    for group, members in sorted(groups.items()):
+        cols = to_columns(members, k, params.seed, prompts)
+        datasets[group] = Dataset.from_dict(cols)
+        columns_to_keys.update(zip(zip(*cols.values(), strict=True), row_keys(members), strict=True))
+    train_dataset = DatasetDict(datasets) if len(datasets) > 1 else next(iter(datasets.values()))
 
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     args = SentenceTransformerTrainingArguments(
@@ -325,9 +527,9 @@ def train_model(
         use_cpu=not _cuda(),  # bf16 on CPU (AMX) needs the explicit CPU flag
         seed=params.seed,
         data_seed=params.seed,
-        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        batch_sampler=DisjointSamplers(columns_to_keys),
         multi_dataset_batch_sampler=MultiDatasetBatchSamplers.PROPORTIONAL,
-        prompts=prompts_for(model, columns),
+        prompts=None,  # written into the texts per row (to_columns)
         save_strategy="steps",
         save_steps=params.checkpoint_every,
         save_total_limit=2,
@@ -377,6 +579,7 @@ def train_model(
         "hard_negatives": hard_negatives,
         "resumed_from": Path(last).name if last else None,
         "unpadded": unpadded,
+        "positives_fit": positives_fit,
         "world_size": args.world_size,
         "main_process": main_process,
     }

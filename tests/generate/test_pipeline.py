@@ -109,7 +109,12 @@ def test_run_writes_schema_and_metrics(prepared: Path, tmp_path: Path):
                           "prompt_version", "seed"}
         assert r["query"] and r["query"] not in r["positive"]
         assert r["generator"]["model"] == "fake"
+        assert r["evidence"] and r["evidence"] in r["positive"]  # the text the query was written from
     assert m["shortfall"] == 0 and m["examples"] == 8
+    pool = read_jsonl(tmp_path / "out/pool.jsonl")
+    assert {p["lang"] for p in pool} == {"de", "zh"} and all(set(p) == {"lang", "source", "source_id", "text"}
+                                                              for p in pool)
+    assert {(r["lang"], r["source_id"]) for r in rows} <= {(p["lang"], p["source_id"]) for p in pool}
     on_disk = json.loads((tmp_path / "out/metrics.json").read_text())
     assert on_disk["per_language"]["de"]["accepted"] == 4
     write_sample(tmp_path / "out/examples.jsonl", tmp_path / "sample.md", per_language=2)

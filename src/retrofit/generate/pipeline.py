@@ -8,6 +8,8 @@ the top-up rounds could not reach the target, which ``metrics.json`` reports as 
      "task_type": "short_query",             # see retrofit.generate.prompts.TASK_TYPES
      "query": "...",                         # the generated query (validated)
      "positive": "...",                      # the source passage (or the source sentence, for paraphrase)
+     "evidence": "...",                      # the text the generator saw: a sentence of the passage (short_query,
+                                             # paraphrase), its opening (title); the whole passage over openai
      "negative": null,                       # optional; generators here do not write negatives
      "source": "xquad",                      # where the passage came from: xquad | ntrex | wikipedia
      "source_id": "xquad:a07p3",             # language-independent passage id (translations share it)
@@ -16,6 +18,11 @@ the top-up rounds could not reach the target, which ``metrics.json`` reports as 
      "seed": 1234567,                        # this example's seed (derived from base.seed, language and index)
      "attributes": {"length": "short", "clarity": "clear", "difficulty": "college"},
      "roundtrip_rank": 0}                    # rank of the positive for the query under the base embedder
+
+Output ``pool.jsonl``, the passage pool each language's examples were drawn from (``passages_per_language`` seeded
+passages; the mine stage searches it for hard negatives)::
+
+    {"lang": "de", "source": "xquad", "source_id": "xquad:a07p3", "text": "..."}
 
 Reliability: every raw answer goes to an append-only :class:`~retrofit.generate.cache.ResponseCache` before it is
 parsed, so a killed run (even ``kill -9``) never re-sends a finished request and loses no finished example; the
@@ -228,7 +235,7 @@ def run_generation(
         seed: ``base.seed``.
         prepared: ``data/prepared``.
         out_dir: Output directory, written atomically: ``examples.jsonl``, ``metrics.json`` (validation and
-            round-trip counts; deterministic), ``rejected.jsonl``.
+            round-trip counts; deterministic), ``rejected.jsonl``, ``pool.jsonl``.
         cache_dir: Root of the on-disk caches (``base.cache_dir``); raw responses go to ``<cache_dir>/generate``.
         encode: ``encode(texts, kind)`` with the base embedder for the round-trip filter (``None`` disables it).
         backend: Backend to use (default: built from params).
@@ -336,6 +343,7 @@ def run_generation(
                     "task_type": p.task_type,
                     "query": query,
                     "positive": p.positive,
+                    "evidence": p.target,
                     "negative": None,
                     "source": p.passage.source,
                     "source_id": p.passage.source_id,
@@ -386,6 +394,10 @@ def run_generation(
     with atomic_dir(out_dir) as tmp:
         write_jsonl(tmp / "examples.jsonl", rows)
         write_jsonl(tmp / "rejected.jsonl", rejected_rows)
+        write_jsonl(tmp / "pool.jsonl", [
+            {"lang": lang, "source": q.source, "source_id": q.source_id, "text": q.text}
+            for lang in params.languages for q in planner.pool[lang]
+        ])
         # The ledger and wall time describe this run (a rerun answered from the cache sends nothing), not the data,
         # so they stay out of the output directory and its hash; the stage writes the ledger beside it.
         write_json(tmp / "metrics.json", {k: v for k, v in metrics.items() if k not in ("wall_seconds", "ledger")})
