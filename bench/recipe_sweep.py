@@ -90,7 +90,7 @@ def main() -> None:
             ev = load_evaluations(Path(r.pop("eval_dir")).parent, ["eval"])["eval"]
             comparer = Comparer({"base": base, "eval": ev}, [], args.resamples, seed=0)  # the plot stage's pairing
             cmp = {m: c for m in METRICS if (c := comparer.compare("eval", "base", m)) is not None}
-            r["versus_base"] = {m: {k: c[k] for k in ("delta", "lo", "hi", "a", "b", "resamples", "queries")}
+            r["versus_base"] = {m: {k: c[k] for k in ("delta", "lo", "hi", "score_a", "score_b", "resamples", "queries")}
                                 for m, c in cmp.items()}
             results.append(r)
             print(f"{name}: " + ", ".join(f"{m} {100 * c['delta']:+.2f} [{100 * c['lo']:+.2f}, {100 * c['hi']:+.2f}]"
