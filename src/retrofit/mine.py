@@ -850,16 +850,14 @@ def mine(
         # only groups of several passages: a singleton is the row's own positive, excluded as itself anyway
         by_norm = _shared_groups((key, c) for c, key in enumerate(norm))
         by_query = _shared_groups((rows[i]["query"], pid[rows[i]["positive"]]) for i in part.rows)
-        by_source = _shared_groups([
+        owned = [  # (source_id, passage): the rows' positives, then the pool's passages
             *((rows[i]["source_id"], pid[rows[i]["positive"]]) for i in part.rows if rows[i].get("source_id") is not None),
             *((sid, pid[text]) for sid, text in part.pool_sources),
-        ])
+        ]
+        by_source = _shared_groups(owned)
         source_of: dict[int, str] = {}
-        for i in part.rows:
-            if rows[i].get("source_id") is not None:
-                source_of.setdefault(pid[rows[i]["positive"]], str(rows[i]["source_id"]))
-        for sid, text in part.pool_sources:
-            source_of.setdefault(pid[text], sid)
+        for sid, c in owned:
+            source_of.setdefault(c, str(sid))
         logger.info("partition %s: %d rows, %d passages, %s search", "/".join(part.key), len(part.rows),
                     len(part.texts), searcher.kind if searcher else "no")
 

@@ -76,16 +76,20 @@ def oracle_rows(
         spare = sorted(pid for (lg, pid) in asked if lg == lang and pid not in set(own))
         rng.shuffle(spare)
         used_questions: set[str] = set()
+
+        def unused(pid: str | None) -> list[Mapping[str, Any]]:
+            free = (q for q in asked.get((lang, pid), []) if q["id"] not in used_questions)  # noqa: B023
+            return sorted(free, key=lambda q: q["id"])
+
         for n_done, (i, pid) in enumerate(zip(indices, own, strict=True)):
-            while pid is not None and not [q for q in asked.get((lang, pid), []) if q["id"] not in used_questions]:
-                pid = spare.pop() if spare else None
-            if pid is None and spare:
+            free = unused(pid)
+            while not free and spare:  # no XQuAD passage, or its questions are all taken: a fresh paragraph
                 pid = spare.pop()
-            if pid is None:
+                free = unused(pid)
+            if not free:
                 log.warning("oracle: %s has questions for %d of its %d rows; the rest get no twin", lang, n_done,
                             len(indices))
                 break
-            free = sorted((q for q in asked[(lang, pid)] if q["id"] not in used_questions), key=lambda q: q["id"])
             question = free[rng.randrange(len(free))]
             used_questions.add(question["id"])
             passage = text_of[(lang, pid)]

@@ -220,7 +220,8 @@ def fit_positives(rows: Sequence[dict[str, Any]], tokenizer: Any, budget: int) -
 
 
 def to_columns(
-    rows: Sequence[dict[str, Any]], num_negatives: int, seed: int, prompts: tuple[str, str] = ("", "")
+    rows: Sequence[dict[str, Any]], num_negatives: int, seed: int, prompts: tuple[str, str] = ("", ""),
+    keys: Sequence[frozenset[str]] | None = None,
 ) -> dict[str, list[str]]:
     """Rows as the column dict sentence-transformers expects: anchor, positive, negative_1..negative_k.
 
@@ -234,6 +235,7 @@ def to_columns(
         num_negatives: Negatives per row (0: pairs only).
         seed: Seed for the random top-up.
         prompts: The model's query and passage prompts.
+        keys: The rows' :func:`row_keys`, when the caller has them already.
 
     Returns:
         ``{"anchor": [...], "positive": [...], "negative_1": [...], ...}``.
@@ -249,7 +251,7 @@ def to_columns(
     if num_negatives == 0:
         return cols
     rng = random.Random(seed)
-    keys = row_keys(rows)
+    keys = row_keys(rows) if keys is None else keys
     filled = 0
     negs: list[list[str]] = []
     for i, r in enumerate(rows):
@@ -510,9 +512,10 @@ def train_model(
         groups.setdefault(batch_group(r, params.batch_groups), []).append(r)
     datasets, columns_to_keys = {}, {}
     for group, members in sorted(groups.items()):
-        cols = to_columns(members, k, params.seed, prompts)
+        keys = row_keys(members)
+        cols = to_columns(members, k, params.seed, prompts, keys)
         datasets[group] = Dataset.from_dict(cols)
-        columns_to_keys.update(zip(zip(*cols.values(), strict=True), row_keys(members), strict=True))
+        columns_to_keys.update(zip(zip(*cols.values(), strict=True), keys, strict=True))
     train_dataset = DatasetDict(datasets) if len(datasets) > 1 else next(iter(datasets.values()))
 
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
