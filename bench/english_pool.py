@@ -33,7 +33,7 @@ from retrofit.mine import EmbeddingCache, SentenceTransformerEncoder, mine
 from retrofit.models import resolve_teacher
 from retrofit.oracle import ORACLE
 from retrofit.report import Comparer, load_evaluations
-from retrofit.runtime import seed_everything, set_threads
+from retrofit.runtime import resolve_bf16, seed_everything, set_threads
 from retrofit.sampling import nested_sample
 from retrofit.train import select_mixture, train_model
 
@@ -79,7 +79,7 @@ def main() -> None:
     pool = [{**p, "source": s} for p in read_jsonl("data/generated/pool.jsonl") for s in (SYNTHETIC, ORACLE)] + extra
     cfg = params.negatives
     encoder = SentenceTransformerEncoder(resolve_teacher("models/teacher"), batch_size=cfg.batch_size,
-                                         bf16=params.base.bf16_inference)
+                                         bf16=resolve_bf16(params.base.bf16_inference))
     cache = EmbeddingCache(Path(params.base.cache_dir) / "embeddings")
     pairs = read_jsonl("data/deduped/pairs.jsonl") + read_jsonl("data/deduped/oracle.jsonl")
     mined, report = mine(pairs, encoder, cfg, cache, rank_window=cfg.rank_window,
@@ -94,7 +94,7 @@ def main() -> None:
         t2 = time.perf_counter()
         ev_cfg = params.evaluate
         enc = evaluation.load_encoder(work / "model", name, batch_size=ev_cfg.batch_size,
-                                      bf16=params.base.bf16_inference, max_seq_length=ev_cfg.max_seq_length)
+                                      bf16=resolve_bf16(params.base.bf16_inference), max_seq_length=ev_cfg.max_seq_length)
         xq = Path("data/prepared/xquad")
         tasks = evaluation.build_tasks(read_jsonl(xq / "paragraphs.jsonl"), read_jsonl(xq / "questions.jsonl"),
                                        ev_cfg.languages, ev_cfg.families, ev_cfg.max_queries_per_lang,

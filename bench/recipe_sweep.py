@@ -26,7 +26,7 @@ from retrofit import evaluation, official, paper
 from retrofit.config import load_params
 from retrofit.jsonl import read_jsonl
 from retrofit.report import Comparer, load_evaluations
-from retrofit.runtime import seed_everything, set_threads
+from retrofit.runtime import resolve_bf16, seed_everything, set_threads
 from retrofit.train import select_mixture, train_model
 
 #: name -> train-param overrides (on top of params.yaml, English-only mixture).
@@ -57,7 +57,7 @@ def run_one(name: str, overrides: list[str], args: argparse.Namespace, work: Pat
     t1 = time.perf_counter()
     cfg = params.evaluate
     out = work / name / "eval"
-    encoder = evaluation.load_encoder(model_dir, name, batch_size=cfg.batch_size, bf16=params.base.bf16_inference,
+    encoder = evaluation.load_encoder(model_dir, name, batch_size=cfg.batch_size, bf16=resolve_bf16(params.base.bf16_inference),
                                       max_seq_length=cfg.max_seq_length)
     xq = Path("data/prepared/xquad")
     tasks = evaluation.build_tasks(read_jsonl(xq / "paragraphs.jsonl"), read_jsonl(xq / "questions.jsonl"),

@@ -1,7 +1,9 @@
 """Stage ``evaluate``: score one model under the one evaluation condition every model shares.
 
 The model is loaded once, at ``evaluate.max_seq_length`` tokens whatever length it was saved with, and its
-embedding cache serves every benchmark below. ``--out`` is rewritten completely, and only on success.
+embedding cache serves every benchmark below. Its lowest ``evaluate.trunk_layers`` layers come from the
+frozen-trunk cache under ``base.cache_dir`` when another model with the same frozen layers has encoded the same
+batch before (:mod:`retrofit.trunk`: time only, never the numbers). ``--out`` is rewritten completely, and only on success.
 
 - ``xquad`` (the embedded default): the held-out XQuAD families through mteb's retrieval machinery; writes mteb
   result JSON per family, ``metrics.json`` (the primary metric, nDCG@10, Recall@10 and MRR@10 per language and
@@ -45,7 +47,8 @@ def main() -> None:
             print(f"evaluate: {args.name} {mm.benchmark} mean nDCG@10 = {metrics['headline']['ndcg_at_10']:.4f} "
                   f"over {metrics['tasks_done']} task(s)")
         encoder = evaluation.load_encoder(
-            args.model, args.name, batch_size=cfg.batch_size, bf16=bf16, max_seq_length=cfg.max_seq_length
+            args.model, args.name, batch_size=cfg.batch_size, bf16=bf16, max_seq_length=cfg.max_seq_length,
+            trunk_layers=cfg.trunk_layers, cache_dir=params.base.cache_dir,
         )
         if "xquad" in cfg.benchmarks:
             xq = Path("data/prepared/xquad")

@@ -13,14 +13,12 @@ from retrofit import cli
 from retrofit.generate.pipeline import run_generation, write_sample
 from retrofit.jsonl import write_json
 from retrofit.mine import EmbeddingCache, SentenceTransformerEncoder
-from retrofit.runtime import set_threads
+from retrofit.runtime import runtime_choices
 
 
 def main() -> None:
     args = cli.parser(__doc__).parse_args()
     params = cli.init_stage(args)
-    if params.generate.backend == "local" and params.generate.local.threads:
-        set_threads(params.generate.local.threads)  # this stage runs alone; see generate.local.threads
     cache_dir = Path(params.base.cache_dir)
     encoder = SentenceTransformerEncoder("models/base", batch_size=64, bf16=params.base.bf16_inference)
     embeddings = EmbeddingCache(cache_dir / "embeddings")
@@ -34,7 +32,7 @@ def main() -> None:
         bf16=params.base.bf16_inference,
     )
     write_sample(Path("data/generated/examples.jsonl"), Path("reports/generate/sample.md"), per_language=5)
-    write_json(Path("reports/generate/ledger.json"), metrics["ledger"])
+    write_json(Path("reports/generate/ledger.json"), {**metrics["ledger"], "runtime": runtime_choices()})
     print(
         f"generate: {metrics['examples']} examples ({metrics['shortfall']} short of {metrics['target']}) "
         f"from {metrics['requests']} requests in {metrics['wall_seconds']} s"

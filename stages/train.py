@@ -11,7 +11,7 @@ from pathlib import Path
 
 from retrofit import cli
 from retrofit.jsonl import read_jsonl, write_json
-from retrofit.runtime import atomic_dir, is_main_process
+from retrofit.runtime import atomic_dir, is_main_process, runtime_choices
 from retrofit.train import checkpoint_key, select_mixture, train_model
 
 
@@ -30,7 +30,7 @@ def main() -> None:
         return
     with atomic_dir(Path("reports/train") / args.name) as report:
         info = train_model(Path("models/base"), rows, cfg, Path("models") / args.name, live_dir=report / "live", **run)
-        write_json(report / "info.json", info)
+        write_json(report / "info.json", {**info, "runtime": runtime_choices()})
     print(f"train: {args.name}: {info['mixture']['rows']} rows, {info['steps']} steps, loss {info['train_loss']}")
 
 

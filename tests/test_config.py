@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_repo_params_validate():
     params = load_params(REPO / "params.yaml")
-    assert params.base.threads >= 1
+    assert params.base.threads == "auto" and params.base.bf16_inference == "auto"
     assert "en" in params.evaluate.languages
 
 

@@ -76,6 +76,7 @@ def test_evaluate_through_evaluate_mmteb_with_per_query_values(tiny_model_dir: P
     metrics = evaluate_mmteb(tiny_model_dir, tmp_path / "out", tasks, model_name="tiny", benchmark=None,
                              per_query=True, max_seq_length=64, bf16=False, batch_size=64)
     assert metrics["complete"] and metrics["max_seq_length"] == 64
+    assert metrics["benchmark"] is None and "outside any benchmark" in metrics["headline_definition"]
     assert metrics["tasks"]["Tatoeba"]["main_score_name"] == "f1" and metrics["tasks"]["Tatoeba"]["ndcg_at_10"] is None
     assert set(metrics["tasks"]["Tatoeba"]["subset_scores"]) == {"deu-eng", "tha-eng"}
     assert all(gap < 1e-3 for gap in metrics["per_query_check"].values())

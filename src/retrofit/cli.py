@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 
 from retrofit.config import Params, ParamsError, load_params
-from retrofit.runtime import seed_everything, set_threads
+from retrofit.runtime import resolve_runtime, seed_everything
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -38,10 +38,36 @@ def init_stage(args: argparse.Namespace) -> Params:
         The validated params.
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    params = load_params(args.params, getattr(args, "overrides", None))
-    set_threads(params.base.threads)
+    return resolved(load_params(args.params, getattr(args, "overrides", None)))
+
+
+def resolved(params: Params) -> Params:
+    """Pin threads, seed everything, and replace every ``auto`` runtime param by this machine's choice.
+
+    ``base.threads``, ``base.bf16_inference`` and ``train.bf16`` may be ``auto`` (the params default):
+    :func:`retrofit.runtime.resolve_runtime` picks the free cores and bf16 only where the device computes it
+    natively, logs the choice and keeps it for the stage's run record (``runtime_choices``).
+
+    Returns:
+        ``params`` with those three fields concrete (an int and two bools).
+    """
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    choice = resolve_runtime(
+        params.base.threads, {"bf16_inference": params.base.bf16_inference, "train_bf16": params.train.bf16}, device
+    )
     seed_everything(params.base.seed)
-    return params
+    logging.getLogger(__name__).info(
+        "runtime: %d thread(s) of %d usable core(s); bf16 %s for inference, %s for training (%s)",
+        choice["threads"], choice["cores"], "on" if choice["bf16_inference"] else "off",
+        "on" if choice["train_bf16"] else "off", choice["bf16_reason"],
+    )
+    return params.model_copy(update={
+        "base": params.base.model_copy(update={"threads": choice["threads"],
+                                               "bf16_inference": choice["bf16_inference"]}),
+        "train": params.train.model_copy(update={"bf16": choice["train_bf16"]}),
+    })
 
 
 def run(main: Callable[[], None], expected: tuple[type[BaseException], ...] = ()) -> None:

@@ -69,10 +69,12 @@ class BaseParams(_Group):
     """Shared settings: seed, threads and the languages of the run."""
 
     seed: int = Field(42, ge=0)
-    threads: int = Field(1, ge=1, le=256)
+    #: torch/OpenMP threads per stage; ``auto``: the usable cores no other process holds (retrofit.runtime).
+    threads: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] = "auto"
     languages: Languages = Field(default_factory=lambda: list(XQUAD_LANGUAGES), min_length=1)
     cache_dir: str = Field(".cache/retrofit", min_length=1)
-    bf16_inference: bool = True
+    #: bf16 autocast for encoding and generation; ``auto``: only where the device computes bf16 natively.
+    bf16_inference: bool | Literal["auto"] = "auto"
 
 
 class HubEnglishSpec(_Group):
@@ -153,6 +155,9 @@ class EvaluateParams(_Group):
     corpus: Literal["all", "test"] = "all"
     #: Seed of the held-out question sample alone (max_queries_per_lang).
     query_seed: int = Field(42, ge=0)
+    #: Lower encoder layers shared by every model through the frozen-trunk cache (retrofit.trunk); 0 turns it off.
+    #: A speed setting only: embeddings are bit-identical at any value.
+    trunk_layers: int = Field(0, ge=0)
 
     families: list[Literal["mono", "cross", "pooled"]] = Field(default_factory=lambda: list(EVAL_FAMILIES), min_length=1)
     languages: XQuADLanguages = Field(default_factory=lambda: list(XQUAD_LANGUAGES), min_length=1)
@@ -176,9 +181,6 @@ class LocalGenParams(_Group):
     temperature: float = Field(0.0, ge=0.0)
     top_p: float = Field(0.9, gt=0.0, le=1.0)
     snippet_chars: int = Field(240, ge=40)
-    #: torch threads for the generator and the round-trip encoder (None: base.threads). The stage runs alone, so
-    #: 2 on 2 idle cores: 96.9 against 68.1 requests/min with 1 (bench/generate.py); use 1 on a busy host.
-    threads: int | None = Field(None, ge=1)
 
 
 class OpenAIGenParams(_Group):
@@ -309,7 +311,8 @@ class TrainParams(_Group):
     batch_groups: Literal["language", "task", "mixed"] = "language"
     freeze_embeddings: bool = True
     trainable_layers: int | None = Field(None, ge=0)
-    bf16: bool = True
+    #: bf16 mixed precision; ``auto``: only where the device computes bf16 natively (retrofit.runtime).
+    bf16: bool | Literal["auto"] = "auto"
     #: Padding-free forward for BERT-family encoders (retrofit.unpad): token-wise work skips pad tokens.
     unpad: bool = True
     #: DataLoader worker processes: tokenization overlaps the GPU step (0: in the training process).

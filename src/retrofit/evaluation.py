@@ -84,7 +84,9 @@ from tqdm.auto import tqdm
 from retrofit.config import ParamsError
 from retrofit.jsonl import write_json
 from retrofit.languages import XQUAD_LANGUAGES, check_languages
-from retrofit.runtime import fingerprint_model_dir, inference_autocast
+from retrofit.runtime import fingerprint_model_dir, inference_autocast, runtime_choices
+from retrofit.trunk import TrunkCache, enable_trunk_cache
+from retrofit.unpad import enable_unpadding
 
 if TYPE_CHECKING:
     from mteb.abstasks.retrieval_dataset_loaders import RetrievalSplitData
@@ -490,6 +492,7 @@ class PromptCachedEncoder(AbsEncoder):
         model: The wrapped model.
         query_prompt: Prepended to queries.
         passage_prompt: Prepended to passages.
+        trunk: The model's frozen-trunk cache, when :func:`load_encoder` enabled one.
         n_encoded: Texts actually passed to the model so far.
         n_requested: Texts requested by mteb so far (hits plus misses).
     """
@@ -519,6 +522,7 @@ class PromptCachedEncoder(AbsEncoder):
         self.show_progress_bar = show_progress_bar
         self.query_prompt, self.passage_prompt = resolve_prompts(getattr(model, "prompts", None))
         self._cache: dict[tuple[str, str], np.ndarray] = {}
+        self.trunk: TrunkCache | None = None
         self.n_encoded = 0
         self.n_requested = 0
 
@@ -587,8 +591,13 @@ def load_encoder(
     device: str | None = None,
     bf16: bool = False,
     max_seq_length: int | None = None,
+    trunk_layers: int = 0,
+    cache_dir: str | Path | None = None,
 ) -> PromptCachedEncoder:
     """Load a local sentence-transformers model (no hub calls) and wrap it for mteb.
+
+    A BERT-family model encodes with the padding-free forward (:mod:`retrofit.unpad`) whatever ``trunk_layers``
+    says, so the frozen-trunk cache (:mod:`retrofit.trunk`) changes the time an evaluation takes, never its numbers.
 
     Args:
         model_path: A sentence-transformers model directory.
@@ -600,6 +609,8 @@ def load_encoder(
         max_seq_length: Tokens kept per text, overriding the length saved with the model (``evaluate.max_seq_length``):
             the train stage saves its training length (e.g. 128), and every model must be scored under one
             condition. ``None`` keeps the saved length.
+        trunk_layers: Lower encoder layers served from the frozen-trunk cache (``evaluate.trunk_layers``); 0 off.
+        cache_dir: The cache root (``base.cache_dir``); needed when ``trunk_layers`` is set.
 
     Returns:
         The wrapped model.
@@ -635,7 +646,15 @@ def load_encoder(
             "framework": ["Sentence Transformers", "PyTorch"],
         }
     )
+    trunk = None
+    if trunk_layers:
+        if cache_dir is None:
+            raise ValueError("load_encoder: trunk_layers needs a cache_dir")
+        trunk = enable_trunk_cache(model, cache_dir, trunk_layers)
+    if trunk is None:
+        enable_unpadding(model)
     encoder = PromptCachedEncoder(model, meta, batch_size=batch_size, bf16=bf16)
+    encoder.trunk = trunk
     log.info(
         "loaded %s as %s@%s; query prompt %r, passage prompt %r; max_seq_length %d",
         model_path, meta.name, meta.revision, encoder.query_prompt, encoder.passage_prompt, model.max_seq_length,
@@ -772,6 +791,10 @@ def evaluate_encoder(encoder: AbsEncoder, tasks: Sequence[XQuADRetrievalTask], o
     if isinstance(encoder, PromptCachedEncoder):
         timing["texts_encoded"] = encoder.n_encoded
         timing["texts_requested_by_mteb"] = encoder.n_requested
+        timing["runtime"] = runtime_choices()
+        if encoder.trunk is not None:
+            timing["trunk_cache"] = {"layers": encoder.trunk.depth, "hits": encoder.trunk.hits,
+                                     "misses": encoder.trunk.misses}
     write_json(out_dir / "timing.json", timing)
     log.info(
         "evaluated %s: primary %s %s; %s",

@@ -925,7 +925,7 @@ def evaluate_mmteb(
             task.unload_data()
     metrics = summarize_mmteb(
         out_dir, list(expected) if expected is not None else [t.metadata.name for t in chosen],
-        model=str(loaded.mteb_model_meta.name), benchmark=benchmark or DEFAULT_BENCHMARK,
+        model=str(loaded.mteb_model_meta.name), benchmark=benchmark,
         max_seq_length=int(loaded.model.max_seq_length),
         per_query_check=checks or None,
     )
@@ -934,7 +934,7 @@ def evaluate_mmteb(
 
 def summarize_mmteb(
     out_dir: str | Path, expected: Sequence[str] | None = None, *, model: str | None = None,
-    benchmark: str = DEFAULT_BENCHMARK, max_seq_length: int | None = None,
+    benchmark: str | None = DEFAULT_BENCHMARK, max_seq_length: int | None = None,
     per_query_check: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """Per-task scores and their means from ``out_dir/results/*.json``; writes ``metrics.json``, ``summary.json``
@@ -945,7 +945,8 @@ def summarize_mmteb(
         expected: The tasks the headline should cover (default: every Retrieval task of ``benchmark``); missing
             ones are listed and ``complete`` is false.
         model: The model name to record (default: read from the results).
-        benchmark: The benchmark whose tasks are expected by default.
+        benchmark: The benchmark whose tasks are expected by default; ``None`` for tasks run on their own (the
+            official tasks of :mod:`retrofit.official`), which then need ``expected``.
         max_seq_length: The tokens per text the model was evaluated at, recorded as is.
         per_query_check: ``{task: largest gap between per-query values and mteb's subset scores}``, recorded.
 
@@ -959,6 +960,8 @@ def summarize_mmteb(
     import numpy as np
 
     out_dir = Path(out_dir)
+    if expected is None and benchmark is None:
+        raise ValueError("summarize_mmteb: give the expected tasks, or a benchmark to take them from")
     expected = list(expected) if expected is not None else mmteb_retrieval_tasks(benchmark)
     scores: dict[str, dict[str, Any]] = {}
     for name in expected:
@@ -996,6 +999,9 @@ def summarize_mmteb(
         "headline_definition": (
             "unweighted means over the tasks done; main_score is each task's mteb main score (the MMTEB leaderboard's "
             "Retrieval column, where the paper's 60.56 comes from), ndcg_at_10 is nDCG@10 for every task"
+            if benchmark is not None else
+            "unweighted means over the tasks done, outside any benchmark: main_score averages each task's own mteb "
+            "main score (F1 for bitext mining, nDCG@10 for retrieval), ndcg_at_10 the tasks that have nDCG@10"
         ),
         "tasks": scores,
         "max_seq_length": max_seq_length,
@@ -1004,7 +1010,7 @@ def summarize_mmteb(
     write_json(out_dir / "metrics.json", metrics)
     write_json(out_dir / "summary.json", {"headline": headline, "complete": metrics["complete"]})
     lines = [
-        f"# {benchmark} retrieval: {model}",
+        f"# {benchmark + ' retrieval' if benchmark else 'Official mteb tasks'}: {model}",
         "",
         f"Mean main score {100 * headline['main_score']:.2f}, mean nDCG@10 {100 * headline['ndcg_at_10']:.2f} over "
         f"{len(scores)} of {len(expected)} tasks" + ("" if not missing else f" (missing: {', '.join(missing)})") + ".",
@@ -1021,13 +1027,14 @@ def summarize_mmteb(
     return metrics
 
 
-def _main_score_name(task: str, benchmark: str) -> str:
+def _main_score_name(task: str, benchmark: str | None) -> str:
     import mteb
 
-    try:
-        return next(t.metadata.main_score for t in mmteb_tasks(benchmark) if t.metadata.name == task)
-    except (StopIteration, ValueError):
-        pass
+    if benchmark is not None:
+        try:
+            return next(t.metadata.main_score for t in mmteb_tasks(benchmark) if t.metadata.name == task)
+        except (StopIteration, ValueError):
+            pass
     try:  # a task outside the benchmark's selection (the official tasks of retrofit.official)
         return str(mteb.get_task(task).metadata.main_score)
     except (KeyError, ValueError):

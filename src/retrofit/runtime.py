@@ -45,6 +45,131 @@ def set_threads(n: int) -> None:
         pass
 
 
+#: Set to ``0`` or ``1`` to override the CPU's bf16 detection (``0`` stands in for an AVX2-only CPU).
+BF16_ENV = "RETROFIT_CPU_BF16"
+
+#: The choices :func:`resolve_runtime` made in this process, for the stages' metrics.
+_CHOICES: dict[str, Any] = {}
+
+
+def _cpu_flags() -> set[str]:
+    """The CPU feature flags of ``/proc/cpuinfo`` (empty where there is none)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return set(value.split())
+    return set()
+
+
+def native_bf16(device: str = "cpu") -> tuple[bool, str]:
+    """Whether ``device`` computes bf16 natively, and why.
+
+    A CUDA device when torch says it supports bf16; a CPU with AMX-BF16 or AVX512-BF16 (x86) or the BF16 extension
+    (arm64). Elsewhere bf16 is emulated: an AVX2-only AMD EPYC ran the generate stage 4.6x slower in bf16 than
+    in fp32. ``RETROFIT_CPU_BF16=0``/``1`` overrides the CPU's answer.
+
+    Returns:
+        ``(native, reason)``, the reason naming the feature (or the override) behind the answer.
+    """
+    import torch
+
+    if device.startswith("cuda"):
+        ok = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+        return ok, "cuda bf16" if ok else "cuda without bf16"
+    forced = os.environ.get(BF16_ENV)
+    if forced in ("0", "1"):
+        return forced == "1", f"{BF16_ENV}={forced}"
+    for name, probe in (("amx_bf16", "_is_amx_tile_supported"), ("avx512_bf16", "_is_avx512_bf16_supported")):
+        check = getattr(torch.cpu, probe, None)
+        if check is not None and check():
+            return True, name
+    flags = _cpu_flags()
+    for name in ("amx_bf16", "avx512_bf16", "bf16"):
+        if name in flags:
+            return True, name
+    return False, f"no native bf16 ({torch.backends.cpu.get_cpu_capability()})"
+
+
+def resolve_bf16(setting: bool | str, device: str = "cpu") -> bool:
+    """A bf16 param's value: ``True``/``False`` as given, ``"auto"`` from :func:`native_bf16`."""
+    if setting == "auto":
+        return native_bf16(device)[0]
+    return bool(setting)
+
+
+def busy_cores(window_s: float = 0.25) -> float:
+    """Cores that other processes kept busy over a short window, from ``/proc/stat`` (0.0 where unreadable)."""
+    import time
+
+    def sample() -> tuple[float, float]:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+        ticks = [float(x) for x in fields]
+        idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0.0)  # idle + iowait
+        return sum(ticks) - idle, time.monotonic()
+
+    try:
+        own0, (busy0, t0) = os.times(), sample()
+        time.sleep(window_s)
+        own1, (busy1, t1) = os.times(), sample()
+    except (OSError, IndexError, ValueError):
+        return 0.0
+    hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    own = (own1.user + own1.system) - (own0.user + own0.system)
+    return max(0.0, (busy1 - busy0) / hz - own) / max(t1 - t0, 1e-6)
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity mask, else ``os.cpu_count()``)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def resolve_threads(setting: int | str) -> int:
+    """A thread-count param's value: an int as given; ``"auto"``: the usable cores that no other process holds.
+
+    torch with 2 threads on a 2-core host where another process holds a core ran 4-12x slower than with 1, so
+    ``auto`` counts a core as taken when other processes kept it busy over a quarter second, and never goes below 1.
+    """
+    if setting != "auto":
+        return int(setting)
+    cores = usable_cores()
+    return max(1, min(cores, cores - int(busy_cores() + 0.5)))
+
+
+def resolve_runtime(threads: int | str, bf16: Mapping[str, bool | str], device: str = "cpu") -> dict[str, Any]:
+    """Resolve a stage's thread count and bf16 switches once, pin the threads and remember the choice.
+
+    Args:
+        threads: ``base.threads`` (an int or ``"auto"``).
+        bf16: The stage's bf16 params by name (``{"bf16_inference": "auto", ...}``).
+        device: The device the bf16 switches apply to.
+
+    Returns:
+        ``{"threads": n, "cores": n, "device": ..., "native_bf16": bool, "bf16_reason": ..., <name>: bool, ...}``,
+        also kept for :func:`runtime_choices`.
+    """
+    n = resolve_threads(threads)
+    set_threads(n)
+    native, reason = native_bf16(device)
+    choices = {"threads": n, "threads_param": threads, "cores": usable_cores(), "device": device,
+               "native_bf16": native, "bf16_reason": reason}
+    choices.update({name: native if value == "auto" else bool(value) for name, value in bf16.items()})
+    _CHOICES.clear()
+    _CHOICES.update(choices)
+    return dict(choices)
+
+
+def runtime_choices() -> dict[str, Any]:
+    """What :func:`resolve_runtime` chose in this process (empty before it ran), for a stage's metrics."""
+    return dict(_CHOICES)
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (CPU and CUDA) from one integer."""
     random.seed(seed)

@@ -491,7 +491,7 @@ def train_model(
     )
     from transformers.trainer_utils import get_last_checkpoint
 
-    from retrofit.runtime import atomic_dir
+    from retrofit.runtime import atomic_dir, resolve_bf16
     from retrofit.unpad import enable_unpadding
 
     if not rows:
@@ -526,7 +526,7 @@ def train_model(
         learning_rate=params.learning_rate,
         warmup_steps=params.warmup_ratio,
         weight_decay=params.weight_decay,
-        bf16=params.bf16,
+        bf16=resolve_bf16(params.bf16, "cuda" if _cuda() else "cpu"),  # auto: native bf16 only
         use_cpu=not _cuda(),  # bf16 on CPU (AMX) needs the explicit CPU flag
         seed=params.seed,
         data_seed=params.seed,

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import logging
 import types
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,68 @@ def unsupported_reason(backbone: Any) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class Packing:
+    """Where the real tokens of a padded ``[batch, length]`` batch sit in the packed ``[tokens, hidden]`` layout.
+
+    Attributes:
+        batch: Rows of the padded batch.
+        length: Columns of the padded batch.
+        idx: Flat positions (``row * length + column``) of the real tokens, in order.
+        key_mask: ``[batch, 1, 1, length]``: every query may attend to every real key of its row.
+    """
+
+    batch: int
+    length: int
+    idx: Any
+    key_mask: Any
+
+    @classmethod
+    def of(cls, attention_mask: Any) -> Packing:
+        """The packing of a ``[batch, length]`` mask (1 for real tokens and 0 for padding, on either side)."""
+        batch, length = attention_mask.shape
+        real = attention_mask.bool()
+        return cls(batch, length, real.reshape(-1).nonzero().squeeze(1), real[:, None, None, :])
+
+    def pad(self, x: Any) -> Any:
+        """``[tokens, d]`` packed rows back to ``[batch, length, d]``, zero at padding."""
+        out = x.new_zeros(self.batch * self.length, x.shape[-1])
+        return out.index_copy(0, self.idx, x).view(self.batch, self.length, x.shape[-1])
+
+
+def embed_packed(backbone: Any, packing: Packing, input_ids: Any, token_type_ids: Any = None) -> Any:
+    """The embedding layer's output at the real tokens: ``[tokens, hidden]``."""
+    emb = backbone.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
+    return emb.reshape(packing.batch * packing.length, -1).index_select(0, packing.idx)
+
+
+def run_layers(layers: Any, h: Any, packing: Packing) -> Any:
+    """Run BERT-family encoder ``layers`` over packed hidden states ``h`` (``[tokens, hidden]``), real tokens only.
+
+    Every token-wise operation runs on ``h`` itself; attention sees the padded layout through
+    ``scaled_dot_product_attention`` with ``packing.key_mask``.
+    """
+    import torch.nn.functional as F
+
+    batch, length = packing.batch, packing.length
+    for layer in layers:
+        attn = layer.attention.self
+        heads, head_dim = attn.num_attention_heads, attn.attention_head_size
+
+        def split(x: Any) -> Any:
+            return packing.pad(x).view(batch, length, heads, head_dim).transpose(1, 2)
+
+        q, k, v = split(attn.query(h)), split(attn.key(h)), split(attn.value(h))
+        ctx = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=packing.key_mask, dropout_p=attn.dropout.p if attn.training else 0.0,
+            scale=attn.scaling,
+        )
+        ctx = ctx.transpose(1, 2).reshape(batch * length, heads * head_dim).index_select(0, packing.idx)
+        h = layer.attention.output(ctx, h)  # dense, dropout, residual, LayerNorm: token-wise
+        h = layer.output(layer.intermediate(h), h)
+    return h
+
+
 def unpadded_hidden_states(backbone: Any, input_ids: Any, attention_mask: Any, token_type_ids: Any = None) -> Any:
     """The last hidden states of a BERT-family ``backbone``, computed on real tokens only.
 
@@ -60,38 +124,12 @@ def unpadded_hidden_states(backbone: Any, input_ids: Any, attention_mask: Any, t
     Returns:
         ``[batch, length, hidden]``: the same as ``backbone(...).last_hidden_state`` at real tokens, zero at padding.
     """
-    import torch.nn.functional as F
-
-    batch, length = input_ids.shape
-    real = attention_mask.bool()
-    idx = real.reshape(-1).nonzero().squeeze(1)  # flat positions of the real tokens
-    emb = backbone.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
-    h = emb.reshape(batch * length, -1).index_select(0, idx)  # [tokens, hidden]
-    hidden = h.shape[-1]
-    key_mask = real[:, None, None, :]  # [batch, 1, 1, length]: every query may attend to every real key
-
-    def pad(x: Any) -> Any:
-        out = x.new_zeros(batch * length, x.shape[-1])
-        return out.index_copy(0, idx, x).view(batch, length, x.shape[-1])
-
-    for layer in backbone.encoder.layer:
-        attn = layer.attention.self
-        heads, head_dim = attn.num_attention_heads, attn.attention_head_size
-
-        def split(x: Any) -> Any:
-            return pad(x).view(batch, length, heads, head_dim).transpose(1, 2)
-
-        q, k, v = split(attn.query(h)), split(attn.key(h)), split(attn.value(h))
-        ctx = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=key_mask, dropout_p=attn.dropout.p if attn.training else 0.0, scale=attn.scaling
-        )
-        ctx = ctx.transpose(1, 2).reshape(batch * length, heads * head_dim).index_select(0, idx)
-        h = layer.attention.output(ctx, h)  # dense, dropout, residual, LayerNorm: token-wise
-        h = layer.output(layer.intermediate(h), h)
-    return pad(h).view(batch, length, hidden)
+    packing = Packing.of(attention_mask)
+    h = embed_packed(backbone, packing, input_ids, token_type_ids)
+    return packing.pad(run_layers(backbone.encoder.layer, h, packing))
 
 
-def enable_unpadding(model: Any) -> bool:
+def enable_unpadding(model: Any, hidden_states: Callable[..., Any] = unpadded_hidden_states) -> bool:
     """Switch a SentenceTransformer's first (``Transformer``) module to the padding-free forward, in place.
 
     Only the forward changes: parameters, ``save``/``load`` and the model card are untouched, and a reloaded
@@ -99,6 +137,8 @@ def enable_unpadding(model: Any) -> bool:
 
     Args:
         model: A ``SentenceTransformer``.
+        hidden_states: Computes the token embeddings, with :func:`unpadded_hidden_states`'s signature and result
+            (:class:`retrofit.trunk.TrunkCache` passes one that reuses cached lower layers).
 
     Returns:
         True when the padding-free forward is now active; False (with the reason logged) when the model keeps the
@@ -114,7 +154,7 @@ def enable_unpadding(model: Any) -> bool:
     def forward(self: Any, features: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         if "input_ids" not in features or "attention_mask" not in features:
             return type(self).forward(self, features, **kwargs)
-        features["token_embeddings"] = unpadded_hidden_states(
+        features["token_embeddings"] = hidden_states(
             self.auto_model, features["input_ids"], features["attention_mask"], features.get("token_type_ids")
         )
         return features
