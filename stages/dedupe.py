@@ -12,30 +12,40 @@ from pathlib import Path
 
 from retrofit import cli
 from retrofit.dedupe import SYNTHETIC, dedupe
-from retrofit.jsonl import iter_jsonl, read_jsonl, write_json, write_jsonl
+from retrofit.english import ENGLISH_ROW
+from retrofit.errors import InputError
+from retrofit.generate.pipeline import EXAMPLE_ROW
+from retrofit.jsonl import read_jsonl, write_json, write_jsonl
 from retrofit.oracle import oracle_rows
 from retrofit.runtime import atomic_dir
 from retrofit.sampling import nested_sample_by
+from retrofit.xquad import PARAGRAPH_ROW, QUESTION_ROW
 
 
 def main() -> None:
     args = cli.parser(__doc__).parse_args()
     params = cli.init_stage(args)
+    # every input is read and checked against its producer's schema before any work
     english = []
     for source in [*params.data.english, *params.data.hub_english]:
-        english += read_jsonl(Path("data/prepared/english") / f"{source}.jsonl")
+        path = Path("data/prepared/english") / f"{source}.jsonl"
+        if not (rows := read_jsonl(path, ENGLISH_ROW)):
+            raise InputError(f"{path}: the English source {source!r} is empty; rerun `prepare` or drop it from "
+                             "data.english")
+        english += rows
     english = nested_sample_by(english, lambda r: r["source"], params.dedupe.english_per_source, params.base.seed)
-    rows = read_jsonl("data/generated/examples.jsonl") + english
+    rows = read_jsonl("data/generated/examples.jsonl", EXAMPLE_ROW) + english
     xq = Path("data/prepared/xquad")
+    paragraphs, questions = read_jsonl(xq / "paragraphs.jsonl", PARAGRAPH_ROW), read_jsonl(xq / "questions.jsonl",
+                                                                                           QUESTION_ROW)
     eval_texts = [
         (f"xquad-{r['lang']}-{kind}-{r['id']}", r["text"])
-        for kind, path in (("p", xq / "paragraphs.jsonl"), ("q", xq / "questions.jsonl"))
-        for r in iter_jsonl(path)
+        for kind, rows_ in (("p", paragraphs), ("q", questions))
+        for r in rows_
         if r["split"] == "test"
     ]
     result = dedupe(rows, eval_texts, params.dedupe, seed=params.base.seed)
-    oracle = oracle_rows([r for r in result.rows if r["source"] == SYNTHETIC], iter_jsonl(xq / "paragraphs.jsonl"),
-                         iter_jsonl(xq / "questions.jsonl"), params.base.seed)
+    oracle = oracle_rows([r for r in result.rows if r["source"] == SYNTHETIC], paragraphs, questions, params.base.seed)
     with atomic_dir("data/deduped") as out:
         write_jsonl(out / "pairs.jsonl", result.rows)
         write_json(out / "report.json", result.report)
@@ -46,4 +56,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    cli.run(main, expected=(ValueError,))
+    cli.run(main)

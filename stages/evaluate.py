@@ -21,7 +21,9 @@ from pathlib import Path
 
 from retrofit import cli, evaluation, official, paper
 from retrofit.jsonl import read_jsonl
+from retrofit.models import check_model_dir
 from retrofit.runtime import atomic_dir
+from retrofit.xquad import PARAGRAPH_ROW, QUESTION_ROW
 
 
 def main() -> None:
@@ -36,7 +38,13 @@ def main() -> None:
     bf16 = params.base.bf16_inference
     runs_official = cfg.official.models is None or args.name in cfg.official.models
     names = [*(cfg.official.tasks if runs_official else []), *(cfg.official.base_only if args.base else [])]
-    tasks = [official.load_task(name, "data/raw") for name in names]  # bad data fails before the model loads
+    # bad data or a bad model directory fails before any work
+    tasks = [official.load_task(name, "data/raw") for name in names]
+    check_model_dir(args.model, "base_model" if args.base else None)
+    xq = Path("data/prepared/xquad")
+    if "xquad" in cfg.benchmarks:
+        paragraphs = read_jsonl(xq / "paragraphs.jsonl", PARAGRAPH_ROW)
+        questions = read_jsonl(xq / "questions.jsonl", QUESTION_ROW)
     with atomic_dir(args.out) as out:
         if "mmteb" in cfg.benchmarks:  # first: a missing hub dataset fails before any other work
             mm = cfg.mmteb
@@ -51,9 +59,8 @@ def main() -> None:
             trunk_layers=cfg.trunk_layers, cache_dir=params.base.cache_dir,
         )
         if "xquad" in cfg.benchmarks:
-            xq = Path("data/prepared/xquad")
             families = evaluation.build_tasks(
-                read_jsonl(xq / "paragraphs.jsonl"), read_jsonl(xq / "questions.jsonl"), langs=cfg.languages,
+                paragraphs, questions, langs=cfg.languages,
                 families=cfg.families, max_queries_per_lang=cfg.max_queries_per_lang, seed=cfg.query_seed,
                 corpus=cfg.corpus,
             )
@@ -68,4 +75,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    cli.run(main, expected=(RuntimeError, FileNotFoundError, official.OfficialDataError))
+    cli.run(main)

@@ -18,4 +18,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    cli.run(main, expected=(sources.DataError,))
+    cli.run(main)

@@ -13,12 +13,14 @@ from retrofit import cli
 from retrofit.generate.pipeline import run_generation, write_sample
 from retrofit.jsonl import write_json
 from retrofit.mine import EmbeddingCache, SentenceTransformerEncoder
+from retrofit.models import check_model_dir
 from retrofit.runtime import runtime_choices
 
 
 def main() -> None:
     args = cli.parser(__doc__).parse_args()
     params = cli.init_stage(args)
+    check_model_dir("models/base", "base_model")  # the round-trip filter's embedder, before any request
     cache_dir = Path(params.base.cache_dir)
     encoder = SentenceTransformerEncoder("models/base", batch_size=64, bf16=params.base.bf16_inference)
     embeddings = EmbeddingCache(cache_dir / "embeddings")
@@ -40,4 +42,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    cli.run(main, expected=(ValueError, RuntimeError, FileNotFoundError))
+    cli.run(main)

@@ -12,10 +12,11 @@ and text, so changing a mining param re-encodes nothing.
 from pathlib import Path
 
 from retrofit import cli
-from retrofit.dedupe import SYNTHETIC
+from retrofit.dedupe import PAIR_ROW, SYNTHETIC
+from retrofit.generate.pipeline import POOL_ROW
 from retrofit.jsonl import read_jsonl, write_json, write_jsonl
 from retrofit.mine import EmbeddingCache, SentenceTransformerEncoder, mine
-from retrofit.models import resolve_teacher
+from retrofit.models import check_model_dir, resolve_teacher
 from retrofit.oracle import ORACLE
 from retrofit.runtime import atomic_dir
 
@@ -24,12 +25,16 @@ def main() -> None:
     args = cli.parser(__doc__).parse_args()
     params = cli.init_stage(args)
     cfg = params.negatives
+    # every input is read and checked against its producer's schema before any work
+    pool_rows = read_jsonl("data/generated/pool.jsonl", POOL_ROW)
+    pairs = read_jsonl("data/deduped/pairs.jsonl", PAIR_ROW) + read_jsonl("data/deduped/oracle.jsonl", PAIR_ROW)
     teacher = resolve_teacher("models/teacher")  # the teacher stage's output: models/base or its own copy
+    if cfg.hard:
+        check_model_dir(teacher, "teacher" if teacher == Path("models/teacher") else "base_model")
     encoder = SentenceTransformerEncoder(teacher, batch_size=cfg.batch_size, bf16=params.base.bf16_inference)
     cache = EmbeddingCache(Path(params.base.cache_dir) / "embeddings")
     # the pool joins the synthetic and the oracle rows' partitions of its language
-    pool = [{**p, "source": s} for p in read_jsonl("data/generated/pool.jsonl") for s in (SYNTHETIC, ORACLE)]
-    pairs = read_jsonl("data/deduped/pairs.jsonl") + read_jsonl("data/deduped/oracle.jsonl")
+    pool = [{**p, "source": s} for p in pool_rows for s in (SYNTHETIC, ORACLE)]
     rows, report = mine(pairs, encoder, cfg, cache, rank_window=cfg.rank_window,
                         search_batch_size=cfg.search_batch_size, pool=pool, seed=params.base.seed)
     # Cache hits describe this run, not the data: logged, kept out of the output (and its hash).
@@ -41,4 +46,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    cli.run(main, expected=(ValueError, FileNotFoundError))
+    cli.run(main)

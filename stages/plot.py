@@ -39,4 +39,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    cli.run(main, expected=(FileNotFoundError,))
+    cli.run(main)

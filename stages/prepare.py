@@ -11,7 +11,7 @@
 
 from pathlib import Path
 
-from retrofit import cli, english, ntrex, paper, sources, xquad
+from retrofit import cli, english, ntrex, paper, xquad
 from retrofit.jsonl import write_json
 from retrofit.languages import NTREX_CODES, XQUAD_LANGUAGES
 from retrofit.runtime import atomic_dir
@@ -43,4 +43,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    cli.run(main, expected=(sources.DataError, RuntimeError, FileNotFoundError, ValueError))
+    cli.run(main)

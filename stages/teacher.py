@@ -19,4 +19,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    cli.run(main, expected=(RuntimeError, FileNotFoundError, ValueError))
+    cli.run(main)

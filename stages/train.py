@@ -11,6 +11,8 @@ from pathlib import Path
 
 from retrofit import cli
 from retrofit.jsonl import read_jsonl, write_json
+from retrofit.mine import TRAIN_ROW
+from retrofit.models import check_model_dir
 from retrofit.runtime import atomic_dir, is_main_process, runtime_choices
 from retrofit.train import checkpoint_key, select_mixture, train_model
 
@@ -21,7 +23,9 @@ def main() -> None:
     args = p.parse_args()
     params = cli.init_stage(args)
     cfg = params.train
-    rows = select_mixture(read_jsonl("data/mined/train.jsonl"), cfg, params.base.seed)
+    mined = read_jsonl("data/mined/train.jsonl", TRAIN_ROW)  # checked before any work
+    check_model_dir("models/base", "base_model")
+    rows = select_mixture(mined, cfg, params.base.seed)
     key = checkpoint_key(cfg, params.negatives.hard, rows, Path("models/base"))  # never resume a stale run
     ckpt = Path(params.base.cache_dir) / "checkpoints" / f"{args.name}-{key}"
     run = dict(name=args.name, checkpoint_dir=ckpt, hard_negatives=params.negatives.hard)
@@ -35,4 +39,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    cli.run(main, expected=(ValueError, FileNotFoundError))
+    cli.run(main)

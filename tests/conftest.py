@@ -52,7 +52,15 @@ def build_tiny_model(
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.base.modules import Normalize, Transformer
     from sentence_transformers.sentence_transformer.modules import Pooling
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
     torch.set_num_threads(1)
@@ -93,6 +101,19 @@ def build_tiny_model(
     model.save(str(out_dir))
     shutil.rmtree(hf_dir)
     return out_dir
+
+
+def params_group(name: str, **overrides: object):
+    """One params group as ``params.yaml`` has it, with ``overrides`` merged in (nested groups key by key) and
+    validated: the models have no code defaults, so every test starts from the pipeline's own values."""
+    from retrofit.config import default_params
+
+    def merge(base: dict, over: dict) -> dict:
+        return {k: merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+                for k, v in {**base, **over}.items()}
+
+    group = getattr(default_params(), name)
+    return type(group).model_validate(merge(group.model_dump(), overrides))
 
 
 @pytest.fixture(scope="session")

@@ -10,15 +10,47 @@ from retrofit.config import ParamsError, load_params, validate_params
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _with(changes: dict) -> dict:
+    """The repository's params.yaml with ``changes`` merged in, group by group."""
+
+    def merge(base, over):
+        if not (isinstance(base, dict) and isinstance(over, dict)):
+            return over
+        return {k: merge(base.get(k), v) if k in base else v for k, v in {**base, **over}.items()}
+
+    return merge(yaml.safe_load((REPO / "params.yaml").read_text()), changes)
+
+
 def test_repo_params_validate():
     params = load_params(REPO / "params.yaml")
     assert params.base.threads == "auto" and params.base.bf16_inference == "auto"
     assert "en" in params.evaluate.languages
 
 
-def test_defaults_fill_missing_groups():
-    params = validate_params({})
-    assert params.model.base == "bundled:multilingual-e5-small"
+def test_params_yaml_is_the_only_source_of_defaults():
+    """No params model invents a value: every field is required, so params.yaml must (and does) give it."""
+    from pydantic import BaseModel
+
+    from retrofit.config import HubEnglishSpec, Params
+
+    def walk(model: type[BaseModel], prefix: str) -> list[str]:
+        found = []
+        for name, field in model.model_fields.items():
+            if not field.is_required():
+                found.append(f"{prefix}{name}")
+            ann = field.annotation
+            if isinstance(ann, type) and issubclass(ann, BaseModel) and ann is not HubEnglishSpec:
+                found += walk(ann, f"{prefix}{name}.")
+        return found
+
+    assert walk(Params, "") == []
+
+
+def test_a_key_missing_from_params_yaml_is_named():
+    raw = _with({})
+    del raw["train"]["temperature"]
+    with pytest.raises(ParamsError, match=r"train.temperature: Field required"):
+        validate_params(raw)
 
 
 @pytest.mark.parametrize(
@@ -36,13 +68,13 @@ def test_defaults_fill_missing_groups():
 )
 def test_bad_params_name_the_key(raw, key):
     with pytest.raises(ParamsError) as info:
-        validate_params(raw)
+        validate_params(_with(raw))
     assert f"params.yaml: {key}" in str(info.value)
 
 
 def test_cross_family_needs_english():
     with pytest.raises(ParamsError, match="evaluate"):
-        validate_params({"evaluate": {"languages": ["de", "zh"], "families": ["cross"]}})
+        validate_params(_with({"evaluate": {"languages": ["de", "zh"], "families": ["cross"]}}))
 
 
 def test_load_params_errors(tmp_path):
@@ -59,10 +91,10 @@ def test_load_params_errors(tmp_path):
 
 
 def test_official_models_must_name_models():
-    ok = validate_params({"scale": {"per_language": [0, 4]}, "runs": {"oracle": "train.mix.synthetic_source=oracle"},
-                          "evaluate": {"official": {"models": ["base", "scale_4", "oracle"]}}})
+    ok = validate_params(_with({"scale": {"per_language": [0, 4]}, "runs": {"oracle": "train.mix.synthetic_source=oracle"},
+                          "evaluate": {"official": {"models": ["base", "scale_4", "oracle"]}}}))
     assert ok.evaluate.official.models == ["base", "scale_4", "oracle"]
     with pytest.raises(ParamsError, match=r"evaluate.official.models: \['scale_5'\] are not models"):
-        validate_params({"scale": {"per_language": [0, 4]}, "evaluate": {"official": {"models": ["scale_5"]}}})
+        validate_params(_with({"scale": {"per_language": [0, 4]}, "evaluate": {"official": {"models": ["scale_5"]}}}))
     with pytest.raises(ParamsError, match="train.batch_groups"):
-        validate_params({"train": {"batch_groups": "by_language"}})
+        validate_params(_with({"train": {"batch_groups": "by_language"}}))

@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import params_group
 from datasketch import MinHash, MinHashLSH
 
 import retrofit.dedupe as dedupe_module
-from retrofit.config import DedupeParams
 from retrofit.dedupe import (
     LSH_WEIGHTS,
     STEPS,
@@ -32,7 +32,7 @@ from retrofit.dedupe import (
     to_output_row,
 )
 
-PARAMS = DedupeParams()
+PARAMS = params_group("dedupe")
 # LSH finds a pair at Jaccard 0.85 with probability ~0.975 (see LSH_WEIGHTS); for a fixed seed the outcome is fixed,
 # and the fixture's near-duplicates (Jaccard 0.85 to 0.95) are all found with this one.
 SEED = 42

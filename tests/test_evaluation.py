@@ -15,6 +15,7 @@ from mteb.abstasks import AbsTaskRetrieval
 from mteb.models import ModelMeta
 from mteb.types import PromptType
 
+from retrofit.errors import AssetError
 from retrofit.evaluation import (
     FAMILIES,
     PromptCachedEncoder,
@@ -212,7 +213,7 @@ def test_encoder_applies_prompts_and_encodes_each_text_once(tiny_model_dir: Path
 
 
 def test_model_dir_is_checked(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="modules.json"):
+    with pytest.raises(AssetError, match="modules.json"):
         load_encoder(tmp_path, "x")
 
 

@@ -15,9 +15,11 @@ import faiss
 import numpy as np
 import pytest
 import torch
+from conftest import params_group
 
 from retrofit import mine as mine_mod
 from retrofit.config import NegativesParams
+from retrofit.errors import AssetError
 from retrofit.mine import (
     DROP_REASONS,
     EmbeddingCache,
@@ -106,7 +108,7 @@ def run(world: World, tmp_path: Path, **params: Any) -> tuple[dict[str, dict[str
     """Mine ``world`` (fresh cache) and return the output rows by id and the report."""
     rank_window = params.pop("rank_window", "search")
     params = {"range_min": 0, "range_max": 10, "scope": "all", **params}
-    rows, report = mine(world.rows, world.encoder(), NegativesParams(**params), EmbeddingCache(tmp_path / "cache"),
+    rows, report = mine(world.rows, world.encoder(), params_group("negatives", **params), EmbeddingCache(tmp_path / "cache"),
                         rank_window=rank_window)
     return {r["id"]: r for r in rows}, report
 
@@ -235,13 +237,13 @@ def test_hard_false_gives_empty_negatives_without_a_teacher(tmp_path: Path) -> N
     w = World()
     w.probe("q", "P", 0.9, id="probe", negative="N")
     w.filler("x", 0.5)
-    rows, report = mine(w.rows, None, NegativesParams(hard=False), None)
+    rows, report = mine(w.rows, None, params_group("negatives", hard=False), None)
     assert [r["id"] for r in rows] == [r["id"] for r in w.rows]
     assert all(r["negatives"] == [] and r["positive_score"] is None for r in rows)
     assert rows[0]["provenance"] == {"generator": "test"}
     assert report["dataset_negatives"]["dropped_not_hard"] == 1
     with pytest.raises(ValueError, match="needs a teacher encoder"):
-        mine(w.rows, None, NegativesParams(), None)
+        mine(w.rows, None, params_group("negatives"), None)
 
 
 def test_output_schema_and_report(tmp_path: Path) -> None:
@@ -275,7 +277,7 @@ def test_pool_passages_are_candidates_with_their_source_id_and_exclusion(tmp_pat
     w.passage("pool far", 0.1)
     pool = [{"lang": "de", "source": "synthetic", "source_id": sid, "text": text}
             for sid, text in [("s3", "pool near"), ("s1", "pool translation"), ("s4", "pool far")]]
-    rows, report = mine(w.rows, w.encoder(), NegativesParams(range_min=0, range_max=10, num_negatives=2),
+    rows, report = mine(w.rows, w.encoder(), params_group("negatives", range_min=0, range_max=10, num_negatives=2),
                         EmbeddingCache(tmp_path / "cache"), pool=pool)
     probe = rows[0]
     assert [(n["text"], n["source_id"]) for n in probe["negatives"]] == [("pool near", "s3"), ("other positive", "s2")]
@@ -289,11 +291,11 @@ def test_pool_passages_are_candidates_with_their_source_id_and_exclusion(tmp_pat
 def test_rows_are_validated_with_their_id() -> None:
     good = {"id": "a", "source": "synthetic", "lang": "de", "task_type": "qa", "query": "q", "positive": "p"}
     with pytest.raises(ValueError, match=r"row 1 \(id='b'\): 'query' must be a non-empty string"):
-        mine([good, {**good, "id": "b", "query": ""}], None, NegativesParams(hard=False), None)
+        mine([good, {**good, "id": "b", "query": ""}], None, params_group("negatives", hard=False), None)
     with pytest.raises(ValueError, match="duplicate id"):
-        mine([good, dict(good)], None, NegativesParams(hard=False), None)
+        mine([good, dict(good)], None, params_group("negatives", hard=False), None)
     with pytest.raises(ValueError, match="'negative' must be a string or null"):
-        mine([{**good, "negative": 3}], None, NegativesParams(hard=False), None)
+        mine([{**good, "negative": 3}], None, params_group("negatives", hard=False), None)
 
 
 def test_score_summary_known_values() -> None:
@@ -375,7 +377,7 @@ def reference_mine(
 @pytest.mark.parametrize("rank_window", ["search", "filtered"])
 def test_vectorised_miner_matches_reference(tmp_path: Path, scope: str, rank_window: str) -> None:
     rows, enc = random_rows(160, seed=3)
-    params = NegativesParams(range_min=1, range_max=12, num_negatives=4, relative_margin=0.05, scope=scope)
+    params = params_group("negatives", range_min=1, range_max=12, num_negatives=4, relative_margin=0.05, scope=scope)
     mined, report = mine(rows, enc, params, EmbeddingCache(tmp_path), rank_window=rank_window, search_batch_size=7)
     assert [texts(r) for r in mined] == reference_mine(rows, enc, params, rank_window)
     assert report["candidates"]["dropped"]["same_source_id"] > 0
@@ -385,7 +387,7 @@ def test_vectorised_miner_matches_reference(tmp_path: Path, scope: str, rank_win
 
 def test_determinism(tmp_path: Path) -> None:
     rows, enc = random_rows(80, seed=5)
-    params = NegativesParams()
+    params = params_group("negatives")
     a = mine(copy.deepcopy(rows), enc, params, EmbeddingCache(tmp_path / "a"))
     b = mine(copy.deepcopy(rows), enc, params, EmbeddingCache(tmp_path / "b"))
     c = mine(copy.deepcopy(rows), enc, params, EmbeddingCache(tmp_path / "a"))  # from the cache
@@ -405,7 +407,7 @@ def test_search_runs_in_bounded_batches(tmp_path: Path, monkeypatch: pytest.Monk
 
     monkeypatch.setattr(mine_mod._Searcher, "search", spy)
     rows, enc = random_rows(50, seed=7)
-    mine(rows, enc, NegativesParams(scope="all"), EmbeddingCache(tmp_path), rank_window=rank_window,
+    mine(rows, enc, params_group("negatives", scope="all"), EmbeddingCache(tmp_path), rank_window=rank_window,
          search_batch_size=8)
     assert len(shapes) == math.ceil(50 / 8)
     assert max(b for b, _ in shapes) <= 8
@@ -423,9 +425,9 @@ def test_approximate_indexes_agree_with_exact(tmp_path: Path, monkeypatch: pytes
              "positive": f"p{i}"} for i in range(n)]
     enc = TableEncoder({f"q{i}": v for i, v in enumerate(vecs)}, {f"p{i}": v for i, v in enumerate(vecs)}, "clustered")
     cache = EmbeddingCache(tmp_path)
-    exact, _ = mine(rows, enc, NegativesParams(), cache)
+    exact, _ = mine(rows, enc, params_group("negatives"), cache)
     monkeypatch.setattr(mine_mod, "APPROX_MIN_PASSAGES", 100)
-    approx, report = mine(rows, enc, NegativesParams(index=index), cache)
+    approx, report = mine(rows, enc, params_group("negatives", index=index), cache)
     assert report["corpus"]["index"] == {index: 1}
     jaccard = [len(set(texts(a)) & set(texts(b))) / max(1, len(set(texts(a)) | set(texts(b))))
                for a, b in zip(exact, approx, strict=True)]
@@ -434,9 +436,9 @@ def test_approximate_indexes_agree_with_exact(tmp_path: Path, monkeypatch: pytes
 
 def test_small_partitions_fall_back_to_exact_search(tmp_path: Path) -> None:
     rows, enc = random_rows(60, seed=9)
-    exact, _ = mine(rows, enc, NegativesParams(), EmbeddingCache(tmp_path))
+    exact, _ = mine(rows, enc, params_group("negatives"), EmbeddingCache(tmp_path))
     for index in ("ivf", "hnsw"):
-        approx, report = mine(rows, enc, NegativesParams(index=index), EmbeddingCache(tmp_path))
+        approx, report = mine(rows, enc, params_group("negatives", index=index), EmbeddingCache(tmp_path))
         assert report["corpus"]["index"] == {f"{index}->flat": 4}
         assert [texts(r) for r in approx] == [texts(r) for r in exact]
 
@@ -450,26 +452,26 @@ def test_cache_avoids_reencoding_and_survives_reopening(tmp_path: Path) -> None:
     for i in range(10):
         w.filler(f"c{i}", 0.80 - 0.01 * i)
     enc = w.encoder()
-    first, report = mine(w.rows, enc, NegativesParams(), EmbeddingCache(tmp_path))
+    first, report = mine(w.rows, enc, params_group("negatives"), EmbeddingCache(tmp_path))
     assert enc.n_encoded("passage") == 11 and enc.n_encoded("query") == 11
     assert report["encoding"]["passage"] == {"unique": 11, "encoded": 11, "cached": 0}
 
     # a different mining parameter, same cache object: nothing is encoded
     cache = EmbeddingCache(tmp_path)
-    mine(w.rows, enc, NegativesParams(relative_margin=0.2, range_min=1), cache)
+    mine(w.rows, enc, params_group("negatives", relative_margin=0.2, range_min=1), cache)
     assert enc.n_encoded() == 22
     # reopened by a new process (new cache and encoder objects): nothing encoded, same result
     enc2 = w.encoder()
-    again, report = mine(w.rows, enc2, NegativesParams(), EmbeddingCache(tmp_path))
+    again, report = mine(w.rows, enc2, params_group("negatives"), EmbeddingCache(tmp_path))
     assert enc2.calls == [] and again == first
     assert report["encoding"]["query"] == {"unique": 11, "encoded": 0, "cached": 11}
     # one new row: only its query and positive are encoded
     w.filler("new passage", 0.1)
-    mine(w.rows, enc2, NegativesParams(), EmbeddingCache(tmp_path))
+    mine(w.rows, enc2, params_group("negatives"), EmbeddingCache(tmp_path))
     assert enc2.calls == [("passage", ["new passage"]), ("query", [w.rows[-1]["query"]])]
     # another model (fingerprint) has its own namespace
     enc3 = w.encoder(fingerprint="table-v2")
-    mine(w.rows, enc3, NegativesParams(), EmbeddingCache(tmp_path))
+    mine(w.rows, enc3, params_group("negatives"), EmbeddingCache(tmp_path))
     assert enc3.n_encoded() == 24
     assert not list(tmp_path.rglob("*.tmp"))
 
@@ -547,7 +549,7 @@ def test_sentence_transformer_encoder(tiny_model_path: Path) -> None:
     with pytest.raises(ValueError, match="no non-empty prompt"):
         SentenceTransformerEncoder(tiny_model_path, prompt_names={"query": "query", "passage": "nope"}).encode(
             ["x"], "passage")
-    with pytest.raises(FileNotFoundError, match="modules.json"):
+    with pytest.raises(AssetError, match="model directory not found"):
         SentenceTransformerEncoder(tiny_model_path / "missing")
 
 
@@ -560,7 +562,7 @@ def test_filtered_window_matches_sentence_transformers(
     from sentence_transformers.util import mine_hard_negatives
 
     rows = word_rows(150, seed=1)
-    params = NegativesParams(range_min=2, range_max=12, num_negatives=3, relative_margin=relative_margin, scope="all")
+    params = params_group("negatives", range_min=2, range_max=12, num_negatives=3, relative_margin=relative_margin, scope="all")
     enc = SentenceTransformerEncoder(tiny_model_dir, batch_size=params.batch_size)
     ours, report = mine(rows, enc, params, EmbeddingCache(tmp_path), rank_window="filtered")
     assert report["negatives"]["mined"] > 50 and report["candidates"]["below_range_min"] > 0

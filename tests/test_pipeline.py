@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import build_tiny_model
 
 from tests.generate.fake_openai_server import FakeOpenAIServer
-from conftest import build_tiny_model
-from tests.mirror import mirror_or_skip
 from tests.generate.test_pipeline import reversed_query
+from tests.mirror import mirror_or_skip
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,8 +44,8 @@ def tiny_params(model_dir: Path, cache: Path, base_url: str) -> dict:
     params["generate"].update(
         backend="openai", languages=["de", "zh"], per_language=4, roundtrip_top_k=0,
         task_types={"short_query": 1.0, "title": 1.0},
-        openai={"base_url": base_url, "model": "fake", "api_key_env": "FAKE_KEY", "concurrency": 2,
-                "timeout_s": 10, "max_retries": 1},
+        openai={**params["generate"]["openai"], "base_url": base_url, "model": "fake", "api_key_env": "FAKE_KEY",
+                "concurrency": 2, "timeout_s": 10, "max_retries": 1},
     )
     params["dedupe"]["english_per_source"] = 12
     params["negatives"].update(range_min=0, range_max=6, num_negatives=1)
@@ -57,7 +57,7 @@ def tiny_params(model_dir: Path, cache: Path, base_url: str) -> dict:
         "seed2": "train.seed=7",
         "seed3": "train.seed=8",
         "nohard": "negatives.hard=false",
-        "div_lang": "train.mix.english=[] train.mix.task_types=[short_query] train.mix.per_language=4",
+        "div_lang": "train.mix.english=[] train.mix.task_types=[short_query] train.mix.per_language=4 train.mix.allow_shortfall=true",
         "div_task": "train.mix.languages=[de] train.mix.english_per_source=2 train.mix.per_language=4",
         "oracle": "train.mix.synthetic_source=oracle",
     }

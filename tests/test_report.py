@@ -13,7 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retrofit.report import Evaluation, build_report, load_evaluations, load_mmteb, mmteb_markdown
+from retrofit.errors import InputError
+from retrofit.report import (
+    Evaluation,
+    build_report,
+    load_evaluations,
+    load_mmteb,
+    mmteb_markdown,
+)
 
 QUESTIONS = [f"{i:03d}" for i in range(60)]
 LANGS = ("de", "en")
@@ -132,7 +139,7 @@ def test_load_evaluations_round_trip_and_missing(evals: dict[str, Evaluation], t
         (d / "official" / "per_query" / f"{task}.json").write_text(json.dumps(values))
     loaded = load_evaluations(tmp_path / "eval", ["base"])["base"]
     assert loaded.score("primary") == ev.score("primary") and loaded.score("Tatoeba") == ev.score("Tatoeba")
-    with pytest.raises(FileNotFoundError, match="scale_0: no evaluation"):
+    with pytest.raises(InputError, match="scale_0: no evaluation"):
         load_evaluations(tmp_path / "eval", ["base", "scale_0"])
 
 
@@ -160,7 +167,7 @@ def test_readme_block_is_regenerated_from_the_results(evals: dict[str, Evaluatio
     assert "| 3. task diversity beats language diversity | -" in text and "opposite to the paper" in text
     assert not update_readme(readme, tmp_path / "r")  # idempotent
     readme.write_text("no block")
-    with pytest.raises(ValueError, match="no results block"):
+    with pytest.raises(InputError, match="no results block"):
         update_readme(readme, tmp_path / "r")
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import params_group
 from transformers import TrainerCallback
 
 from retrofit.config import TrainParams
@@ -49,8 +50,8 @@ def rows(n_syn: int = 6) -> list[dict]:
 
 def test_mixture_is_nested_and_filtered():
     data = rows()
-    small = TrainParams.model_validate({"mix": {"english": ["qed_nq"], "english_per_source": 2, "per_language": 2,
-                                                "languages": ["de", "zh"], "task_types": ["short_query", "title"]}})
+    small = params_group("train", mix={"english": ["qed_nq"], "english_per_source": 2, "per_language": 2,
+                                       "languages": ["de", "zh"], "task_types": ["short_query", "title"]})
     big = small.model_copy(update={"mix": small.mix.model_copy(update={"per_language": 4})})
     a, b = select_mixture(data, small, 0), select_mixture(data, big, 0)
     assert {r["id"] for r in a} < {r["id"] for r in b}
@@ -67,8 +68,8 @@ def test_the_oracle_mixture_takes_the_twins_of_the_synthetic_selection():
               "provenance": {"oracle_of": r["id"], "twin_task_type": r["task_type"]}}
              for r in data if r["source"] == "synthetic"]
     mix = {"english": [], "per_language": 2, "languages": ["de", "zh"], "task_types": ["title"]}
-    generated = select_mixture(data, TrainParams.model_validate({"mix": mix}), 0)
-    oracle = select_mixture(data, TrainParams.model_validate({"mix": {**mix, "synthetic_source": "oracle"}}), 0)
+    generated = select_mixture(data, params_group("train", mix=mix), 0)
+    oracle = select_mixture(data, params_group("train", mix={**mix, "synthetic_source": "oracle"}), 0)
     assert [f"oracle-{r['id']}" for r in generated] == [r["id"] for r in oracle]
     assert {r["task_type"] for r in generated} == {"title"} and len(oracle) == 4
     assert mixture_counts(oracle)["synthetic_by_lang"] == {"de": 2, "zh": 2}
@@ -152,7 +153,7 @@ def test_loss_matches_hand_computed_infonce(tiny_model_path: Path):
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(str(tiny_model_path), device="cpu")
-    params = TrainParams(temperature=0.05)
+    params = params_group("train", temperature=0.05)
     loss = build_loss(model, params)
     feats, labels = _loss_inputs(model)
     got = loss(feats, labels)
@@ -168,7 +169,7 @@ def test_hard_negatives_change_the_loss(tiny_model_path: Path):
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(str(tiny_model_path), device="cpu")
-    loss = build_loss(model, TrainParams())
+    loss = build_loss(model, params_group("train"))
     with_neg = loss(*_loss_inputs(model, 1)).item()
     without = loss(*_loss_inputs(model, 0)).item()
     # Extra candidates in the softmax denominator can only raise InfoNCE.
@@ -183,7 +184,7 @@ def test_cached_and_plain_losses_give_the_same_gradients(tiny_model_path: Path):
         torch.manual_seed(0)
         model = SentenceTransformer(str(tiny_model_path), device="cpu")
         model.eval()  # no dropout, so both paths see the same function
-        loss = build_loss(model, TrainParams(cached=cached, mini_batch_size=2))
+        loss = build_loss(model, params_group("train", cached=cached, mini_batch_size=2))
         value = loss(*_loss_inputs(model))
         value.backward()
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
@@ -193,7 +194,7 @@ def test_cached_and_plain_losses_give_the_same_gradients(tiny_model_path: Path):
 def _tiny_params(**over) -> TrainParams:
     base = {"max_steps": 6, "batch_size": 4, "checkpoint_every": 3, "bf16": False, "max_seq_length": 16,
             "batch_groups": "mixed", "learning_rate": 1e-3, "warmup_ratio": 0.0}
-    return TrainParams.model_validate({**base, **over})
+    return params_group("train", **{**base, **over})
 
 
 def _weights(model_dir: Path) -> dict[str, torch.Tensor]:
@@ -240,6 +241,44 @@ def test_resume_matches_an_uninterrupted_run(tiny_model_dir: Path, tmp_path: Pat
         assert torch.equal(a[key], b[key]), key
 
 
+class Killed(Exception):
+    """Stands in for a kill: raised at the end of a step, after the previous steps' logs and checkpoints."""
+
+
+class KillAt(TrainerCallback):
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= self.n:
+            raise Killed(f"killed at step {state.global_step}")
+
+
+def _curve(live_dir: Path, metric: str = "loss") -> list[tuple[int, float]]:
+    import csv
+
+    with (live_dir / "plots" / "metrics" / f"{metric}.tsv").open(encoding="utf-8") as fh:
+        return [(int(r["step"]), float(r[metric.rsplit("/", 1)[-1]])) for r in csv.DictReader(fh, delimiter="\t")]
+
+
+def test_a_killed_run_resumes_its_curve(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Killed after step 4 (last checkpoint: step 3), the resumed run's curve has each step once, as uninterrupted."""
+    data = [r for r in rows(8)]
+    params = _tiny_params()
+    train_model(tiny_model_dir, data, params, tmp_path / "full", name="full", checkpoint_dir=tmp_path / "ck-full",
+                live_dir=tmp_path / "live-full")
+    with pytest.raises(Killed):
+        train_model(tiny_model_dir, data, params, tmp_path / "out", name="run", checkpoint_dir=tmp_path / "ck",
+                    live_dir=tmp_path / "live", callbacks=[KillAt(5)])
+    assert [s for s, _ in _curve(tmp_path / "ck" / "live")] == [1, 2, 3, 4]  # the kill kept the curve so far
+    resumed = train_model(tiny_model_dir, data, params, tmp_path / "out", name="run", checkpoint_dir=tmp_path / "ck",
+                          live_dir=tmp_path / "live")
+    assert resumed["resumed_from"] == "checkpoint-3"
+    full, cont = _curve(tmp_path / "live-full"), _curve(tmp_path / "live")
+    assert [s for s, _ in cont] == [1, 2, 3, 4, 5, 6]
+    assert cont == full  # deterministic weights: the same losses at the same steps
+
+
 def test_saved_model_reloads_and_encodes_with_card(tiny_model_dir: Path, tmp_path: Path):
     from sentence_transformers import SentenceTransformer
 
@@ -273,7 +312,7 @@ def _rank_loss(rank: int, world: int, port: int, model_dir: str, out: str) -> No
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     model = SentenceTransformer(model_dir, device="cpu")
     model.eval()
-    loss = build_loss(model, TrainParams(), distributed=True)
+    loss = build_loss(model, params_group("train"), distributed=True)
     half = len(ANCHORS) // world
     sl = slice(rank * half, (rank + 1) * half)
     feats = [model.tokenize(c[sl]) for c in (ANCHORS, POSITIVES, NEGATIVES)]
@@ -290,7 +329,7 @@ def test_two_process_gloo_loss_equals_single_process(tiny_model_dir: Path, tmp_p
 
     model = SentenceTransformer(str(tiny_model_dir), device="cpu")
     model.eval()
-    single = build_loss(model, TrainParams())(*_loss_inputs(model)).item()
+    single = build_loss(model, params_group("train"))(*_loss_inputs(model)).item()
     out = tmp_path / "loss.txt"
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     mp.spawn(_rank_loss, args=(2, _free_port(), str(tiny_model_dir), str(out)), nprocs=2, join=True)

@@ -13,7 +13,8 @@ import logging
 import sys
 from collections.abc import Callable
 
-from retrofit.config import Params, ParamsError, load_params
+from retrofit.config import Params, load_params
+from retrofit.errors import RetrofitError
 from retrofit.runtime import resolve_runtime, seed_everything
 
 
@@ -70,15 +71,18 @@ def resolved(params: Params) -> Params:
     })
 
 
-def run(main: Callable[[], None], expected: tuple[type[BaseException], ...] = ()) -> None:
-    """Run a stage's ``main``; print expected errors as one clear line and exit 2.
+def run(main: Callable[[], None]) -> None:
+    """Run a stage's ``main``: bad input exits 2 with one line, a bug keeps its traceback.
+
+    A :class:`~retrofit.errors.RetrofitError` (bad params, a missing or malformed file, a missing model, an
+    unreachable endpoint: see :mod:`retrofit.errors`) is something the user can fix, and its message says how, so it
+    is printed as one ``error: ...`` line. Any other exception is a bug and propagates with its full traceback.
 
     Args:
         main: The stage body.
-        expected: Extra exception types whose message is already user-facing.
     """
     try:
         main()
-    except (ParamsError, *expected) as exc:
+    except RetrofitError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

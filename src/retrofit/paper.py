@@ -76,7 +76,9 @@ from typing import Any
 
 from retrofit import hub
 from retrofit.config import Params, ParamsError, validate_params
+from retrofit.errors import AssetError, InputError
 from retrofit.jsonl import write_json
+from retrofit.models import check_model_dir
 
 log = logging.getLogger(__name__)
 
@@ -397,9 +399,9 @@ def _spec(spec: Any) -> dict[str, Any]:
     raw = spec.model_dump() if hasattr(spec, "model_dump") else dict(spec)
     unknown = sorted(set(raw) - _SPEC_KEYS)
     if unknown:
-        raise ValueError(f"hub English spec: unknown key(s) {unknown}; expected some of {sorted(_SPEC_KEYS)}")
+        raise ParamsError(f"hub English spec: unknown key(s) {unknown}; expected some of {sorted(_SPEC_KEYS)}")
     if not raw.get("dataset") or not raw.get("task_type"):
-        raise ValueError(f"hub English spec {raw}: 'dataset' (hub id or local path) and 'task_type' are required")
+        raise ParamsError(f"hub English spec {raw}: 'dataset' (hub id or local path) and 'task_type' are required")
     return {"config": None, "split": "train", "revision": None, "streaming": False, **raw}
 
 
@@ -420,7 +422,7 @@ def _load_english(spec: dict[str, Any], name: str, cache_dir: str | None) -> Any
             if local.is_file():
                 builder = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}.get(local.suffix)
                 if builder is None:
-                    raise ValueError(f"unsupported file type {local.suffix!r}; use .jsonl, .json, .parquet or .csv")
+                    raise ParamsError(f"unsupported file type {local.suffix!r}; use .jsonl, .json, .parquet or .csv")
                 return datasets.load_dataset(builder, data_files=str(local), split="train", cache_dir=cache_dir)
             if (local / "dataset_dict.json").is_file() or (local / "state.json").is_file():
                 loaded = datasets.load_from_disk(str(local))
@@ -429,9 +431,9 @@ def _load_english(spec: dict[str, Any], name: str, cache_dir: str | None) -> Any
                 str(local), spec["config"], split=spec["split"], cache_dir=cache_dir, streaming=spec["streaming"]
             )
         except (ValueError, KeyError, FileNotFoundError) as exc:
-            raise ValueError(f"{describe}: cannot read the local copy: {type(exc).__name__}: {exc}") from None
+            raise InputError(f"{describe}: cannot read the local copy: {type(exc).__name__}: {exc}") from None
     if not _HUB_ID.match(target):
-        raise FileNotFoundError(
+        raise AssetError(
             f"{describe}: no such file or directory, and not a hub dataset id ('org/name'); give a hub id or a local "
             "path (a Dataset.save_to_disk directory, a clone of the dataset repository, or a .jsonl/.parquet/.csv file)"
         )
@@ -447,11 +449,11 @@ def _load_english(spec: dict[str, Any], name: str, cache_dir: str | None) -> Any
             target, spec["config"], split=spec["split"], revision=spec["revision"], cache_dir=cache_dir,
             streaming=spec["streaming"],
         )
-    except Exception as exc:  # noqa: BLE001 - datasets raises many types for a cache miss; all mean the same here
+    except Exception as exc:
         reason = ("offline mode is on and it is not in the local cache" if offline else "download failed") + (
             f"; datasets said: {type(exc).__name__}: {str(exc)[:300]}"
         )
-        raise RuntimeError(f"{describe}: cannot load it ({reason}). {hub.provide_help(local=local_way)}") from exc
+        raise AssetError(f"{describe}: cannot load it ({reason}). {hub.provide_help(local=local_way)}") from exc
 
 
 def _pick(
@@ -459,7 +461,7 @@ def _pick(
 ) -> str | None:
     if explicit:
         if explicit not in columns:
-            raise ValueError(f"{describe}: no column {explicit!r} for the {role}; columns are {list(columns)}")
+            raise ParamsError(f"{describe}: no column {explicit!r} for the {role}; columns are {list(columns)}")
         return explicit
     return next((c for c in candidates if c in columns), None)
 
@@ -501,11 +503,11 @@ def hub_english_pairs(
         The rows, at most ``limit``.
 
     Raises:
-        RuntimeError: A hub dataset cannot be obtained (offline and not cached, Hub unreachable, unknown or gated
-            repository); the message names the dataset and how to provide it.
-        FileNotFoundError: ``dataset`` is neither an existing path nor a hub id.
-        ValueError: Bad spec, unreadable local copy, or no usable query/positive column (the message lists the
-            columns).
+        AssetError: A hub dataset cannot be obtained (offline and not cached, Hub unreachable, unknown or gated
+            repository; the message names the dataset and how to provide it), or ``dataset`` is neither an existing
+            path nor a hub id.
+        ParamsError: A bad spec, or no usable query/positive column (the message lists the columns).
+        InputError: An unreadable local copy, or a column that does not hold text.
     """
     spec = _spec(spec)
     if limit < 0:
@@ -520,7 +522,7 @@ def hub_english_pairs(
     p_col = _pick(columns, spec.get("positive"), [c for c in POSITIVE_COLUMNS if c != q_col], "positive", describe)
     n_col = _pick(columns, spec.get("negative"), NEGATIVE_COLUMNS, "negative", describe)
     if q_col is None or p_col is None:
-        raise ValueError(
+        raise ParamsError(
             f"{describe}: cannot tell the query and positive columns apart in {columns}; set 'query' and 'positive' "
             "(and 'negative', if any) in the spec"
         )
@@ -547,7 +549,7 @@ def hub_english_pairs(
         for role, col in (("query", q_col), ("positive", p_col), ("negative", n_col)):
             v = row.get(col) if col else None
             if v is not None and not isinstance(v, str):
-                raise ValueError(f"{describe}: column {col!r} ({role}) holds {type(v).__name__}, expected text")
+                raise InputError(f"{describe}: column {col!r} ({role}) holds {type(v).__name__}, expected text")
             values[role] = (v or "").strip()
         if not values["query"] or not values["positive"]:
             drops["empty_text"] += 1
@@ -589,7 +591,7 @@ def prepare_hub_english(
         ``task_type``, ``with_negative``, ``written``).
 
     Raises:
-        RuntimeError: A dataset cannot be obtained (the message names it and how to provide it); nothing is written
+        AssetError: A dataset cannot be obtained (the message names it and how to provide it); nothing is written
             for the failing dataset, and the stage's atomic output directory keeps the last good data.
     """
     from retrofit.jsonl import write_jsonl
@@ -623,10 +625,10 @@ def _benchmark_tasks(benchmark: str, task_types: tuple[str, ...]) -> tuple[Any, 
     try:
         bench = mteb.get_benchmark(benchmark)
     except KeyError as exc:
-        raise ValueError(f"evaluate.mmteb.benchmark {benchmark!r}: {exc.args[0] if exc.args else exc}") from None
+        raise ParamsError(f"evaluate.mmteb.benchmark {benchmark!r}: {exc.args[0] if exc.args else exc}") from None
     tasks = tuple(t for t in bench.tasks if t.metadata.type in task_types)
     if not tasks:
-        raise ValueError(f"benchmark {benchmark!r} has no task of type(s) {list(task_types)}")
+        raise ParamsError(f"benchmark {benchmark!r} has no task of type(s) {list(task_types)}")
     return tasks
 
 
@@ -644,7 +646,7 @@ def mmteb_tasks(
         Shared task objects: copy one (``copy.deepcopy``) before loading data into it.
 
     Raises:
-        ValueError: Unknown benchmark, no task of the types, or a name not in the selection.
+        ParamsError: Unknown benchmark, no task of the types, or a name not in the selection.
     """
     tasks = list(_benchmark_tasks(benchmark, tuple(task_types)))
     if names is None:
@@ -652,7 +654,7 @@ def mmteb_tasks(
     by_name = {t.metadata.name: t for t in tasks}
     unknown = [n for n in names if n not in by_name]
     if unknown:
-        raise ValueError(
+        raise ParamsError(
             f"tasks {unknown} are not {list(task_types)} tasks of {benchmark!r}; choose from {list(by_name)}"
         )
     wanted = set(names)
@@ -765,10 +767,10 @@ def _load_task_data(task: Any) -> None:
     """``task.load_data()``, turning any failure into a RuntimeError that names the dataset and how to provide it."""
     try:
         task.load_data()
-    except Exception as exc:  # noqa: BLE001 - datasets raises many types for a cache miss; all mean the same here
+    except Exception as exc:
         state = "offline mode is on and it is not in the local cache" if hub.offline() else "loading failed"
         prefetch = f"run `python -m retrofit.paper prefetch --tasks {task.metadata.name}`"
-        raise RuntimeError(
+        raise AssetError(
             f"{_task_help(task)}: cannot load its data ({state}; {type(exc).__name__}: {str(exc)[:300]}). "
             + hub.provide_help(fetch=prefetch)
         ) from exc
@@ -778,7 +780,7 @@ def check_mmteb_reachable(tasks: Iterable[Any]) -> None:
     """Online only: one metadata request per task dataset, so an unreachable Hub fails before any work.
 
     Raises:
-        RuntimeError: Naming the first task whose dataset cannot be reached.
+        AssetError: Naming the first task whose dataset cannot be reached.
     """
     if hub.offline():
         return
@@ -861,15 +863,20 @@ def evaluate_mmteb(
         The content of ``metrics.json``.
 
     Raises:
-        RuntimeError: A task's dataset cannot be obtained (offline and not cached, or Hub unreachable); raised
+        AssetError: A task's dataset cannot be obtained (offline and not cached, or Hub unreachable); raised
             before the model is loaded when online, and before that task is encoded when offline; the message
             names the dataset and how to provide it.
-        FileNotFoundError: ``model_path`` is not a sentence-transformers directory.
-        ValueError: Unknown benchmark or task names.
+        AssetError: ``model_path`` is not a sentence-transformers directory with weights.
+        ParamsError: Unknown benchmark or task names.
     """
     import mteb
 
-    from retrofit.evaluation import PromptCachedEncoder, check_per_query, load_encoder, per_query_scores
+    from retrofit.evaluation import (
+        PromptCachedEncoder,
+        check_per_query,
+        load_encoder,
+        per_query_scores,
+    )
 
     out_dir = Path(out_dir)
     preloaded = tasks is not None and all(not isinstance(t, str) for t in tasks)
@@ -883,8 +890,8 @@ def evaluate_mmteb(
         raise ValueError(f"no tasks to evaluate (tasks={tasks!r})")
     if not preloaded:
         check_mmteb_reachable(chosen)  # online: an unreachable Hub fails here, before any work
-    if encoder is None and not (Path(model_path) / "modules.json").is_file():
-        raise FileNotFoundError(f"{model_path}: not a sentence-transformers model directory (no modules.json)")
+    if encoder is None:
+        check_model_dir(model_path)
     first = chosen[0] if preloaded else copy.deepcopy(chosen[0])
     if not preloaded:
         _load_task_data(first)  # offline: a cache miss fails here, before the model is loaded

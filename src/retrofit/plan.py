@@ -48,7 +48,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from retrofit.config import Params, ParamsError, apply_overrides, validate_params
+from retrofit.config import (
+    Params,
+    ParamsError,
+    apply_overrides,
+    default_params,
+    validate_params,
+)
 
 # ----------------------------------------------------------------------------------------------------------------
 # Assumptions (every estimate below names the ones it uses)
@@ -205,7 +211,13 @@ def prompt_tokens(task_type: str, lang: str, target_bytes: int) -> float:
     from itertools import product
 
     from retrofit.generate.openai_backend import estimate_prompt_tokens
-    from retrofit.generate.prompts import CLARITY, DIFFICULTY, LENGTHS, Attributes, instruction_messages
+    from retrofit.generate.prompts import (
+        CLARITY,
+        DIFFICULTY,
+        LENGTHS,
+        Attributes,
+        instruction_messages,
+    )
 
     passage = "x" * target_bytes
     counts = [
@@ -299,9 +311,9 @@ def _deep_update(base: dict[str, Any], over: Mapping[str, Any], path: tuple[str,
 
 
 def _raw(params: Params | Mapping[str, Any]) -> dict[str, Any]:
-    """Plain params with every default filled in; keys the config does not know (yet) are kept."""
+    """Plain params, anything not given taken from the repository's ``params.yaml``; unknown keys are kept."""
     given = params.model_dump() if hasattr(params, "model_dump") else copy.deepcopy(dict(params))
-    return _deep_update(Params().model_dump(), given)
+    return _deep_update(default_params().model_dump(), given)
 
 
 def _english_sources(cfg: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

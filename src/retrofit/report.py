@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from retrofit import stats
+from retrofit.errors import InputError
 
 #: The held-out XQuAD metrics: the primary metric and the three families.
 XQUAD_METRICS = ("primary", "mono", "cross", "pooled")
@@ -101,7 +102,7 @@ def load_evaluations(eval_dir: Path, names: Sequence[str]) -> dict[str, Evaluati
         need = [d / "metrics.json", d / "per_query.json"]
         missing = [str(p) for p in need if not p.is_file()]
         if missing:
-            raise FileNotFoundError(f"{name}: no evaluation ({', '.join(missing)}); run its evaluate stage first")
+            raise InputError(f"{name}: no evaluation ({', '.join(missing)}); run its evaluate stage first")
         official = d / "official" / "metrics.json"
         off = json.loads(official.read_text(encoding="utf-8")) if official.is_file() else {}
         per_task = {
@@ -572,7 +573,7 @@ def update_readme(readme: Path, results_dir: Path) -> bool:
     """
     text = Path(readme).read_text(encoding="utf-8")
     if README_START not in text or README_END not in text:
-        raise ValueError(f"{readme}: no results block; add the lines {README_START!r} and {README_END!r}")
+        raise InputError(f"{readme}: no results block; add the lines {README_START!r} and {README_END!r}")
     head, rest = text.split(README_START, 1)
     _, tail = rest.split(README_END, 1)
     new = f"{head}{README_START}\n{readme_table(results_dir)}\n{README_END}{tail}"

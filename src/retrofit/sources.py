@@ -38,6 +38,7 @@ from typing import IO, Any, Literal
 
 from tqdm.auto import tqdm
 
+from retrofit.errors import RetrofitError
 from retrofit.runtime import atomic_dir
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ _CHUNK = 1 << 16
 _FIELDS = {"dataset": str, "repo": str, "commit": str, "path": str, "file": str, "sha256": str, "size": int}
 
 
-class DataError(Exception):
+class DataError(RetrofitError):
     """A raw data file is missing, corrupt or could not be downloaded; the message names it and says what to do."""
 
 

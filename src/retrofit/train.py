@@ -59,7 +59,7 @@ from typing import Any
 
 from sentence_transformers.base.sampler import DefaultBatchSampler
 
-from retrofit.config import TrainParams
+from retrofit.config import ParamsError, TrainParams
 from retrofit.dedupe import SYNTHETIC
 from retrofit.oracle import ORACLE
 from retrofit.sampling import nested_sample
@@ -113,17 +113,33 @@ def select_mixture(rows: Sequence[dict[str, Any]], params: TrainParams, seed: in
 
     Returns:
         English rows first (by source), then synthetic rows (by language), each group in its sample order.
+
+    Raises:
+        ParamsError: A group has fewer rows than ``mix`` asks for (a sweep point would train on less than its name
+            says) and ``mix.allow_shortfall`` is false; the message names both numbers.
     """
     mix = params.mix
+
+    def take(group: list[dict[str, Any]], n: int | None, what: str, key: Any) -> list[dict[str, Any]]:
+        if n is not None and len(group) < n:
+            if not mix.allow_shortfall:
+                raise ParamsError(
+                    f"train.mix: {what} asks for {n} rows, but data/mined/train.jsonl has only {len(group)}; lower "
+                    "it, generate more, or set train.mix.allow_shortfall: true to train on what there is"
+                )
+            log.warning("train.mix: %s: %d of the %d rows asked for (allow_shortfall)", what, len(group), n)
+        return nested_sample(group, n, seed, key=key)
+
     out: list[dict[str, Any]] = []
     for source in mix.english:
         group = [r for r in rows if r["source"] == source]
-        out += nested_sample(group, mix.english_per_source, seed, key=lambda r: r["id"])
+        out += take(group, mix.english_per_source, f"english_per_source for {source!r}", lambda r: r["id"])
     tasks = set(mix.task_types)
     for lang in mix.languages:
         group = [r for r in rows if r["source"] == mix.synthetic_source and r["lang"] == lang
                  and _twin(r, "twin_task_type", "task_type") in tasks]
-        out += nested_sample(group, mix.per_language, seed, key=lambda r: _twin(r, "oracle_of", "id"))
+        out += take(group, mix.per_language, f"per_language for {mix.synthetic_source} {lang!r} ({', '.join(sorted(tasks))})",
+                    lambda r: _twin(r, "oracle_of", "id"))
     return out
 
 
@@ -472,7 +488,8 @@ def train_model(
         name: Run name, for the model card and logs.
         checkpoint_dir: Where checkpoints go; if it holds one, training resumes from the last. Key it with
             :func:`checkpoint_key`. It is deleted once the final model is written.
-        live_dir: DVCLive directory for training curves (``None``: no curves).
+        live_dir: DVCLive directory for training curves (``None``: no curves). Curves are written beside the
+            checkpoints while the run goes, so a resumed run continues its curve, and copied here at the end.
         hard_negatives: Use the rows' mined negatives (``negatives.hard``); off means in-batch negatives only.
         callbacks: Extra ``transformers.TrainerCallback`` objects (e.g. a step timer in ``bench/train.py``).
 
@@ -495,7 +512,7 @@ def train_model(
     from retrofit.unpad import enable_unpadding
 
     if not rows:
-        raise ValueError("train: the mixture is empty; check train.mix (sources, languages, per_language)")
+        raise ParamsError("train: the mixture is empty; check train.mix (sources, languages, per_language)")
     model = SentenceTransformer(str(base_dir), device="cpu" if not _cuda() else None, local_files_only=True)
     model.max_seq_length = params.max_seq_length
     frozen = freeze(model, params)
@@ -545,22 +562,21 @@ def train_model(
     base_kwargs = json.loads(st_config.read_text()).get("model_kwargs", {}) if st_config.is_file() else {}
     callbacks = [*callbacks, _persist_kwargs_callback(base_kwargs)] if base_kwargs else list(callbacks)
     main_process = args.process_index == 0  # torchrun/accelerate: every rank trains, rank 0 writes
+    last = get_last_checkpoint(str(checkpoint_dir))
     live = None
-    if live_dir is not None and main_process:
-        from dvclive import Live
-        from dvclive.huggingface import DVCLiveCallback
-
-        live = Live(dir=str(live_dir), dvcyaml=False, save_dvc_exp=False, resume=False)
-        callbacks.append(DVCLiveCallback(live=live, log_model=False))
+    if live_dir is not None and main_process:  # curves live beside the checkpoints until the run is done
+        live, callback = _live_callback(checkpoint_dir / "live", int(last.rsplit("-", 1)[1]) if last else None)
+        callbacks.append(callback)
     trainer = SentenceTransformerTrainer(
         model=model, args=args, train_dataset=train_dataset, loss=build_loss(model, params, args.world_size > 1), callbacks=callbacks
     )
-    last = get_last_checkpoint(str(checkpoint_dir))
     if last:
         log.info("train: resuming %s from %s", name, last)
     result = trainer.train(resume_from_checkpoint=last)
     if live is not None:
         live.end()
+        shutil.rmtree(live_dir, ignore_errors=True)
+        shutil.copytree(checkpoint_dir / "live", live_dir)
 
     counts = mixture_counts(rows)
     if main_process:
@@ -586,6 +602,50 @@ def train_model(
         "world_size": args.world_size,
         "main_process": main_process,
     }
+
+
+def _live_callback(live_dir: Path, resume_step: int | None) -> tuple[Any, Any]:
+    """DVCLive curves that a resumed run continues: ``(live, trainer callback)``.
+
+    Every row is logged at the trainer's ``global_step``. A fresh run starts an empty ``live_dir``; a run resumed
+    from the checkpoint at ``resume_step`` first drops the rows logged after it (the killed run got further than
+    its last checkpoint, and the resumed run logs those steps again), so the curve has each step once.
+    """
+    from dvclive import Live
+    from dvclive.huggingface import DVCLiveCallback
+
+    if resume_step is None:
+        shutil.rmtree(live_dir, ignore_errors=True)
+    else:
+        prune_live_curves(live_dir, resume_step)
+
+    class StepAligned(DVCLiveCallback):
+        def on_log(self, args, state, control, **kwargs):
+            self.live.step = state.global_step
+            super().on_log(args, state, control, **kwargs)
+
+    live = Live(dir=str(live_dir), dvcyaml=False, save_dvc_exp=False, resume=resume_step is not None)
+    return live, StepAligned(live=live, log_model=False)
+
+
+def prune_live_curves(live_dir: Path, last_step: int) -> int:
+    """Drop every DVCLive curve row logged after ``last_step`` (``plots/metrics/**.tsv``); returns rows dropped."""
+    import csv
+
+    dropped = 0
+    for tsv in sorted((Path(live_dir) / "plots" / "metrics").rglob("*.tsv")):
+        with tsv.open(encoding="utf-8", newline="") as fh:
+            rows = list(csv.DictReader(fh, delimiter="\t"))
+        keep = [r for r in rows if int(r["step"]) <= last_step]
+        dropped += len(rows) - len(keep)
+        if not keep:
+            tsv.unlink()
+            continue
+        with tsv.open("w", encoding="utf-8", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]), delimiter="\t")
+            writer.writeheader()
+            writer.writerows(keep)
+    return dropped
 
 
 def _persist_kwargs_callback(model_kwargs: dict[str, Any]) -> Any:

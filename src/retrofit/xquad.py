@@ -47,12 +47,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from retrofit.jsonl import write_jsonl
+from retrofit.jsonl import RowSchema, write_jsonl
 from retrofit.languages import XQUAD_LANGUAGES, check_languages
 from retrofit.runtime import atomic_dir
 from retrofit.sources import DataError, dataset_file
 
 log = logging.getLogger(__name__)
+
+#: The contract of ``paragraphs.jsonl`` (module docstring), checked by the stages that read it.
+PARAGRAPH_ROW = RowSchema("XQuAD paragraph row", "prepare", {
+    "id": (str,), "lang": (str,), "article": (int,), "title": (str,), "text": (str,), "split": (str,),
+}, nonempty=("id", "lang", "text", "split"))
+#: The contract of ``questions.jsonl``.
+QUESTION_ROW = RowSchema("XQuAD question row", "prepare", {
+    "id": (str,), "lang": (str,), "paragraph_id": (str,), "text": (str,), "answer": (str,),
+    "answer_start": (int,), "split": (str,),
+}, nonempty=("id", "lang", "paragraph_id", "text", "split"))
 
 #: Shape of the published XQuAD files (every language).
 N_ARTICLES = 48

@@ -2,8 +2,14 @@
 
 Runs on 127.0.0.1 with a random port in a background thread. A request is identified by the content of its last
 message (the *prompt*); ``plan[prompt]`` lists what to do on the 1st, 2nd, ... attempt for that prompt, and any
-attempt beyond the list is answered normally. The server stops by itself after ``lifetime_s`` seconds and answers
-at most ``max_requests`` requests (later ones get a 400, which the client does not retry).
+attempt beyond the list gets ``default_fault`` (normally ``ok``), or a ``500`` when the server is set to fail
+(``fail_after`` chat requests have been received, or a deterministic draw below ``fail_rate``; :meth:`heal` ends
+both). The server stops by itself after ``lifetime_s`` seconds and answers at most ``max_requests`` requests (later
+ones get a 400, which the client does not retry).
+
+With ``api_key`` set, every request whose ``Authorization`` is not ``Bearer <api_key>`` gets a 401 that echoes the
+header (a leaky server, to test redaction). ``GET /v1/models`` lists ``models`` (``None``: no such route, 404);
+those requests are recorded in :attr:`FakeOpenAIServer.probes`, not in :attr:`FakeOpenAIServer.attempts`.
 
 Faults:
     ``ok``          200 with a chat completion and ``usage``.
@@ -14,6 +20,7 @@ Faults:
     ``429_bare``    429 without any retry header.
     ``500``/``503`` that status with a JSON error body.
     ``400``         400 whose message echoes the request's Authorization header (a leaky server, to test redaction).
+    ``401``/``404`` that status, the 401 echoing the Authorization header.
     ``slow``        ``ok`` only after ``slow_s`` seconds, meant to exceed the client timeout.
     ``malformed``   200 whose body is truncated JSON.
     ``not_chat``    200 with valid JSON that is not a chat completion.
@@ -26,7 +33,7 @@ import hashlib
 import json
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -54,6 +61,7 @@ class Attempt:
     fault: str
     body: dict[str, Any]
     authorization: str
+    path: str = "/v1/chat/completions"
 
 
 @dataclass
@@ -66,9 +74,14 @@ class _State:
     max_requests: int
     responder: Callable[[str], str] | None = None
     default_fault: str = "ok"
+    api_key: str | None = None
+    models: tuple[str, ...] | None = ()
+    fail_rate: float = 0.0
+    fail_after: int | None = None
     stop: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
     attempts: list[Attempt] = field(default_factory=list)
+    probes: list[Attempt] = field(default_factory=list)
     inflight: int = 0
     max_inflight: int = 0
 
@@ -77,10 +90,26 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, like real servers; every response carries Content-Length
     server: _Server
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - silence per-request stderr lines
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server naming
+    def do_GET(self) -> None:
+        state = self.server.state
+        auth = self.headers.get("Authorization", "")
+        with state.lock:
+            state.probes.append(Attempt("", "probe", {}, auth, self.path))
+            models = state.models
+        try:
+            if state.api_key is not None and auth != f"Bearer {state.api_key}":
+                self._json(401, {"error": {"message": f"Incorrect API key provided: {auth}"}})
+            elif self.path == "/v1/models" and models is not None:
+                self._json(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in models]})
+            else:
+                self._json(404, {"error": {"message": f"fake server: no route GET {self.path}"}})
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+    def do_POST(self) -> None:
         state = self.server.state
         raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         body = json.loads(raw)
@@ -89,7 +118,16 @@ class _Handler(BaseHTTPRequestHandler):
         with state.lock:
             n_prev = sum(1 for a in state.attempts if a.prompt == prompt)
             steps = state.plan.get(prompt, [])
-            fault = steps[n_prev] if n_prev < len(steps) else state.default_fault
+            if state.api_key is not None and auth != f"Bearer {state.api_key}":
+                fault = "401"
+            elif n_prev < len(steps):
+                fault = steps[n_prev]
+            elif (state.fail_after is not None and len(state.attempts) >= state.fail_after) or (
+                state.fail_rate and _draw(prompt, n_prev) < state.fail_rate
+            ):
+                fault = "500"
+            else:
+                fault = state.default_fault
             over_budget = len(state.attempts) >= state.max_requests
             state.attempts.append(Attempt(prompt, fault, body, auth))
             state.inflight += 1
@@ -126,6 +164,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(int(fault), {"error": {"message": "server trouble"}})
         elif fault == "400":
             self._json(400, {"error": {"message": f"bad request (you sent Authorization: {auth})"}})
+        elif fault == "401":
+            self._json(401, {"error": {"message": f"Incorrect API key provided: {auth}"}})
+        elif fault == "404":
+            self._json(404, {"error": {"message": "The model does not exist"}})
         elif fault == "malformed":
             self._raw(200, b'{"id": "x", "choices": [{"message": {"content": "tru', "application/json")
         elif fault == "not_chat":
@@ -158,6 +200,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
 
+def _draw(prompt: str, attempt: int) -> float:
+    """A uniform number in [0, 1) fixed by the prompt and attempt number: fault rates that replay exactly."""
+    return int(hashlib.sha256(f"{prompt}\x00{attempt}".encode()).hexdigest()[:8], 16) / 16**8
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
@@ -180,6 +227,11 @@ class FakeOpenAIServer:
         responder: ``prompt -> answer text`` for ``ok`` answers (default: :func:`expected_text`).
         default_fault: What to do for attempts beyond a prompt's plan (``ok``, or e.g. ``delay``).
         lifetime_s: The server shuts itself down after this many seconds.
+        api_key: The only key accepted (``None``: any); other requests get a 401.
+        models: Model ids ``GET /v1/models`` lists; ``None``: the route does not exist (404).
+        fail_rate: Share of attempts beyond a prompt's plan answered with a 500 (a deterministic draw per prompt
+            and attempt number).
+        fail_after: Every chat request after this many gets a 500 (``None``: never).
     """
 
     def __init__(
@@ -194,9 +246,14 @@ class FakeOpenAIServer:
         lifetime_s: float = 60.0,
         responder: Callable[[str], str] | None = None,
         default_fault: str = "ok",
+        api_key: str | None = None,
+        models: Sequence[str] | None = (),
+        fail_rate: float = 0.0,
+        fail_after: int | None = None,
     ) -> None:
         self.state = _State(
-            dict(plan or {}), retry_after, retry_after_ms, slow_s, delay_s, max_requests, responder, default_fault
+            dict(plan or {}), retry_after, retry_after_ms, slow_s, delay_s, max_requests, responder, default_fault,
+            api_key, None if models is None else tuple(models), fail_rate, fail_after,
         )
         self._server = _Server(self.state)
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -220,6 +277,24 @@ class FakeOpenAIServer:
     def max_inflight(self) -> int:
         """The most requests the server was handling at the same time."""
         return self.state.max_inflight
+
+    @property
+    def probes(self) -> list[Attempt]:
+        """A copy of every GET request (``/v1/models``) received so far, in arrival order."""
+        with self.state.lock:
+            return list(self.state.probes)
+
+    @property
+    def requests_total(self) -> int:
+        """Every HTTP request received: chat attempts and GET probes."""
+        with self.state.lock:
+            return len(self.state.attempts) + len(self.state.probes)
+
+    def heal(self) -> None:
+        """Stop failing: ``fail_after`` and ``fail_rate`` no longer apply to later requests."""
+        with self.state.lock:
+            self.state.fail_after = None
+            self.state.fail_rate = 0.0
 
     def attempts_for(self, prompt: str) -> list[Attempt]:
         """The requests received for ``prompt``."""

@@ -5,18 +5,33 @@ from __future__ import annotations
 import json
 import logging
 import math
+import socket
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from retrofit.errors import RetrofitError
 from retrofit.generate.base import GenRequest, GenResponse
 from retrofit.generate.cache import ResponseCache, generate_with_cache
 from retrofit.generate.ledger import Ledger
-from retrofit.generate.openai_backend import OpenAIBackend, estimate_prompt_tokens, estimate_tokens
+from retrofit.generate.openai_backend import (
+    CircuitOpen,
+    EndpointError,
+    OpenAIBackend,
+    estimate_prompt_tokens,
+    estimate_tokens,
+    redact_url,
+)
 
-from .fake_openai_server import COMPLETION_TOKENS, FakeOpenAIServer, expected_text, prompt_tokens_for
+from .fake_openai_server import (
+    COMPLETION_TOKENS,
+    FakeOpenAIServer,
+    expected_text,
+    prompt_tokens_for,
+)
 
 KEY_ENV = "RETROFIT_TEST_OPENAI_KEY"
 SECRET = "sk-test-SeCrEt-8f2a9c71d4"
@@ -232,7 +247,7 @@ def test_credentials_in_base_url_are_refused_or_stripped():
 
 def test_missing_key_and_bad_params_fail_clearly(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv(KEY_ENV)
-    with pytest.raises(ValueError, match=f"environment variable {KEY_ENV} is unset or empty"):
+    with pytest.raises(EndpointError, match=f"environment variable {KEY_ENV} is unset or empty"):
         OpenAIBackend("http://127.0.0.1:1/v1", "m", api_key_env=KEY_ENV)
     monkeypatch.setenv(KEY_ENV, SECRET)
     with pytest.raises(ValueError, match="concurrency"):
@@ -284,3 +299,120 @@ def test_on_response_error_stops_the_run_and_propagates():
             backend.generate(requests_for(prompts), explode)
         assert len(calls) == 1
         assert len(server.attempts) < len(prompts)  # queued requests were cancelled, not sent
+
+
+# -- circuit breaker ------------------------------------------------------------------------------------------------
+
+
+def refused_url() -> str:
+    """A base URL whose port refuses connections: bound once to get a free port, then closed."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return f"http://127.0.0.1:{port}/v1"
+
+
+def assert_names_endpoint_not_key(exc: BaseException, url: str) -> None:
+    """The error names the endpoint and the key's variable, and never the key."""
+    msg = str(exc)
+    assert redact_url(url) in msg and KEY_ENV in msg
+    assert SECRET not in msg and SECRET[:12] not in msg
+    assert isinstance(exc, RetrofitError)
+
+
+def test_preflight_401_stops_after_one_request():
+    with FakeOpenAIServer(api_key="sk-the-right-one") as server:
+        backend = make_backend(server, SleepRecorder())
+        with pytest.raises(EndpointError, match="HTTP 401.*key was refused") as info:
+            backend.preflight()
+        assert server.requests_total == 1 and server.probes[0].path == "/v1/models"
+    assert_names_endpoint_not_key(info.value, server.url)  # the server echoed the key: redacted
+
+
+def test_preflight_refused_port_fails_at_once_without_retries():
+    url = refused_url()
+    sleep = SleepRecorder()
+    # The run's own settings (6 retries, 60 s timeout) would spend about a minute per request on this port.
+    backend = OpenAIBackend(url, "m", api_key_env=KEY_ENV, max_retries=6, timeout_s=60, progress=False, sleep=sleep)
+    t0 = time.monotonic()
+    with pytest.raises(EndpointError, match="cannot connect") as info:
+        backend.preflight()
+    assert time.monotonic() - t0 < 10  # a safety bound only: nothing is retried
+    assert sleep.delays == [] and backend.ledger.requests_sent == 0
+    assert_names_endpoint_not_key(info.value, url)
+
+
+def test_preflight_without_models_route_sends_one_tiny_completion_and_catches_a_wrong_model():
+    with FakeOpenAIServer(models=None) as server:
+        make_backend(server, SleepRecorder()).preflight()  # no /models route: a 1-token completion answers
+        assert [a.path for a in server.probes] == ["/v1/models"]
+        (probe,) = server.attempts
+        assert probe.body["max_tokens"] == 1 and probe.body["model"] == "fake-mini"
+    with FakeOpenAIServer(models=["other-model"], plan={"ping": ["404"]}) as server:
+        with pytest.raises(EndpointError, match="HTTP 404.*'fake-mini'") as info:
+            make_backend(server, SleepRecorder()).preflight()  # listed, but not this model: asked, and it is not there
+        assert server.requests_total == 2
+    assert_names_endpoint_not_key(info.value, server.url)
+    with FakeOpenAIServer(models=["fake-mini"]) as server:
+        make_backend(server, SleepRecorder()).preflight()
+        assert server.requests_total == 1  # listed: nothing else is sent
+
+
+def test_401_during_a_round_stops_it_at_once():
+    prompts = [f"k{i}" for i in range(40)]
+    with FakeOpenAIServer(api_key="sk-rotated-since") as server:
+        backend = make_backend(server, SleepRecorder(), concurrency=4)
+        with pytest.raises(CircuitOpen, match="HTTP 401") as info:
+            backend.generate(requests_for(prompts), lambda r, x: None)
+        assert len(server.attempts) <= 4  # the one that tripped it and those already in flight
+    assert_names_endpoint_not_key(info.value, server.url)
+
+
+def test_breaker_trips_on_failure_rate_and_keeps_every_finished_answer(tmp_path: Path):
+    prompts = [f"b{i}" for i in range(60)]
+    reqs = requests_for(prompts)
+    path = tmp_path / "responses.jsonl"
+    with FakeOpenAIServer(fail_after=12, default_fault="delay", delay_s=0.01) as server:
+        backend = make_backend(server, SleepRecorder(), concurrency=3, max_retries=1, breaker_window=8)
+        with ResponseCache(path) as cache, pytest.raises(CircuitOpen, match="breaker_failure_rate=0.5") as info:
+            generate_with_cache(backend, reqs, cache)
+        first = server.attempts
+        answered = {a.prompt for a in first if a.fault in ("ok", "delay")}
+        assert len(answered) == 12 and len(first) < len(prompts)  # it stopped early...
+        with ResponseCache(path) as cache:  # ...and every answer that came back, in flight ones too, is cached once
+            rows = [json.loads(line) for line in path.read_text().splitlines()]
+            assert len(rows) == len(cache) == 12
+            by_key = {r.key: r.messages[-1][1] for r in reqs}  # type: ignore[index]
+            assert {by_key[r["key"]] for r in rows} == answered
+
+            server.heal()
+            failed = generate_with_cache(make_backend(server, SleepRecorder(), concurrency=3), reqs, cache)
+            assert failed == [] and len(cache) == len(prompts)
+        resent = {a.prompt for a in server.attempts[len(first):]}
+    assert not resent & answered and resent | answered == set(prompts)
+    assert_names_endpoint_not_key(info.value, server.url)
+    assert "12 were answered" in str(info.value)
+
+
+def test_answers_in_flight_when_the_breaker_trips_are_kept():
+    plan = {"s0": ["delay"], "s1": ["delay"], "s2": ["delay"], "x": ["401"]}
+    got: list[str] = []
+    with FakeOpenAIServer(plan, delay_s=0.5) as server:
+        backend = make_backend(server, SleepRecorder(), concurrency=4)
+        prompts = ["s0", "s1", "s2", "x", *(f"later{i}" for i in range(8))]
+        with pytest.raises(CircuitOpen, match="HTTP 401") as info:
+            backend.generate(requests_for(prompts), lambda r, x: got.append(r.messages[-1][1]))  # type: ignore[index]
+        served = {a.prompt for a in server.attempts if a.fault != "401"}
+    # x tripped it while s0-s2 were in flight: their answers (and that of a request a freed worker had already
+    # picked up) were still delivered; the queued rest was never sent.
+    assert {"s0", "s1", "s2"} <= set(got) == served and len(got) == len(served)
+    assert len(server.attempts) <= 4
+    assert f"{len(got)} were answered" in str(info.value) and "1 failed" in str(info.value)
+
+
+def test_breaker_params_are_checked():
+    with pytest.raises(ValueError, match="breaker_window"):
+        OpenAIBackend("http://127.0.0.1:1/v1", "m", api_key_env=KEY_ENV, breaker_window=0)
+    with pytest.raises(ValueError, match="breaker_failure_rate"):
+        OpenAIBackend("http://127.0.0.1:1/v1", "m", api_key_env=KEY_ENV, breaker_failure_rate=1.5)

@@ -7,26 +7,30 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
-
-from tests.mirror import mirror_or_skip
 import yaml
+from conftest import params_group
 
 from retrofit.config import GenerateParams
 from retrofit.generate.base import GenRequest, GenResponse
-from retrofit.generate.ledger import Ledger
+from retrofit.generate.ledger import FailedRequest, Ledger
+from retrofit.generate.openai_backend import CircuitOpen, EndpointError, OpenAIBackend
 from retrofit.generate.pipeline import Planner, RoundTrip, run_generation, write_sample
 from retrofit.generate.pools import load_exemplars, load_passages
 from retrofit.generate.validate import LanguageIdentifier, validate
 from retrofit.jsonl import read_jsonl
 from tests.generate.fake_openai_server import FakeOpenAIServer
+from tests.mirror import mirror_or_skip
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -79,8 +83,12 @@ class FakeChatBackend:
 
 
 def params(**over) -> GenerateParams:
-    base = {"backend": "openai", "languages": ["de", "zh"], "per_language": 4, "roundtrip_top_k": 0}
-    return GenerateParams.model_validate({**base, **over})
+    """params.yaml's generate group for 4 short queries in de and zh over openai, with ``over`` merged in."""
+    over = {"backend": "openai", "languages": ["de", "zh"], "per_language": 4, "roundtrip_top_k": 0,
+            "task_types": {"short_query": 1.0}, "oversample": 1.6, **over}
+    group = params_group("generate", **over).model_dump()
+    group["task_types"] = over["task_types"]  # a value mapping replaces params.yaml's whole; params_group merges it
+    return GenerateParams.model_validate(group)
 
 
 def test_planner_is_deterministic_and_never_uses_test_articles(prepared: Path):
@@ -196,19 +204,19 @@ def _responder(prompt: str) -> str:
     return json.dumps({"query": reversed_query(passage), "tag": tag}, ensure_ascii=False)
 
 
-def _stage_project(root: Path, prepared: Path, tiny_model_dir: Path, base_url: str) -> Path:
+def _stage_project(root: Path, prepared: Path, tiny_model_dir: Path, base_url: str, **generate: Any) -> Path:
     (root / "data").mkdir(parents=True)
     os.symlink(prepared, root / "data/prepared")
     (root / "models").mkdir()
     os.symlink(tiny_model_dir, root / "models/base")
-    cfg = {
-        "base": {"seed": 11, "threads": 1, "cache_dir": str(root / "cache"), "bf16_inference": False},
-        "generate": {
-            "backend": "openai", "languages": ["de", "zh"], "per_language": 20, "roundtrip_top_k": 0,
-            "openai": {"base_url": base_url, "model": "fake", "api_key_env": "FAKE_KEY", "concurrency": 2,
-                       "timeout_s": 10, "max_retries": 2},
-        },
-    }
+    cfg = yaml.safe_load((REPO / "params.yaml").read_text())  # every group: params have no code defaults
+    cfg["base"].update({"seed": 11, "threads": 1, "cache_dir": str(root / "cache"), "bf16_inference": False})
+    cfg["generate"].update({
+        "backend": "openai", "languages": ["de", "zh"], "per_language": 20, "roundtrip_top_k": 0,
+        "task_types": {"short_query": 1.0}, "oversample": 1.6, **generate,
+    })
+    cfg["generate"]["openai"].update({"base_url": base_url, "model": "fake", "api_key_env": "FAKE_KEY",
+                                      "concurrency": 2, "timeout_s": 10, "max_retries": 2})
     (root / "params.yaml").write_text(yaml.safe_dump(cfg))
     return root
 
@@ -267,3 +275,166 @@ def test_plan_prefix_property(prepared: Path):
     rng = random.Random(0)
     for i in rng.sample(range(50), 10):
         assert small.plan("zh", i).request.key == big.plan("zh", i).request.key
+
+
+# -- failures, the circuit breaker and the stage minimum --------------------------------------------------------------
+
+KEY_ENV, SECRET = "RETROFIT_TEST_GEN_KEY", "sk-test-pipeline-5e1d93"
+
+
+@pytest.fixture
+def api_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(KEY_ENV, SECRET)
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)  # 127.0.0.1 must be reached directly
+
+
+def openai_params(url: str, **openai: Any) -> GenerateParams:
+    """20 examples in each of de and zh from the endpoint at ``url``, without the round-trip filter."""
+    op = {"base_url": url, "model": "fake", "api_key_env": KEY_ENV, "concurrency": 3, "timeout_s": 10, **openai}
+    return params(per_language=20, openai=op)
+
+
+def fast_backend(p: GenerateParams) -> OpenAIBackend:
+    """The backend the stage builds from ``p``, with millisecond backoff waits."""
+    op = p.openai
+    return OpenAIBackend(
+        op.base_url, op.model, op.api_key_env, op.concurrency, op.timeout_s, op.max_retries,
+        backoff_base_s=0.001, backoff_max_s=0.002, breaker_window=op.breaker_window,
+        breaker_failure_rate=op.breaker_failure_rate, progress=False,
+    )
+
+
+def cached_keys(cache_dir: Path) -> list[str]:
+    (path,) = (cache_dir / "generate").glob("responses-openai-*.jsonl")
+    return [json.loads(line)["key"] for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def refused_url() -> str:
+    """A base URL whose port refuses connections: bound once to get a free port, then closed."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return f"http://127.0.0.1:{port}/v1"
+
+
+def assert_names_endpoint_not_key(exc: BaseException, url: str, env: str = KEY_ENV, key: str = SECRET) -> None:
+    assert url in str(exc) and env in str(exc) and key not in str(exc)
+
+
+class FailingFirstRound(FakeChatBackend):
+    """Every request of the first round fails with ``reason`` (after its retries); later rounds are answered."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__()
+        self.reason = reason
+        self.calls: list[list[str]] = []
+
+    def generate(self, requests: Sequence[GenRequest], on_response: Callable[[GenRequest, GenResponse], None]):
+        self.calls.append([r.key for r in requests])
+        if len(self.calls) > 1:
+            return super().generate(requests, on_response)
+        self.sent += self.calls[0]
+        return [FailedRequest(r, self.reason, f"{self.reason} (retries exhausted)", 7) for r in requests]
+
+
+def test_failed_requests_are_not_answers(prepared: Path, tmp_path: Path):
+    p = params(per_language=4, oversample=2.0)  # round 1: 8 requests per language
+    clean = run_generation(p, 3, prepared, tmp_path / "clean", tmp_path / "c0", encode=None, backend=FakeChatBackend())
+
+    flaky = FailingFirstRound("5xx")
+    m = run_generation(p, 3, prepared, tmp_path / "o1", tmp_path / "c1", encode=None, backend=flaky)
+    # A failed request is sent again, alone: a round of failures is no zero pass rate that asks for 20x more.
+    assert flaky.calls[1] == flaky.calls[0] and len(flaky.calls[0]) == 16
+    assert m["requests"] == clean["requests"] == 16 and m["shortfall"] == 0
+    assert all(v["failed"] == 0 for v in m["per_language"].values())
+    assert m["per_language"] == clean["per_language"]
+    assert (tmp_path / "o1/examples.jsonl").read_bytes() == (tmp_path / "clean/examples.jsonl").read_bytes()
+
+    refused = FailingFirstRound("4xx")  # the same request would be refused again: new plans instead
+    m = run_generation(p, 3, prepared, tmp_path / "o2", tmp_path / "c2", encode=None, backend=refused)
+    assert not set(refused.calls[1]) & set(refused.calls[0]) and len(refused.calls[1]) == 16
+    assert m["shortfall"] == 0 and m["per_language"]["de"]["failed"] == 8 and m["requests"] == 32
+    assert m["per_language"]["de"]["validation_pass_rate"] == clean["per_language"]["de"]["validation_pass_rate"]
+
+
+def test_30_percent_server_errors_lose_and_duplicate_nothing(prepared: Path, tmp_path: Path, api_key: None):
+    with FakeOpenAIServer(responder=_responder, fail_rate=0.3, lifetime_s=120) as server:
+        p = openai_params(server.url)
+        m = run_generation(p, 3, prepared, tmp_path / "out", tmp_path / "cache", encode=None, backend=fast_backend(p))
+        attempts = server.attempts
+        server.heal()
+        run_generation(p, 3, prepared, tmp_path / "clean", tmp_path / "c2", encode=None, backend=fast_backend(p))
+    assert sum(a.fault == "500" for a in attempts) > 10
+    answers = Counter(a.prompt for a in attempts if a.fault == "ok")
+    assert set(answers.values()) == {1} and len(answers) == m["requests"]  # each planned request answered once
+    keys = cached_keys(tmp_path / "cache")
+    assert len(keys) == len(set(keys)) == len(answers)  # and cached once
+    assert m["shortfall"] == 0 and all(v["failed"] == 0 for v in m["per_language"].values())
+    rows = read_jsonl(tmp_path / "out/examples.jsonl")
+    assert len(rows) == 40 and len({r["id"] for r in rows}) == 40
+    assert (tmp_path / "out/examples.jsonl").read_bytes() == (tmp_path / "clean/examples.jsonl").read_bytes()
+
+
+def test_breaker_stops_a_failing_round_and_a_rerun_resends_nothing_finished(
+    prepared: Path, tmp_path: Path, api_key: None
+):
+    with FakeOpenAIServer(responder=_responder, fail_after=15, lifetime_s=120) as server:
+        p = openai_params(server.url, max_retries=1, breaker_window=8, breaker_failure_rate=0.5)
+        with pytest.raises(CircuitOpen, match="failed") as info:
+            run_generation(p, 3, prepared, tmp_path / "out", tmp_path / "cache", encode=None, backend=fast_backend(p))
+        first = server.attempts
+        assert not (tmp_path / "out").exists()
+        done = {a.prompt for a in first if a.fault == "ok"}
+        assert len(done) == 15 and len(first) < 40  # round 1 plans more than 2 x 20 requests; it stopped long before
+        assert len(cached_keys(tmp_path / "cache")) == 15
+
+        server.heal()
+        m = run_generation(p, 3, prepared, tmp_path / "out", tmp_path / "cache", encode=None, backend=fast_backend(p))
+        again = {a.prompt for a in server.attempts[len(first):]}
+        assert not again & done  # nothing answered before was sent again
+        answers = Counter(a.prompt for a in server.attempts if a.fault == "ok")
+        assert set(answers.values()) == {1} and m["shortfall"] == 0
+        run_generation(p, 3, prepared, tmp_path / "clean", tmp_path / "c2", encode=None, backend=fast_backend(p))
+    assert (tmp_path / "out/examples.jsonl").read_bytes() == (tmp_path / "clean/examples.jsonl").read_bytes()
+    assert_names_endpoint_not_key(info.value, server.url)
+
+
+@pytest.mark.parametrize("endpoint", ["bad key", "refused port"])
+def test_unusable_endpoint_stops_before_any_round(prepared: Path, tmp_path: Path, api_key: None, endpoint: str):
+    server = FakeOpenAIServer(api_key="sk-someone-else").start() if endpoint == "bad key" else None
+    url = server.url if server else refused_url()
+    p = params(per_language=20, openai={"base_url": url, "model": "fake", "api_key_env": KEY_ENV})  # 6 retries, 60 s
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(EndpointError) as info:
+            run_generation(p, 3, prepared, tmp_path / "out", tmp_path / "cache", encode=None)  # backend from params
+    finally:
+        if server:
+            server.stop()
+    assert time.monotonic() - t0 < 10  # a safety bound: a retried refused port would take minutes
+    assert not (tmp_path / "out").exists()
+    if server:
+        assert server.requests_total == 1  # the preflight check only
+    assert_names_endpoint_not_key(info.value, url)
+    assert ("HTTP 401" if server else "cannot connect") in str(info.value)
+
+
+@pytest.mark.parametrize("case", ["no valid answer", "bad key"])
+def test_stage_fails_without_output_below_min_examples_or_on_a_bad_key(
+    prepared: Path, tiny_model_dir: Path, tmp_path: Path, case: str
+):
+    key = "sk-test-stage-7d2f0b"
+    env = {**os.environ, "FAKE_KEY": key, "HF_HUB_OFFLINE": "1"}
+    server_kw: dict[str, Any] = {"responder": lambda prompt: ""} if case == "no valid answer" else {"api_key": "x"}
+    with FakeOpenAIServer(lifetime_s=120, **server_kw) as server:
+        proj = _stage_project(tmp_path / "p", prepared, tiny_model_dir, server.url, per_language=2, max_rounds=1)
+        res = subprocess.run([sys.executable, str(REPO / "stages/generate.py")], cwd=proj, env=env,
+                             capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2, res.stderr[-3000:]
+    assert not (proj / "data/generated").exists() and not (proj / "reports/generate").exists()
+    assert "Traceback" not in res.stderr and key not in res.stderr
+    (error,) = [line for line in res.stderr.splitlines() if line.startswith("error: ")]
+    assert server.url in error and "FAKE_KEY" in error
+    assert ("0 examples, fewer than generate.min_examples=1" if case == "no valid answer" else "HTTP 401") in error

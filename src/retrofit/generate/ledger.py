@@ -42,6 +42,7 @@ class FailedRequest:
         reason: One of :data:`FAILURE_REASONS`.
         detail: Human-readable cause (status code, server message, exception type); never contains credentials.
         attempts: HTTP attempts made, including the first.
+        status: HTTP status of the last attempt, or ``None`` when no response came (timeout, connection).
 
     Returns:
         A record the stage reports as shortfall; rerunning the stage resends exactly these requests, because
@@ -52,6 +53,7 @@ class FailedRequest:
     reason: str
     detail: str
     attempts: int
+    status: int | None = None
 
     @property
     def key(self) -> str:

@@ -22,6 +22,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from retrofit.errors import AssetError
 from retrofit.generate.base import GenRequest, GenResponse
 from retrofit.generate.ledger import Ledger
 from retrofit.runtime import sha256_file
@@ -53,7 +54,7 @@ def resolve_local_model(spec: str, cache_root: Path) -> tuple[str, str]:
     path = Path(spec)
     if path.suffix == ".gguf":
         if not path.is_file():
-            raise FileNotFoundError(f"generate.local.model: GGUF file {path} not found")
+            raise AssetError(f"generate.local.model: GGUF file {path} not found")
         sha = sha256_file(path)
         return _convert_gguf(path, sha, cache_root), sha
     if path.is_dir():
@@ -63,7 +64,7 @@ def resolve_local_model(spec: str, cache_root: Path) -> tuple[str, str]:
             h.update(sha256_file(w).encode())
         return str(path), h.hexdigest()
     if spec.startswith((".", "/")):
-        raise FileNotFoundError(f"generate.local.model: {spec} is neither a directory nor a .gguf file")
+        raise AssetError(f"generate.local.model: {spec} is neither a directory nor a .gguf file")
     return spec, spec
 
 

@@ -23,6 +23,21 @@ Retry policy (per request; ``max_retries`` retries after the first attempt):
 * after ``max_retries`` the request is recorded as failed with the reason of its last attempt, and
   :meth:`OpenAIBackend.generate` goes on with the others and returns the failures.
 
+Circuit breaker (so a dead endpoint or a bad key costs seconds and a handful of requests, not a round of them):
+
+* :meth:`OpenAIBackend.preflight`, called once before the first request of a run, sends ``GET {base_url}/models``
+  (free; a server without that route gets one 1-token chat completion instead). A refused connection, a DNS
+  failure, a timeout, or HTTP 401/403/404 raises :class:`EndpointError` at once, without retries;
+* during :meth:`OpenAIBackend.generate`, a request that fails with HTTP 401/403/404 (the key was refused, the URL or
+  model is wrong: every other request would fail the same way) stops the run at once, and so does a failure rate
+  above ``breaker_failure_rate`` over the last ``breaker_window`` finished requests (a request fails only once its
+  retries are spent). Stopping raises :class:`CircuitOpen`; every answer that arrived before, including those of
+  requests still in flight when it tripped, has already been handed to ``on_response`` (the response cache), so a
+  rerun resends none of them.
+
+Every :class:`EndpointError` names the endpoint (without credentials), the environment variable that holds the key
+(never the key) and the cause.
+
 The API key is read from the environment variable named by ``api_key_env`` and is only ever put in the
 ``Authorization`` header: it is not stored in ``repr``, :meth:`OpenAIBackend.identity`, log lines, failure
 details or exceptions (server text that echoes it is redacted).
@@ -37,6 +52,7 @@ import math
 import os
 import random
 import threading
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -47,6 +63,8 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx2
 from tqdm.auto import tqdm
 
+from retrofit.errors import RetrofitError
+
 from .base import GenRequest, GenResponse
 from .ledger import FailedRequest, Ledger
 
@@ -56,6 +74,22 @@ logger = logging.getLogger(__name__)
 _TOKENS_PER_MESSAGE = 4
 #: How much of a server's error body goes into a failure detail.
 _DETAIL_CHARS = 300
+#: Connect timeout of the preflight check, in seconds (at most ``timeout_s``): an unreachable host fails fast.
+_PREFLIGHT_CONNECT_S = 5.0
+#: HTTP statuses that mean no request of this run can succeed: the key was refused, or the URL or model is wrong.
+_ENDPOINT_STATUSES = (401, 403, 404)
+
+
+class EndpointError(RetrofitError):
+    """The endpoint cannot serve this run: unreachable, key refused, wrong URL or model, or failing too often.
+
+    The message names the endpoint (without credentials), the environment variable that holds the API key (never the
+    key itself) and the cause.
+    """
+
+
+class CircuitOpen(EndpointError):
+    """Raised by :meth:`OpenAIBackend.generate` when the circuit breaker stops a run; finished answers are kept."""
 
 
 def estimate_tokens(text: str) -> int:
@@ -108,12 +142,14 @@ class _Retry:
     reason: str
     detail: str
     retry_after_s: float | None = None
+    status: int | None = None
 
 
 @dataclass(frozen=True)
 class _Fatal:
     reason: str
     detail: str
+    status: int | None = None
 
 
 class _Cancelled(Exception):
@@ -135,13 +171,18 @@ class OpenAIBackend:
         backoff_base_s: Base of the exponential backoff, in seconds.
         backoff_max_s: Cap on one computed backoff wait (a server's ``Retry-After`` is honoured even above it).
         ledger: Where requests, retries, failures, tokens and cost are counted; a new zero-price one if ``None``.
+        breaker_window: Finished requests (successes and final failures) over which the failure rate is measured;
+            the breaker judges only a full window. It spans successive :meth:`generate` calls (rounds).
+        breaker_failure_rate: :meth:`generate` stops with :class:`CircuitOpen` when the share of failures in the
+            window is above this; 1.0 never stops on the rate (HTTP 401/403/404 still stop at once).
         progress: Show a tqdm bar (rate and ETA) on stderr during :meth:`generate`.
         sleep: Function that waits the given seconds between attempts; tests pass a recorder. ``None``: a real
             wait that :meth:`generate` can cut short when it is aborting.
 
     Raises:
-        ValueError: A parameter is out of range, ``base_url`` is not an http(s) URL, or the API key variable is
-            unset or empty (the message names the variable, never a value).
+        ValueError: A parameter is out of range or ``base_url`` is not an http(s) URL (the message never shows
+            credentials); ``params.yaml`` validation catches these before a stage gets here.
+        EndpointError: The API key variable is unset or empty (the message names the variable).
     """
 
     name = "openai"
@@ -158,6 +199,8 @@ class OpenAIBackend:
         backoff_max_s: float = 30,
         ledger: Ledger | None = None,
         *,
+        breaker_window: int = 32,
+        breaker_failure_rate: float = 0.5,
         progress: bool = True,
         sleep: Callable[[float], None] | None = None,
     ) -> None:
@@ -182,11 +225,15 @@ class OpenAIBackend:
             raise ValueError(
                 f"OpenAIBackend: need 0 <= backoff_base_s <= backoff_max_s, got {backoff_base_s} and {backoff_max_s}"
             )
+        if breaker_window < 1:
+            raise ValueError(f"OpenAIBackend: breaker_window must be >= 1 request, got {breaker_window}")
+        if not 0 <= breaker_failure_rate <= 1:
+            raise ValueError(f"OpenAIBackend: breaker_failure_rate must be in [0, 1], got {breaker_failure_rate}")
         api_key = os.environ.get(api_key_env, "")
         if not api_key:
-            raise ValueError(
-                f"OpenAIBackend: environment variable {api_key_env} is unset or empty; export the API key there "
-                "(servers without authentication accept any value, e.g. EMPTY)"
+            raise EndpointError(
+                f"openai endpoint {redact_url(base_url)}: environment variable {api_key_env} is unset or empty; export "
+                "the API key there (servers without authentication accept any value, e.g. EMPTY)"
             )
         self._api_key = api_key
         self._base_url = base_url
@@ -194,6 +241,7 @@ class OpenAIBackend:
         self._url = urlunsplit(
             (parts.scheme, parts.netloc, parts.path.rstrip("/") + "/chat/completions", parts.query, "")
         )
+        self._models_url = urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/") + "/models", parts.query, ""))
         self.model = model
         self.api_key_env = api_key_env
         self.concurrency = concurrency
@@ -202,6 +250,9 @@ class OpenAIBackend:
         self.backoff_base_s = float(backoff_base_s)
         self.backoff_max_s = float(backoff_max_s)
         self.ledger = ledger if ledger is not None else Ledger()
+        self.breaker_window = breaker_window
+        self.breaker_failure_rate = float(breaker_failure_rate)
+        self._recent: deque[FailedRequest | None] = deque(maxlen=breaker_window)  # None: answered
         self.progress = progress
         self._sleep = sleep
         self._rng = random.Random()  # jitter only; never affects outputs
@@ -220,6 +271,49 @@ class OpenAIBackend:
             The identity dict recorded in every output row.
         """
         return {"backend": self.name, "model": self.model, "base_url": redact_url(self._base_url)}
+
+    def preflight(self) -> None:
+        """Check that the endpoint answers and accepts the key, before a run sends any request.
+
+        Sends ``GET {base_url}/models``, which OpenAI, vLLM, llama.cpp and Ollama serve without cost. Where that route
+        is missing (404), or the listing does not name :attr:`model`, one chat completion of 1 token follows, which
+        tells a server without the route (or a proxy that lists fewer models) from a wrong ``base_url`` or model.
+        Nothing is retried, so a refused port fails in well under a second and an unreachable host within a 5 s
+        connect timeout. Other answers (429, 5xx, a dropped connection) are logged and left to the circuit breaker
+        of :meth:`generate`, which stops the run if they persist.
+
+        Raises:
+            EndpointError: The connection was refused, the host name does not resolve, connecting or the answer
+                timed out, or the endpoint answered HTTP 401/403 (the key was refused) or 404 (wrong URL or model).
+        """
+        timeout = httpx2.Timeout(self.timeout_s, connect=min(self.timeout_s, _PREFLIGHT_CONNECT_S))
+        with httpx2.Client(timeout=timeout, headers=self._headers()) as client:
+            resp = self._probe(client, "GET", self._models_url)
+            if resp is None:
+                return
+            listed = _model_ids(resp) if resp.is_success else None
+            if resp.status_code == 404 or (listed and self.model not in listed):
+                why = "has no such route" if resp.status_code == 404 else f"does not list model {self.model!r}"
+                logger.info("preflight: %s %s; sending one 1-token chat completion", redact_url(self._models_url), why)
+                body = {"model": self.model, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 1}
+                resp = self._probe(client, "POST", self._url, json=body)
+                if resp is None:
+                    return
+        status, url = resp.status_code, redact_url(str(resp.request.url))
+        if status in (401, 403):
+            raise self._error(f"HTTP {status} from {url}: the key was refused ({self._snippet(resp)})")
+        if status == 404:
+            raise self._error(
+                f"HTTP 404 from {url}: check that base_url is the API root (e.g. https://api.openai.com/v1) and that "
+                f"model {self.model!r} exists there ({self._snippet(resp)})"
+            )
+        if not resp.is_success:
+            logger.warning(
+                "preflight: HTTP %d from %s (%s); going on, the circuit breaker stops the run if failures persist",
+                status, url, self._snippet(resp),
+            )
+            return
+        logger.info("preflight: %s answers and accepts the key in %s", redact_url(self._base_url), self.api_key_env)
 
     def generate(
         self, requests: Sequence[GenRequest], on_response: Callable[[GenRequest, GenResponse], None]
@@ -242,6 +336,9 @@ class OpenAIBackend:
 
         Raises:
             ValueError: A request has neither ``prompt`` nor ``messages`` (before anything is sent).
+            CircuitOpen: The circuit breaker stopped the run (see the module docstring): a request got HTTP
+                401/403/404, or too many of the last ``breaker_window`` requests failed. Every answer that arrived,
+                in flight ones included, was handed to ``on_response`` first; queued requests were not sent.
         """
         bodies = [self._body(i, req) for i, req in enumerate(requests)]
         if not requests:
@@ -250,10 +347,11 @@ class OpenAIBackend:
         retries_before = self.ledger.retries_total
         failed: dict[int, FailedRequest] = {}
         limits = httpx2.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
-        headers = {"Authorization": f"Bearer {self._api_key}", "Content-Type": "application/json"}
+        delivered: set[int] = set()
+        tripped: str | None = None
         with (
             tqdm(total=len(requests), unit="req", desc=f"openai {self.model}", disable=not self.progress) as bar,
-            httpx2.Client(timeout=httpx2.Timeout(self.timeout_s), limits=limits, headers=headers) as client,
+            httpx2.Client(timeout=httpx2.Timeout(self.timeout_s), limits=limits, headers=self._headers()) as client,
             ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="openai") as pool,
         ):
             futures: dict[Future[GenResponse | FailedRequest], int] = {
@@ -263,7 +361,10 @@ class OpenAIBackend:
             try:
                 for fut in as_completed(futures):
                     i = futures[fut]
+                    if isinstance(fut.exception(), _Cancelled):
+                        continue  # never sent, or given up in backoff, after another request got 401/403/404
                     outcome = fut.result()
+                    delivered.add(i)
                     if isinstance(outcome, FailedRequest):
                         failed[i] = outcome
                     else:
@@ -271,12 +372,84 @@ class OpenAIBackend:
                     bar.update(1)
                     retries = self.ledger.retries_total - retries_before
                     bar.set_postfix(retries=retries, failed=len(failed), refresh=False)
+                    tripped = self._breaker(outcome)
+                    if tripped is not None:
+                        break
             except BaseException:
                 stop.set()  # wake workers in backoff; they give up instead of retrying
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
+            if tripped is not None:
+                stop.set()
+                pool.shutdown(wait=True, cancel_futures=True)
+                # Answers of requests that were in flight when the breaker tripped are paid for: keep them too.
+                for fut, i in futures.items():
+                    if i in delivered or fut.cancelled() or fut.exception() is not None:
+                        continue  # not started, or given up in backoff
+                    outcome = fut.result()
+                    delivered.add(i)
+                    if isinstance(outcome, FailedRequest):
+                        failed[i] = outcome
+                    else:
+                        on_response(requests[i], outcome)
         self._log_summary(len(requests), failed, self.ledger.retries_total - retries_before)
+        if tripped is not None:
+            self._recent.clear()
+            answered = len(delivered) - len(failed)
+            raise self._error(
+                f"stopped: {tripped}. Of this round's {len(requests)} requests {answered} were answered (kept in the "
+                f"response cache; a rerun does not send them again), {len(failed)} failed and "
+                f"{len(requests) - len(delivered)} were not sent",
+                CircuitOpen,
+            )
         return [failed[i] for i in sorted(failed)]
+
+    # -- circuit breaker and preflight ---------------------------------------------------------------------------
+
+    def _breaker(self, outcome: GenResponse | FailedRequest) -> str | None:
+        """Count one finished request in the breaker's window; the reason to stop the run, or ``None``."""
+        if isinstance(outcome, FailedRequest) and outcome.status in _ENDPOINT_STATUSES:
+            cause = "the key was refused" if outcome.status in (401, 403) else "wrong base_url or model"
+            return f"HTTP {outcome.status} ({cause}), which every request would get: {outcome.detail}"
+        self._recent.append(outcome if isinstance(outcome, FailedRequest) else None)
+        bad = [f for f in self._recent if f is not None]
+        if len(self._recent) < self.breaker_window or len(bad) <= self.breaker_failure_rate * len(self._recent):
+            return None
+        reasons = ", ".join(f"{k}={v}" for k, v in sorted(Counter(f.reason for f in bad).items()))
+        return (
+            f"{len(bad)} of the last {len(self._recent)} requests failed ({reasons}), more than "
+            f"generate.openai.breaker_failure_rate={self.breaker_failure_rate:g}; last: {bad[-1].detail}"
+        )
+
+    def _probe(self, client: httpx2.Client, method: str, url: str, **kw: Any) -> httpx2.Response | None:
+        """One preflight request; an unreachable endpoint raises, a dropped connection gives ``None``."""
+        try:
+            return client.request(method, url, **kw)
+        except httpx2.ConnectError as exc:  # refused, DNS failure, TLS failure
+            raise self._error(
+                f"cannot connect to {redact_url(url)} ({type(exc).__name__}: {self._redact(str(exc))}); "
+                "is the server running and generate.openai.base_url right?"
+            ) from None
+        except httpx2.TimeoutException as exc:
+            raise self._error(
+                f"no answer from {redact_url(url)} ({type(exc).__name__}; connect timeout "
+                f"{min(self.timeout_s, _PREFLIGHT_CONNECT_S):g} s, read timeout {self.timeout_s:g} s)"
+            ) from None
+        except httpx2.TransportError as exc:
+            logger.warning(
+                "preflight: %s %s failed (%s: %s); going on, the circuit breaker stops the run if failures persist",
+                method, redact_url(url), type(exc).__name__, self._redact(str(exc)),
+            )
+            return None
+
+    def _error(self, cause: str, kind: type[EndpointError] = EndpointError) -> EndpointError:
+        return kind(
+            f"openai endpoint {redact_url(self._base_url)} (API key in environment variable {self.api_key_env}): "
+            f"{self._redact(cause)}"
+        )
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._api_key}", "Content-Type": "application/json"}
 
     # -- one request -------------------------------------------------------------------------------------------
 
@@ -297,6 +470,8 @@ class OpenAIBackend:
     def _run_one(
         self, client: httpx2.Client, req: GenRequest, body: dict[str, Any], stop: threading.Event
     ) -> GenResponse | FailedRequest:
+        if stop.is_set():  # picked up by a worker after the run was stopped: never sent
+            raise _Cancelled
         self.ledger.record_sent()
         retry = 0
         while True:
@@ -307,7 +482,11 @@ class OpenAIBackend:
                 self.ledger.record_failure(outcome.reason)
                 detail = outcome.detail if isinstance(outcome, _Fatal) else f"{outcome.detail} (retries exhausted)"
                 logger.warning("request %s failed after %d attempt(s): %s", req.key[:12], retry + 1, detail)
-                return FailedRequest(request=req, reason=outcome.reason, detail=detail, attempts=retry + 1)
+                if outcome.status in _ENDPOINT_STATUSES:
+                    stop.set()  # no request of this run can succeed: keep the other workers from sending more
+                return FailedRequest(
+                    request=req, reason=outcome.reason, detail=detail, attempts=retry + 1, status=outcome.status
+                )
             delay = self._delay(retry, outcome.retry_after_s)
             self.ledger.record_retry(outcome.reason)
             logger.info(
@@ -342,15 +521,15 @@ class OpenAIBackend:
             return _Retry("connection", f"{type(exc).__name__}: {self._redact(str(exc))}")
         status = resp.status_code
         if status == 429:
-            return _Retry("429", f"HTTP 429: {self._snippet(resp)}", _retry_after_s(resp.headers))
+            return _Retry("429", f"HTTP 429: {self._snippet(resp)}", _retry_after_s(resp.headers), status)
         if status == 408:
-            return _Retry("timeout", f"HTTP 408: {self._snippet(resp)}")
+            return _Retry("timeout", f"HTTP 408: {self._snippet(resp)}", status=status)
         if status >= 500:
-            return _Retry("5xx", f"HTTP {status}: {self._snippet(resp)}")
+            return _Retry("5xx", f"HTTP {status}: {self._snippet(resp)}", status=status)
         if not 200 <= status < 300:
             reason = "4xx" if 400 <= status < 500 else "other"
             return _Fatal(
-                reason, f"HTTP {status} from {redact_url(self._url)} (not retried): {self._snippet(resp)}"
+                reason, f"HTTP {status} from {redact_url(self._url)} (not retried): {self._snippet(resp)}", status
             )
         return self._parse(req, body, resp)
 
@@ -407,6 +586,15 @@ class OpenAIBackend:
                 "%d of %d requests failed and got no response (%s); they are not cached, so a rerun resends them",
                 len(failed), n, ", ".join(f"{k}={v}" for k, v in sorted(counts.items())),
             )
+
+
+def _model_ids(resp: httpx2.Response) -> set[str] | None:
+    """The model ids of an OpenAI ``/models`` listing (``{"data": [{"id": ...}, ...]}``); ``None`` if it is not one."""
+    try:
+        data = json.loads(resp.content)["data"]
+        return {m["id"] for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)}
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+        return None
 
 
 def _retry_after_s(headers: httpx2.Headers) -> float | None:

@@ -28,6 +28,13 @@ Reliability: every raw answer goes to an append-only :class:`~retrofit.generate.
 parsed, so a killed run (even ``kill -9``) never re-sends a finished request and loses no finished example; the
 output directory is written atomically at the end.
 
+Failures: a request that failed (after the backend's retries) is not an answer. The top-up arithmetic divides
+accepted examples by *answered* requests, and a failed plan is sent again first in the next round (except a 4xx,
+which the same request would get again). Before the first request is sent, a backend with a ``preflight`` check
+(``openai``) verifies the endpoint and key, and its circuit breaker stops a round that fails too often (both raise
+:class:`~retrofit.generate.openai_backend.EndpointError`, with finished answers kept in the cache). A run with fewer
+than ``min_examples`` examples raises :class:`~retrofit.errors.RetrofitError` and writes nothing.
+
 Plan determinism: example ``i`` of language ``L`` draws its passage, task type, attributes and exemplars from
 ``random.Random(f"{seed}:{L}:{i}")``, so the plan does not depend on how many examples are requested, and the first
 ``n`` accepted examples of a larger run are those of a smaller one with the same backend.
@@ -49,7 +56,8 @@ from typing import Any
 
 import numpy as np
 
-from retrofit.config import GenerateParams
+from retrofit.config import GenerateParams, ParamsError
+from retrofit.errors import RetrofitError
 from retrofit.generate.base import Backend, GenRequest, GenResponse
 from retrofit.generate.cache import ResponseCache, generate_with_cache
 from retrofit.generate.ledger import Ledger
@@ -63,8 +71,20 @@ from retrofit.generate.prompts import (
     snippet,
 )
 from retrofit.generate.validate import REASONS, LanguageIdentifier, validate
+from retrofit.jsonl import RowSchema
 
 log = logging.getLogger(__name__)
+
+#: The contract of ``examples.jsonl`` (module docstring), checked by the stages that read it.
+EXAMPLE_ROW = RowSchema("generated example row", "generate", {
+    "id": (str,), "lang": (str,), "task_type": (str,), "query": (str,), "positive": (str,), "evidence": (str,),
+    "negative": (str, type(None)), "source": (str,), "source_id": (str,), "generator": (dict,),
+}, nonempty=("id", "lang", "query", "positive"))
+#: The contract of ``pool.jsonl``.
+POOL_ROW = RowSchema("generation pool row", "generate", {
+    "lang": (str,), "source": (str,), "source_id": (str,), "text": (str,),
+}, nonempty=("lang", "source_id", "text"))
+
 
 @dataclass
 class Planned:
@@ -96,7 +116,8 @@ def backend_from_params(params: GenerateParams, ledger: Ledger, cache_dir: Path,
     # The key is read from the environment inside the backend, never stored in params or outputs.
     op = params.openai
     return OpenAIBackend(
-        op.base_url, op.model, op.api_key_env, op.concurrency, op.timeout_s, op.max_retries, ledger=ledger
+        op.base_url, op.model, op.api_key_env, op.concurrency, op.timeout_s, op.max_retries, ledger=ledger,
+        breaker_window=op.breaker_window, breaker_failure_rate=op.breaker_failure_rate,
     )
 
 
@@ -126,7 +147,7 @@ class Planner:
         for lang in params.languages:
             cand = sorted(passages.get(lang, []), key=lambda x: x.id)
             if not cand:
-                raise ValueError(f"generate.languages: no source passages for '{lang}' in {params.passage_sources}")
+                raise ParamsError(f"generate.languages: no source passages for '{lang}' in {params.passage_sources}")
             rng = random.Random(f"{seed}:pool:{lang}")
             self.pool[lang] = rng.sample(cand, min(params.passages_per_language, len(cand)))
             names, weights, missing = [], [], []
@@ -139,7 +160,7 @@ class Planner:
                 names.append(task)
                 weights.append(w)
             if not names:
-                raise ValueError(
+                raise ParamsError(
                     f"generate: no task type in {sorted(params.task_types)} has few-shot exemplars for '{lang}' "
                     "with the local backend; add short_query or use the openai backend"
                 )
@@ -245,6 +266,11 @@ def run_generation(
     Returns:
         The metrics written to ``metrics.json``, plus ``ledger`` (requests, cache hits, tokens, cost of this run)
         and ``wall_seconds``.
+
+    Raises:
+        retrofit.generate.openai_backend.EndpointError: The endpoint is unreachable or refuses the key (preflight),
+            or the circuit breaker stopped a round; nothing is written, finished answers stay in the cache.
+        RetrofitError: Fewer than ``params.min_examples`` examples; nothing is written.
     """
     from retrofit.jsonl import write_json, write_jsonl
     from retrofit.runtime import atomic_dir
@@ -271,8 +297,13 @@ def run_generation(
     next_index = dict.fromkeys(params.languages, 0)
     rejected: Counter[tuple[str, str]] = Counter()
     rejected_rows: list[dict[str, Any]] = []
-    requested: Counter[str] = Counter()
-    failed: Counter[str] = Counter()
+    requested: Counter[str] = Counter()  # distinct plans sent
+    answered: Counter[str] = Counter()  # plans that got an answer: the pass rate's denominator
+    # A failed plan is not an answer: it is sent again first in the next round (so a transient failure does not
+    # change which plans the output keeps), unless the server refused it (4xx), which a resend would repeat.
+    unanswered: dict[str, list[Planned]] = {lang: [] for lang in params.languages}
+    refused: Counter[str] = Counter()
+    preflight: Callable[[], None] | None = getattr(backend, "preflight", None)  # only remote backends have one
     rounds = 0
     with ResponseCache(cache_path) as cache:
         for rounds in range(1, params.max_rounds + 1):
@@ -282,28 +313,37 @@ def run_generation(
                 if need <= 0:
                     continue
                 done = next_index[lang]
-                rate = len(accepted[lang]) / done if done else 1.0 / params.oversample
+                rate = len(accepted[lang]) / answered[lang] if answered[lang] else 1.0 / params.oversample
                 n = min(max(need, math.ceil(need / max(rate, 0.05))), 20 * max(need, 1))
-                todo += [planner.plan(lang, i) for i in range(done, done + n)]
-                next_index[lang] = done + n
-                requested[lang] += n
+                fresh = max(0, n - len(unanswered[lang]))
+                todo += unanswered[lang] + [planner.plan(lang, i) for i in range(done, done + fresh)]
+                unanswered[lang] = []
+                next_index[lang] = done + fresh
+                requested[lang] += fresh
             if not todo:
                 rounds -= 1
                 break
             log.info("generate: round %d, %d requests", rounds, len(todo))
+            if preflight is not None and any(p.request.key not in cache for p in todo):
+                preflight()  # once, and only when something must be sent: a cached rerun needs no endpoint
+                preflight = None
             answers: dict[str, GenResponse] = {}
 
             def keep(req: GenRequest, resp: GenResponse) -> None:
                 answers[req.key] = resp
 
             failures = generate_with_cache(backend, [p.request for p in todo], cache, keep, ledger)
-            for f in failures:
-                failed[str(f.request.meta.get("lang"))] += 1
+            refused_keys = {f.key for f in failures if f.reason == "4xx"}
             verdicts = []
             for p in todo:
                 resp = answers.get(p.request.key)
-                if resp is None:
-                    continue  # failed after retries: counted in the ledger; the next round tops up
+                if resp is None:  # failed after retries (counted in the ledger)
+                    if p.request.key in refused_keys:
+                        refused[p.lang] += 1
+                    else:
+                        unanswered[p.lang].append(p)
+                    continue
+                answered[p.lang] += 1
                 v = validate(
                     resp.text,
                     resp.finish_reason,
@@ -360,16 +400,15 @@ def run_generation(
         kept = [accepted[lang][i] for i in sorted(accepted[lang])][:target]
         rows += kept
         rej = {r: rejected[(lang, r)] for r in (*REASONS, "roundtrip") if rejected[(lang, r)]}
-        answered = requested[lang] - failed[lang]
-        passed_validation = answered - sum(v for r, v in rej.items() if r != "roundtrip")
+        passed_validation = answered[lang] - sum(v for r, v in rej.items() if r != "roundtrip")
         per_lang[lang] = {
             "target": target,
             "accepted": len(kept),
             "shortfall": max(0, target - len(kept)),
             "requested": requested[lang],
-            "failed": failed[lang],
+            "failed": len(unanswered[lang]) + refused[lang],  # plans still without an answer
             "rejected": rej,
-            "validation_pass_rate": round(passed_validation / answered, 4) if answered else None,
+            "validation_pass_rate": round(passed_validation / answered[lang], 4) if answered[lang] else None,
             "roundtrip_pass_rate": (
                 round(1 - rej.get("roundtrip", 0) / passed_validation, 4) if passed_validation and roundtrip else None
             ),
@@ -391,6 +430,8 @@ def run_generation(
         "ledger": ledger.to_metrics(),
         "wall_seconds": round(time.time() - t0, 1),
     }
+    if len(rows) < params.min_examples:
+        raise RetrofitError(_too_few(params, metrics, identity, rounds))
     with atomic_dir(out_dir) as tmp:
         write_jsonl(tmp / "examples.jsonl", rows)
         write_jsonl(tmp / "rejected.jsonl", rejected_rows)
@@ -405,6 +446,25 @@ def run_generation(
         if m["shortfall"]:
             log.warning("generate: %s is %d examples short of %d after %d rounds", lang, m["shortfall"], target, rounds)
     return metrics
+
+
+def _too_few(params: GenerateParams, metrics: dict[str, Any], identity: dict[str, str], rounds: int) -> str:
+    """The message for a run below ``generate.min_examples``: counts, where they went, and which generator."""
+    if params.backend == "openai":
+        key = params.openai.api_key_env
+        gen = f"openai endpoint {identity.get('base_url')} (API key in environment variable {key})"
+    else:
+        gen = f"local model {identity.get('model')}"
+    led = metrics["ledger"]
+    failures = ", ".join(f"{k}={v}" for k, v in led["failures"].items() if v) or "none"
+    langs = ", ".join(f"{lang} {m['accepted']}/{m['target']}" for lang, m in metrics["per_language"].items())
+    rejected = ", ".join(f"{k}={v}" for k, v in metrics["rejected"].items() if v) or "none"
+    return (
+        f"generate: {metrics['examples']} examples, fewer than generate.min_examples={params.min_examples}, so nothing "
+        f"was written. Generator: {gen}. {rounds} round(s): {led['requests_sent']} requests sent, "
+        f"{led['cached_hits']} answered from the cache, {led['failed']} failed (by reason: {failures}); "
+        f"rejected: {rejected}; accepted per language: {langs}. Finished answers stay in the response cache"
+    )
 
 
 def write_sample(examples: Path, out: Path, per_language: int = 5) -> None:

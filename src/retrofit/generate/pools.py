@@ -21,8 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from retrofit import hub
+from retrofit.english import ENGLISH_ROW
+from retrofit.errors import AssetError
 from retrofit.generate.prompts import Exemplar, answer_sentence, snippet
 from retrofit.jsonl import iter_jsonl
+from retrofit.ntrex import HEADLINE_ROW, PASSAGE_ROW
+from retrofit.xquad import PARAGRAPH_ROW, QUESTION_ROW
 
 
 @dataclass(frozen=True)
@@ -51,12 +55,12 @@ def load_passages(prepared: Path, sources: list[str], langs: list[str]) -> dict[
     wanted = set(langs)
     out: dict[str, list[Passage]] = defaultdict(list)
     if "xquad" in sources:
-        for r in iter_jsonl(prepared / "xquad" / "paragraphs.jsonl"):
+        for r in iter_jsonl(prepared / "xquad" / "paragraphs.jsonl", PARAGRAPH_ROW):
             if r["lang"] in wanted and r["split"] == "train":  # never a held-out test article
                 sid = f"xquad:{r['id']}"
                 out[r["lang"]].append(Passage(f"{sid}:{r['lang']}", r["lang"], "xquad", sid, r["text"], sid))
     if "ntrex" in sources:
-        for r in iter_jsonl(prepared / "ntrex" / "passages.jsonl"):
+        for r in iter_jsonl(prepared / "ntrex" / "passages.jsonl", PASSAGE_ROW):
             if r["lang"] in wanted:
                 sid = f"ntrex:{r['id']}"
                 grp = f"ntrex:{r['doc_id']}"
@@ -94,8 +98,8 @@ def wikipedia_passages(lang: str, limit: int = 20000, date: str = "20231101") ->
                 sid = f"wikipedia:{r['id']}"
                 rows.append(Passage(f"{sid}:{lang}", lang, "wikipedia", sid, para[:2000], sid))
         return rows
-    except Exception as exc:  # noqa: BLE001 - datasets raises many types when offline; all mean the same here
-        raise RuntimeError(
+    except Exception as exc:
+        raise AssetError(
             f"{describe}: cannot read it ({type(exc).__name__}: {str(exc)[:300]}). "
             + hub.provide_help(fetch=fetch, local=drop)
         ) from None
@@ -116,23 +120,23 @@ def load_exemplars(prepared: Path, langs: list[str], snippet_chars: int) -> dict
     pools: dict[tuple[str, str], list[tuple[Exemplar, str]]] = defaultdict(list)
     paras = {
         (r["id"], r["lang"]): r["text"]
-        for r in iter_jsonl(prepared / "xquad" / "paragraphs.jsonl")
+        for r in iter_jsonl(prepared / "xquad" / "paragraphs.jsonl", PARAGRAPH_ROW)
         if r["split"] == "train" and r["lang"] in wanted
     }
-    for q in iter_jsonl(prepared / "xquad" / "questions.jsonl"):
+    for q in iter_jsonl(prepared / "xquad" / "questions.jsonl", QUESTION_ROW):
         key = (q["paragraph_id"], q["lang"])
         if q["split"] == "train" and key in paras:
             text = answer_sentence(paras[key], q.get("answer_start", -1), snippet_chars)
             pools[("short_query", q["lang"])].append((Exemplar(text, q["text"]), f"xquad:{q['paragraph_id']}"))
     heads = prepared / "ntrex" / "headlines.jsonl"
     if heads.is_file():
-        for r in iter_jsonl(heads):
+        for r in iter_jsonl(heads, HEADLINE_ROW):
             if r["lang"] in wanted:
                 ex = Exemplar(snippet(r["text"], snippet_chars), r["headline"])
                 pools[("title", r["lang"])].append((ex, f"ntrex:{r['doc_id']}"))
     sts = prepared / "english" / "stsb_multi_mt.jsonl"
     if sts.is_file():
-        for r in iter_jsonl(sts):
+        for r in iter_jsonl(sts, ENGLISH_ROW):
             if r["lang"] in wanted and "-test-" not in r["id"] and len(r["query"]) <= snippet_chars:
                 pools[("paraphrase", r["lang"])].append((Exemplar(r["query"], r["positive"]), f"stsb:{r['id']}"))
     return {key: ExemplarPool(items) for key, items in pools.items()}
