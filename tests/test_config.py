@@ -39,11 +39,21 @@ def test_params_yaml_is_the_only_source_of_defaults():
             if not field.is_required():
                 found.append(f"{prefix}{name}")
             ann = field.annotation
-            if isinstance(ann, type) and issubclass(ann, BaseModel) and ann is not HubEnglishSpec:
+            if isinstance(ann, type) and issubclass(ann, BaseModel):
                 found += walk(ann, f"{prefix}{name}.")
         return found
 
     assert walk(Params, "") == []
+    assert walk(HubEnglishSpec, "data.hub_english.<name>.") == []  # its gaps come from data.hub_english_defaults
+
+
+def test_hub_english_entries_take_the_defaults_of_params_yaml():
+    params = validate_params(_with({"data": {"hub_english": {"toy": {"dataset": "org/toy", "task_type": "qa",
+                                                                     "split": "dev"}}}}))
+    toy = params.data.hub_english["toy"]
+    assert (toy.split, toy.config, toy.streaming) == ("dev", None, False)
+    with pytest.raises(ParamsError, match=r"data.hub_english.toy.task_type: Field required"):
+        validate_params(_with({"data": {"hub_english": {"toy": {"dataset": "org/toy"}}}}))
 
 
 def test_a_key_missing_from_params_yaml_is_named():

@@ -86,18 +86,28 @@ class BaseParams(_Group):
     bf16_inference: bool | Literal["auto"]
 
 
-class HubEnglishSpec(_Group):
-    """One English task dataset from the Hugging Face Hub or a local copy (read by retrofit.paper.hub_english_pairs)."""
+class HubEnglishDefaults(_Group):
+    """What a ``data.hub_english`` entry leaves out, from ``data.hub_english_defaults`` in ``params.yaml``."""
+
+    #: The dataset's config (``null``: its default one).
+    config: str | None
+    split: str = Field(min_length=1)
+    #: A commit or tag (``null``: the latest).
+    revision: str | None
+    #: Column names (``null``: the first of ``retrofit.paper``'s ``QUERY_COLUMNS``/``POSITIVE_COLUMNS``/
+    #: ``NEGATIVE_COLUMNS`` the dataset has).
+    query: str | None
+    positive: str | None
+    negative: str | None
+    streaming: bool
+
+
+class HubEnglishSpec(HubEnglishDefaults):
+    """One English task dataset from the Hugging Face Hub or a local copy (read by retrofit.paper.hub_english_pairs);
+    every key it does not give comes from ``data.hub_english_defaults``."""
 
     dataset: str = Field(min_length=1)
-    config: str | None = None
-    split: str = Field("train", min_length=1)
-    revision: str | None = None
     task_type: str = Field(min_length=1)
-    query: str | None = None
-    positive: str | None = None
-    negative: str | None = None
-    streaming: bool = False
 
 
 class DataParams(_Group):
@@ -108,8 +118,20 @@ class DataParams(_Group):
     split_seed: int = Field(ge=0)
     ntrex_max_chars: int = Field(ge=50)
     english: EnglishSources
+    hub_english_defaults: HubEnglishDefaults
     hub_english: dict[str, HubEnglishSpec]
     hub_english_rows: int = Field(ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_hub_english(cls, raw: Any) -> Any:
+        """Complete every ``hub_english`` entry from ``hub_english_defaults`` (the entry's own keys win)."""
+        if isinstance(raw, dict) and isinstance(raw.get("hub_english"), dict):
+            defaults = raw.get("hub_english_defaults")
+            if isinstance(defaults, dict):
+                raw = {**raw, "hub_english": {name: {**defaults, **entry} if isinstance(entry, dict) else entry
+                                              for name, entry in raw["hub_english"].items()}}
+        return raw
 
     @field_validator("hub_english")
     @classmethod

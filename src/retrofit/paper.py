@@ -75,7 +75,7 @@ from pathlib import Path
 from typing import Any
 
 from retrofit import hub
-from retrofit.config import Params, ParamsError, validate_params
+from retrofit.config import Params, ParamsError, default_params, validate_params
 from retrofit.errors import AssetError, InputError
 from retrofit.jsonl import write_json
 from retrofit.models import check_model_dir
@@ -402,7 +402,7 @@ def _spec(spec: Any) -> dict[str, Any]:
         raise ParamsError(f"hub English spec: unknown key(s) {unknown}; expected some of {sorted(_SPEC_KEYS)}")
     if not raw.get("dataset") or not raw.get("task_type"):
         raise ParamsError(f"hub English spec {raw}: 'dataset' (hub id or local path) and 'task_type' are required")
-    return {"config": None, "split": "train", "revision": None, "streaming": False, **raw}
+    return {**default_params().data.hub_english_defaults.model_dump(), **raw}  # params.yaml's, like data.hub_english
 
 
 def _english_help(spec: dict[str, Any], name: str) -> str:
