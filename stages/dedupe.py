@@ -36,12 +36,12 @@ def main() -> None:
     english = nested_sample_by(english, lambda r: r["source"], params.dedupe.english_per_source, params.base.seed)
     rows = read_jsonl("data/generated/examples.jsonl", EXAMPLE_ROW) + english
     xq = Path("data/prepared/xquad")
-    paragraphs, questions = read_jsonl(xq / "paragraphs.jsonl", PARAGRAPH_ROW), read_jsonl(xq / "questions.jsonl",
-                                                                                           QUESTION_ROW)
+    paragraphs = read_jsonl(xq / "paragraphs.jsonl", PARAGRAPH_ROW)
+    questions = read_jsonl(xq / "questions.jsonl", QUESTION_ROW)
     eval_texts = [
         (f"xquad-{r['lang']}-{kind}-{r['id']}", r["text"])
-        for kind, rows_ in (("p", paragraphs), ("q", questions))
-        for r in rows_
+        for kind, table in (("p", paragraphs), ("q", questions))
+        for r in table
         if r["split"] == "test"
     ]
     result = dedupe(rows, eval_texts, params.dedupe, seed=params.base.seed)

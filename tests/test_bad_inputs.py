@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.generate.fake_openai_server import FakeOpenAIServer, refused_url
 from tests.mirror import mirror_or_skip
 
 REPO = Path(__file__).resolve().parents[1]
@@ -227,12 +227,6 @@ def test_a_model_directory_without_weights(ws: Path, stage: str, model: str) -> 
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _openai(root: Path, base_url: str) -> None:
     _set_params(root, lambda p: p["generate"].update(
         backend="openai", languages=["de"], per_language=2, passage_sources=["xquad"],
@@ -240,14 +234,12 @@ def _openai(root: Path, base_url: str) -> None:
 
 
 def test_an_unreachable_endpoint(ws: Path) -> None:
-    url = f"http://127.0.0.1:{_closed_port()}/v1"
+    url = refused_url()
     _openai(ws, url)
     _assert_refused(ws, "generate", _run(ws, "generate", env={"FAKE_KEY": "sk-secret-123"}), url, "FAKE_KEY")
 
 
 def test_a_bad_key(ws: Path) -> None:
-    from tests.generate.fake_openai_server import FakeOpenAIServer
-
     with FakeOpenAIServer(responder=lambda prompt: "{}", api_key="sk-right") as server:
         _openai(ws, server.url)
         res = _run(ws, "generate", env={"FAKE_KEY": "sk-wrong-456"})

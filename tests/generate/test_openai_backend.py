@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import socket
 import threading
 import time
 from collections import Counter
@@ -31,6 +30,7 @@ from .fake_openai_server import (
     FakeOpenAIServer,
     expected_text,
     prompt_tokens_for,
+    refused_url,
 )
 
 KEY_ENV = "RETROFIT_TEST_OPENAI_KEY"
@@ -302,15 +302,6 @@ def test_on_response_error_stops_the_run_and_propagates():
 
 
 # -- circuit breaker ------------------------------------------------------------------------------------------------
-
-
-def refused_url() -> str:
-    """A base URL whose port refuses connections: bound once to get a free port, then closed."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return f"http://127.0.0.1:{port}/v1"
 
 
 def assert_names_endpoint_not_key(exc: BaseException, url: str) -> None:

@@ -7,7 +7,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,7 +28,7 @@ from retrofit.generate.pipeline import Planner, RoundTrip, run_generation, write
 from retrofit.generate.pools import load_exemplars, load_passages
 from retrofit.generate.validate import LanguageIdentifier, validate
 from retrofit.jsonl import read_jsonl
-from tests.generate.fake_openai_server import FakeOpenAIServer
+from tests.generate.fake_openai_server import FakeOpenAIServer, refused_url
 from tests.mirror import mirror_or_skip
 
 REPO = Path(__file__).resolve().parents[2]
@@ -308,15 +307,6 @@ def fast_backend(p: GenerateParams) -> OpenAIBackend:
 def cached_keys(cache_dir: Path) -> list[str]:
     (path,) = (cache_dir / "generate").glob("responses-openai-*.jsonl")
     return [json.loads(line)["key"] for line in path.read_text(encoding="utf-8").splitlines()]
-
-
-def refused_url() -> str:
-    """A base URL whose port refuses connections: bound once to get a free port, then closed."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return f"http://127.0.0.1:{port}/v1"
 
 
 def assert_names_endpoint_not_key(exc: BaseException, url: str, env: str = KEY_ENV, key: str = SECRET) -> None:

@@ -349,6 +349,13 @@ class OpenAIBackend:
         limits = httpx2.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
         delivered: set[int] = set()
         tripped: str | None = None
+
+        def deliver(i: int, outcome: GenResponse | FailedRequest) -> None:
+            delivered.add(i)
+            if isinstance(outcome, FailedRequest):
+                failed[i] = outcome
+            else:
+                on_response(requests[i], outcome)
         with (
             tqdm(total=len(requests), unit="req", desc=f"openai {self.model}", disable=not self.progress) as bar,
             httpx2.Client(timeout=httpx2.Timeout(self.timeout_s), limits=limits, headers=self._headers()) as client,
@@ -364,11 +371,7 @@ class OpenAIBackend:
                     if isinstance(fut.exception(), _Cancelled):
                         continue  # never sent, or given up in backoff, after another request got 401/403/404
                     outcome = fut.result()
-                    delivered.add(i)
-                    if isinstance(outcome, FailedRequest):
-                        failed[i] = outcome
-                    else:
-                        on_response(requests[i], outcome)
+                    deliver(i, outcome)
                     bar.update(1)
                     retries = self.ledger.retries_total - retries_before
                     bar.set_postfix(retries=retries, failed=len(failed), refresh=False)
@@ -386,12 +389,7 @@ class OpenAIBackend:
                 for fut, i in futures.items():
                     if i in delivered or fut.cancelled() or fut.exception() is not None:
                         continue  # not started, or given up in backoff
-                    outcome = fut.result()
-                    delivered.add(i)
-                    if isinstance(outcome, FailedRequest):
-                        failed[i] = outcome
-                    else:
-                        on_response(requests[i], outcome)
+                    deliver(i, fut.result())
         self._log_summary(len(requests), failed, self.ledger.retries_total - retries_before)
         if tripped is not None:
             self._recent.clear()
