@@ -97,10 +97,10 @@ def main() -> None:
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     lines = [
         "# Round-trip cut calibrated on human questions (bench/grounding.py)", "",
-        f"Share of queries whose own passage the base model ranks within k among every candidate of its language "
-        f"(the generate stage's filter; today `generate.roundtrip_top_k: {params.generate.roundtrip_top_k}`). "
-        "human: XQuAD training-pool questions; noise: the same questions paired with another pool passage; "
-        "generated: the stage's validated queries, accepted and round-trip-rejected.", "",
+        (f"Share of queries whose own passage the base model ranks within k among every candidate of its language "
+         f"(the generate stage's filter; today `generate.roundtrip_top_k: {params.generate.roundtrip_top_k}`). "
+         "human: XQuAD training-pool questions; noise: the same questions paired with another pool passage; "
+         "generated: the stage's validated queries, accepted and round-trip-rejected."), "",
         "| language | kind | n | top-1 | top-3 | top-5 | top-10 | median rank |", "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for lang, by_kind in [*table.items(), ("all", overall)]:

@@ -90,8 +90,8 @@ def main() -> None:
 
     lines = [
         "# Portable CPU defaults (bench/portable.py)", "",
-        f"Machine: {platform.platform()}. Each row runs the default stages with `auto` params; `no native bf16` sets "
-        "`RETROFIT_CPU_BF16=0`, standing in for an AVX2-only CPU. `chose` is what the stage recorded itself.", "",
+        (f"Machine: {platform.platform()}. Each row runs the default stages with `auto` params; `no native bf16` sets "
+         "`RETROFIT_CPU_BF16=0`, standing in for an AVX2-only CPU. `chose` is what the stage recorded itself."), "",
         "| CPU as seen | generate: chose | generate s | requests | train: chose | s/step | train stage s |",
         "|---|---|---|---|---|---|---|",
     ]

@@ -70,10 +70,10 @@ def main() -> None:
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     lines = [
         "# Frozen-trunk cache (bench/trunk.py)", "",
-        f"{len(texts)} held-out XQuAD paragraphs ({', '.join(args.langs)}), {params.evaluate.max_seq_length} tokens, "
-        f"{params.base.threads} threads, `evaluate.trunk_layers: {layers}`. `base` runs first and fills the cache "
-        "(misses); the retrofit then reads it (hits). `identical`: embeddings equal to the plain forward's, bit for "
-        "bit.", "",
+        (f"{len(texts)} held-out XQuAD paragraphs ({', '.join(args.langs)}), {params.evaluate.max_seq_length} tokens, "
+         f"{params.base.threads} threads, `evaluate.trunk_layers: {layers}`. `base` runs first and fills the cache "
+         "(misses); the retrofit then reads it (hits). `identical`: embeddings equal to the plain forward's, bit for "
+         "bit."), "",
         "| model | plain s | trunk s | hits | misses | identical |", "|---|---|---|---|---|---|",
         *[f"| {n} (`{r['model']}`) | {r['plain_s']} | {r['trunk_s']} | {r.get('hits', 0)} | {r.get('misses', 0)} "
           f"| {r['identical']} |" for n, r in rows.items()],
