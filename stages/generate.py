@@ -33,7 +33,9 @@ def main() -> None:
         encode=lambda texts, kind: embeddings.embed(encoder, texts, kind),
         bf16=params.base.bf16_inference,
     )
-    write_sample(Path("data/generated/examples.jsonl"), Path("reports/generate/sample.md"), per_language=5)
+    gen = Path("data/generated")
+    write_sample(gen / "examples.jsonl", Path("reports/generate/sample.md"), per_language=5,
+                 rejected=gen / "rejected.jsonl", metrics=gen / "metrics.json")
     write_json(Path("reports/generate/ledger.json"), {**metrics["ledger"], "runtime": runtime_choices()})
     print(
         f"generate: {metrics['examples']} examples ({metrics['shortfall']} short of {metrics['target']}) "

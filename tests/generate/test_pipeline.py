@@ -139,6 +139,13 @@ def test_rejections_are_counted_and_topped_up(prepared: Path, tmp_path: Path):
     empties = sum(1 for k in backend.sent if int(k[:8], 16) % 2 == 0)
     assert m["rejected"]["empty"] == empties > 0
     assert m["requests"] == len(backend.sent)
+    out = tmp_path / "o"
+    write_sample(out / "examples.jsonl", tmp_path / "sample.md", per_language=2, rejected=out / "rejected.jsonl",
+                 metrics=out / "metrics.json")
+    sample = (tmp_path / "sample.md").read_text()
+    per = m["per_language"]["de"]
+    assert f"| de | {per['requested']} | {per['accepted']} | {per['validation_pass_rate']} |" in sample
+    assert sample.count("Rejected:") == 2 and "| empty |" in sample  # each language shows its rejections
 
 
 def test_same_seed_same_output_and_cache_prevents_resend(prepared: Path, tmp_path: Path):
