@@ -236,15 +236,15 @@ def _openai(root: Path, base_url: str) -> None:
 def test_an_unreachable_endpoint(ws: Path) -> None:
     url = refused_url()
     _openai(ws, url)
-    _assert_refused(ws, "generate", _run(ws, "generate", env={"FAKE_KEY": "sk-secret-123"}), url, "FAKE_KEY")
+    _assert_refused(ws, "generate", _run(ws, "generate", env={"FAKE_KEY": "fake-key-closed-port"}), url, "FAKE_KEY")
 
 
 def test_a_bad_key(ws: Path) -> None:
-    with FakeOpenAIServer(responder=lambda prompt: "{}", api_key="sk-right") as server:
+    with FakeOpenAIServer(responder=lambda prompt: "{}", api_key="fake-key-right") as server:
         _openai(ws, server.url)
-        res = _run(ws, "generate", env={"FAKE_KEY": "sk-wrong-456"})
+        res = _run(ws, "generate", env={"FAKE_KEY": "fake-key-wrong"})
         _assert_refused(ws, "generate", res, server.url, "FAKE_KEY")
-        assert "sk-wrong-456" not in res.stderr + res.stdout
+        assert "fake-key-wrong" not in res.stderr + res.stdout
         assert server.requests_total <= 3
 
 

@@ -92,7 +92,7 @@ def _tiny_model_for(mirror: Path, out: Path) -> Path:
 def test_dvc_repro_tiny(tiny_project: Path, tmp_path: Path):
     mirror = mirror_or_skip()
     tiny_model_dir = _tiny_model_for(mirror, tmp_path / "tiny_model")
-    env = {**os.environ, "RETROFIT_DATA_MIRROR": str(mirror), "HF_HUB_OFFLINE": "1", "FAKE_KEY": "sk-fake"}
+    env = {**os.environ, "RETROFIT_DATA_MIRROR": str(mirror), "HF_HUB_OFFLINE": "1", "FAKE_KEY": "fake-key"}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     dvc = (sys.executable, "-m", "dvc")
     with FakeOpenAIServer(responder=_responder, lifetime_s=600, max_requests=5000) as server:

@@ -506,6 +506,7 @@ class PromptCachedEncoder(AbsEncoder):
         batch_size: int = 32,
         show_progress_bar: bool = True,
         bf16: bool = False,
+        trunk: TrunkCache | None = None,
     ) -> None:
         """Wrap ``model``.
 
@@ -515,6 +516,8 @@ class PromptCachedEncoder(AbsEncoder):
             batch_size: Texts per forward pass.
             show_progress_bar: Show a tqdm bar while encoding.
             bf16: Encode under bf16 autocast (see :func:`retrofit.runtime.inference_autocast`).
+            trunk: The frozen-trunk cache :func:`~retrofit.trunk.enable_trunk_cache` put on ``model``, if any (its
+                hit counts go into ``timing.json``).
         """
         self.model = model
         self.bf16 = bf16
@@ -523,7 +526,7 @@ class PromptCachedEncoder(AbsEncoder):
         self.show_progress_bar = show_progress_bar
         self.query_prompt, self.passage_prompt = resolve_prompts(getattr(model, "prompts", None))
         self._cache: dict[tuple[str, str], np.ndarray] = {}
-        self.trunk: TrunkCache | None = None
+        self.trunk = trunk
         self.n_encoded = 0
         self.n_requested = 0
 
@@ -653,8 +656,7 @@ def load_encoder(
         trunk = enable_trunk_cache(model, cache_dir, trunk_layers)
     if trunk is None:
         enable_unpadding(model)
-    encoder = PromptCachedEncoder(model, meta, batch_size=batch_size, bf16=bf16)
-    encoder.trunk = trunk
+    encoder = PromptCachedEncoder(model, meta, batch_size=batch_size, bf16=bf16, trunk=trunk)
     log.info(
         "loaded %s as %s@%s; query prompt %r, passage prompt %r; max_seq_length %d",
         model_path, meta.name, meta.revision, encoder.query_prompt, encoder.passage_prompt, model.max_seq_length,

@@ -75,7 +75,7 @@ from pathlib import Path
 from typing import Any
 
 from retrofit import hub
-from retrofit.config import Params, ParamsError, default_params, validate_params
+from retrofit.config import HubEnglishSpec, Params, ParamsError, default_params, validate_params
 from retrofit.errors import AssetError, InputError
 from retrofit.jsonl import write_json
 from retrofit.models import check_model_dir
@@ -390,9 +390,8 @@ POSITIVE_COLUMNS: tuple[str, ...] = (
 )
 NEGATIVE_COLUMNS: tuple[str, ...] = ("negative", "negative_1", "hard_negative")
 
-_SPEC_KEYS = {
-    "name", "dataset", "config", "split", "revision", "task_type", "query", "positive", "negative", "streaming",
-}
+#: The keys a hub English spec may have: :class:`~retrofit.config.HubEnglishSpec`'s, and a ``name``.
+_SPEC_KEYS = {"name", *HubEnglishSpec.model_fields}
 
 
 def _spec(spec: Any) -> dict[str, Any]:

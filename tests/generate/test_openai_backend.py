@@ -34,7 +34,7 @@ from .fake_openai_server import (
 )
 
 KEY_ENV = "RETROFIT_TEST_OPENAI_KEY"
-SECRET = "sk-test-SeCrEt-8f2a9c71d4"
+SECRET = "fake-test-key-secret"
 PRICE_IN, PRICE_OUT = 0.15, 0.60  # GPT-4o-mini, USD per 1M tokens
 BASE_S, MAX_S = 0.01, 0.08  # small backoffs: the recorder below never really sleeps anyway
 #: Client timeout where the plan has a ``slow`` answer (which comes after SLOW_S): short enough to keep the test
@@ -313,7 +313,7 @@ def assert_names_endpoint_not_key(exc: BaseException, url: str) -> None:
 
 
 def test_preflight_401_stops_after_one_request():
-    with FakeOpenAIServer(api_key="sk-the-right-one") as server:
+    with FakeOpenAIServer(api_key="fake-key-the-right-one") as server:
         backend = make_backend(server, SleepRecorder())
         with pytest.raises(EndpointError, match="HTTP 401.*key was refused") as info:
             backend.preflight()
@@ -352,7 +352,7 @@ def test_preflight_without_models_route_sends_one_tiny_completion_and_catches_a_
 
 def test_401_during_a_round_stops_it_at_once():
     prompts = [f"k{i}" for i in range(40)]
-    with FakeOpenAIServer(api_key="sk-rotated-since") as server:
+    with FakeOpenAIServer(api_key="fake-key-rotated-since") as server:
         backend = make_backend(server, SleepRecorder(), concurrency=4)
         with pytest.raises(CircuitOpen, match="HTTP 401") as info:
             backend.generate(requests_for(prompts), lambda r, x: None)

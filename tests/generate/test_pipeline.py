@@ -239,7 +239,7 @@ def _cached_tags(cache_file: Path) -> set[str]:
 
 
 def test_stage_killed_with_sigkill_resumes_without_resending(prepared: Path, tiny_model_dir: Path, tmp_path: Path):
-    env = {**os.environ, "FAKE_KEY": "sk-test-not-a-real-key", "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "FAKE_KEY": "fake-test-key-not-real", "HF_HUB_OFFLINE": "1"}
     stage = [sys.executable, str(REPO / "stages/generate.py")]
     with FakeOpenAIServer(responder=_responder, default_fault="delay", delay_s=0.05, lifetime_s=120) as server:
         proj = _stage_project(tmp_path / "p", prepared, tiny_model_dir, server.url)
@@ -262,7 +262,7 @@ def test_stage_killed_with_sigkill_resumes_without_resending(prepared: Path, tin
         assert not resent & done_before, "a finished request was sent again"
         rows = read_jsonl(proj / "data/generated/examples.jsonl")
         assert len(rows) == 40 and len({r["id"] for r in rows}) == 40
-        assert "sk-test" not in res.stderr and "sk-test" not in cache_file.read_text()
+        assert "fake-test-key" not in res.stderr and "fake-test-key" not in cache_file.read_text()
 
         # An uninterrupted run from scratch writes the same examples.
         fresh = _stage_project(tmp_path / "q", prepared, tiny_model_dir, server.url)
@@ -285,7 +285,7 @@ def test_plan_prefix_property(prepared: Path):
 
 # -- failures, the circuit breaker and the stage minimum --------------------------------------------------------------
 
-KEY_ENV, SECRET = "RETROFIT_TEST_GEN_KEY", "sk-test-pipeline-5e1d93"
+KEY_ENV, SECRET = "RETROFIT_TEST_GEN_KEY", "fake-test-key-pipeline"
 
 
 @pytest.fixture
@@ -400,7 +400,7 @@ def test_breaker_stops_a_failing_round_and_a_rerun_resends_nothing_finished(
 
 @pytest.mark.parametrize("endpoint", ["bad key", "refused port"])
 def test_unusable_endpoint_stops_before_any_round(prepared: Path, tmp_path: Path, api_key: None, endpoint: str):
-    server = FakeOpenAIServer(api_key="sk-someone-else").start() if endpoint == "bad key" else None
+    server = FakeOpenAIServer(api_key="fake-key-someone-else").start() if endpoint == "bad key" else None
     url = server.url if server else refused_url()
     p = params(per_language=20, openai={"base_url": url, "model": "fake", "api_key_env": KEY_ENV})  # 6 retries, 60 s
     t0 = time.monotonic()
@@ -422,7 +422,7 @@ def test_unusable_endpoint_stops_before_any_round(prepared: Path, tmp_path: Path
 def test_stage_fails_without_output_below_min_examples_or_on_a_bad_key(
     prepared: Path, tiny_model_dir: Path, tmp_path: Path, case: str
 ):
-    key = "sk-test-stage-7d2f0b"
+    key = "fake-test-key-stage"
     env = {**os.environ, "FAKE_KEY": key, "HF_HUB_OFFLINE": "1"}
     server_kw: dict[str, Any] = {"responder": lambda prompt: ""} if case == "no valid answer" else {"api_key": "x"}
     with FakeOpenAIServer(lifetime_s=120, **server_kw) as server:

@@ -514,12 +514,12 @@ def write_sample(examples: Path, out: Path, per_language: int = 5, rejected: Pat
     for lang in sorted(set(by_lang) | set(dropped)):
         lines += [f"## {lang}", "", "| task | query | positive (start) | rt rank |", "|---|---|---|---|"]
         for r in by_lang.get(lang, [])[:per_language]:
-            lines.append(f"| {r['task_type']} | {cell(r['query'])} | {cell(r['positive'][:160])}… | "
+            lines.append(f"| {r['task_type']} | {cell(r['query'])} | {cell(r['positive'], 160)} | "
                          f"{r['roundtrip_rank']} |")
         if dropped.get(lang):
             lines += ["", "Rejected:", "", "| reason | query | passage (start) | rt rank |", "|---|---|---|---|"]
             for r in dropped[lang]:
-                lines.append(f"| {r['reason']} | {cell(r['query'], 200)} | {cell(r['target'][:160])}… | "
+                lines.append(f"| {r['reason']} | {cell(r['query'], 200)} | {cell(r['target'], 160)} | "
                              f"{r.get('roundtrip_rank', '-')} |")
         lines.append("")
     out.parent.mkdir(parents=True, exist_ok=True)
