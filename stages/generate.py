@@ -32,6 +32,7 @@ def main() -> None:
         cache_dir,
         encode=lambda texts, kind: embeddings.embed(encoder, texts, kind),
         bf16=params.base.bf16_inference,
+        threads=params.base.threads,
     )
     gen = Path("data/generated")
     write_sample(gen / "examples.jsonl", Path("reports/generate/sample.md"), per_language=5,

@@ -203,9 +203,13 @@ class EvaluateParams(_Group):
 
 
 class LocalGenParams(_Group):
-    """The offline ``local`` generation backend (a small causal LM through transformers)."""
+    """The offline ``local`` generation backend: a small causal LM on the CPU (``retrofit.generate.bundled``)."""
 
     model: str = Field(min_length=1)
+    #: llamacpp runs a GGUF as it is (ik_llama.cpp); transformers dequantises it, or loads any HF model.
+    runtime: Literal["llamacpp", "transformers"]
+    #: few_shot: in-language exemplars, for base models; instruct: the chat template and an instruction.
+    prompt: Literal["few_shot", "instruct"]
     batch_size: int = Field(ge=1)
     shots: int = Field(ge=1, le=8)
     repetition_penalty: float = Field(ge=1.0)
@@ -267,6 +271,11 @@ class GenerateParams(_Group):
         if any(w < 0 for w in v.values()) or sum(v.values()) <= 0:
             raise ValueError("weights must be non-negative with a positive sum")
         return v
+
+    @property
+    def few_shot(self) -> bool:
+        """Whether requests are few-shot completions (the local backend with ``prompt: few_shot``)."""
+        return self.backend == "local" and self.local.prompt == "few_shot"
 
     @model_validator(mode="after")
     def _consistent(self) -> GenerateParams:

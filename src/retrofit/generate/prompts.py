@@ -155,7 +155,7 @@ def instruction_messages(task_type: str, lang: str, passage: str, attrs: Attribu
 
 def build_request(
     *,
-    backend: str,
+    few_shot: bool,
     task_type: str,
     lang: str,
     target: str,
@@ -169,11 +169,11 @@ def build_request(
     """The request for one planned example, in the prompt style of ``backend``.
 
     Args:
-        backend: ``local`` (few-shot completion) or ``openai`` (instruction chat).
+        few_shot: A few-shot completion (base models) rather than instruction chat messages.
         task_type: One of :data:`TASK_TYPES`.
         lang: ISO 639-1 code of the query to write.
         target: Passage text (``openai``) or passage snippet (``local``).
-        exemplars: Few-shot examples (``local`` only).
+        exemplars: Few-shot examples (``few_shot`` only).
         attrs: Sampled attributes.
         max_tokens: Generation budget.
         temperature: Sampling temperature (0 = greedy).
@@ -184,7 +184,7 @@ def build_request(
         A :class:`GenRequest` whose key changes with the prompt text (so with any template change), exemplars
         and sampling settings; a version bump that leaves the text alone rightly reuses cached answers.
     """
-    if backend == "local":
+    if few_shot:
         return GenRequest(
             prompt=few_shot_prompt(task_type, exemplars, target),
             max_tokens=max_tokens,

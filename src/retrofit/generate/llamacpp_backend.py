@@ -1,0 +1,274 @@
+"""The ``llamacpp`` runtime of the offline backend: a quantised GGUF run by ik_llama.cpp, with no compiling.
+
+``ik-llama-cpp-python`` (MIT) ships prebuilt AVX2 wheels of the ik_llama.cpp fork. It runs a Q4_K_M GGUF as it
+is, without dequantising to fp32 as transformers must, so on one core Gemma 3 270M generates several times faster
+than transformers does (``reports/bench/generators.md``). Two of its Python-level helpers are not used:
+
+- its sampler copies the whole vocabulary into a ctypes array per token, in Python; this module reads the logits
+  as a numpy view and takes the argmax (or samples) with numpy;
+- its ``detokenize`` decodes each token's bytes on its own, which garbles every character that spans two tokens
+  (CJK, Devanagari, Thai); this module joins the raw bytes and decodes once.
+
+The prompt's KV cache is kept between requests and only the part after the longest common token prefix is
+evaluated again, so a shared instruction or exemplar block is paid for once. Chat models get their GGUF's own
+chat template (``tokenizer.chat_template``, rendered with jinja2 as transformers does).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from retrofit.generate.base import GenRequest, GenResponse
+from retrofit.generate.ledger import Ledger
+
+log = logging.getLogger(__name__)
+
+
+def _api() -> Any:
+    """ik_llama.cpp's ctypes module, plus the two symbols its bindings leave out (imported on first use)."""
+    from ik_llama_cpp import _ctypes_api as C
+
+    lib = C._lib
+    if not hasattr(C, "kv_cache_seq_rm"):
+        rm = lib.llama_kv_cache_seq_rm
+        rm.argtypes = [ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32, ctypes.c_int32]
+        rm.restype = ctypes.c_bool
+        C.kv_cache_seq_rm = rm
+        meta = lib.llama_model_meta_val_str
+        meta.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t]
+        meta.restype = ctypes.c_int32
+        C.meta_val_str = meta
+    return C
+
+
+class LlamaCppModel:
+    """One GGUF model and context: tokenize, greedy or sampled decoding with prefix reuse, byte-exact detokenize.
+
+    Args:
+        path: The ``.gguf`` file.
+        threads: CPU threads for prompt and generation.
+        n_ctx: Context length (prompt plus answer).
+    """
+
+    def __init__(self, path: Path, threads: int, n_ctx: int = 2048) -> None:
+        from ik_llama_cpp._internals import IkContext, IkModel
+
+        self.C = _api()
+        self._model = IkModel(str(path))
+        # ik_llama.cpp's flash attention asserts on long prompts without AVX-VNNI; it gains little at this size.
+        self._ctx = IkContext(self._model, n_ctx=n_ctx, n_threads=threads, flash_attn=False)
+        self.n_ctx = n_ctx
+        self.n_vocab = self._model.n_vocab
+        self._n_ubatch = self._ctx._n_ubatch
+        self._past: list[int] = []  # tokens whose keys and values are in the cache, in order
+        self._pieces = [self._piece(t) for t in range(self.n_vocab)]
+        self.newline_ids = np.array([t for t, p in enumerate(self._pieces) if b"\n" in p], dtype=np.int64)
+
+    def _piece(self, token: int) -> bytes:
+        buf = ctypes.create_string_buffer(64)
+        n = self.C.llama_token_to_piece(self._model.model, token, buf, 64, 0, False)
+        if n < 0:  # a longer piece: ask again with the size it needs
+            buf = ctypes.create_string_buffer(-n)
+            n = self.C.llama_token_to_piece(self._model.model, token, buf, -n, 0, False)
+        return buf.raw[:n]
+
+    def metadata(self, key: str) -> str | None:
+        """A GGUF metadata string (for example ``tokenizer.chat_template``), or None."""
+        size = self.C.meta_val_str(self._model.model, key.encode(), None, 0)
+        if size < 0:
+            return None
+        buf = ctypes.create_string_buffer(size + 1)
+        self.C.meta_val_str(self._model.model, key.encode(), buf, size + 1)
+        return buf.value.decode("utf-8")
+
+    def tokenize(self, text: str, special: bool) -> list[int]:
+        """Token ids of ``text`` with BOS; ``special`` parses control tokens such as ``<|im_start|>``."""
+        return self._model.tokenize(text, add_bos=True, special=special)
+
+    def decode_bytes(self, tokens: Sequence[int]) -> str:
+        """Join the tokens' raw bytes, then decode once (multi-token characters survive)."""
+        return b"".join(self._pieces[t] for t in tokens).decode("utf-8", errors="replace")
+
+    def is_end(self, token: int) -> bool:
+        return bool(self.C.llama_token_is_eog(self._model.model, token))
+
+    def _eval(self, tokens: list[int]) -> np.ndarray:
+        """Feed ``tokens`` after the longest prefix already cached; return the last position's logits."""
+        keep = 0
+        limit = min(len(tokens) - 1, len(self._past))  # always evaluate one token to get fresh logits
+        while keep < limit and self._past[keep] == tokens[keep]:
+            keep += 1
+        self.C.kv_cache_seq_rm(self._ctx.ctx, 0, keep, -1)
+        self._past = self._past[:keep]
+        todo = tokens[keep:]
+        from ik_llama_cpp._internals import make_batch_range
+
+        for i in range(0, len(todo), self._n_ubatch):
+            chunk = todo[i : i + self._n_ubatch]
+            batch = make_batch_range(chunk, pos_start=keep + i, logits_last=i + self._n_ubatch >= len(todo))
+            ret = self._ctx.decode(batch)
+            self.C.llama_batch_free(batch)
+            if ret != 0:
+                self._past = []
+                self.C.llama_kv_cache_clear(self._ctx.ctx)
+                raise RuntimeError(f"llama_decode failed ({ret}) on a prompt of {len(tokens)} tokens")
+        self._past = list(tokens)
+        ptr = self.C.llama_get_logits_ith(self._ctx.ctx, -1)
+        return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).copy()
+
+    def complete(
+        self,
+        prompt: list[int],
+        max_tokens: int,
+        stop_ids: np.ndarray,
+        repetition_penalty: float,
+        temperature: float,
+        top_p: float,
+        rng: np.random.Generator,
+    ) -> tuple[list[int], bool]:
+        """Continue ``prompt`` until a stop id, an end-of-generation token or ``max_tokens``.
+
+        The repetition penalty is transformers' (CTRL's): each id already in the prompt or the answer has its
+        logit divided by the penalty when positive, multiplied when negative.
+
+        Returns:
+            ``(answer ids without the stop token, stopped)``; ``stopped`` is False when ``max_tokens`` cut it.
+        """
+        if len(prompt) + max_tokens > self.n_ctx:
+            prompt = prompt[: 1] + prompt[len(prompt) + max_tokens - self.n_ctx + 1 :]
+        seen = np.zeros(self.n_vocab, dtype=bool)
+        seen[prompt] = True
+        out: list[int] = []
+        tokens = list(prompt)
+        for _ in range(max_tokens):
+            logits = self._eval(tokens)
+            if repetition_penalty != 1.0:
+                pen = logits[seen]
+                logits[seen] = np.where(pen > 0, pen / repetition_penalty, pen * repetition_penalty)
+            token = _choose(logits, temperature, top_p, rng)
+            if token in stop_ids or self.is_end(token):
+                return out, True
+            out.append(token)
+            tokens.append(token)
+            seen[token] = True
+        return out, False
+
+    def close(self) -> None:
+        self._ctx.close()
+        self._model.close()
+
+
+def _choose(logits: np.ndarray, temperature: float, top_p: float, rng: np.random.Generator) -> int:
+    """Argmax when ``temperature`` is 0, else a nucleus sample at ``temperature``."""
+    if temperature <= 0:
+        return int(np.argmax(logits))
+    z = (logits - logits.max()) / temperature
+    p = np.exp(z)
+    p /= p.sum()
+    order = np.argsort(-p)
+    cum = np.cumsum(p[order])
+    keep = order[: int(np.searchsorted(cum, top_p)) + 1]
+    return int(rng.choice(keep, p=p[keep] / p[keep].sum()))
+
+
+def render_chat(template: str, messages: list[dict[str, str]]) -> str:
+    """Render a chat template the way transformers does (jinja2, ``add_generation_prompt=True``)."""
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    return env.from_string(template).render(messages=messages, add_generation_prompt=True, bos_token="")
+
+
+class LlamaCppBackend:
+    """Few-shot completion or chat with a GGUF model on the CPU through ik_llama.cpp.
+
+    Completion requests (``prompt``) end at the first newline, like the transformers runtime; chat requests
+    (``messages``) are rendered with the model's chat template and end at its end-of-turn token.
+
+    Args:
+        gguf: The model file.
+        spec: The ``generate.local.model`` value it came from, recorded as the model name.
+        sha256: The file's sha256, for provenance and the response cache's key.
+        threads: CPU threads.
+        repetition_penalty: As in :class:`~retrofit.generate.local_backend.LocalBackend`.
+        top_p: Nucleus mass when sampling.
+        progress: Show a progress bar.
+        ledger: Where requests and token counts are accounted.
+    """
+
+    name = "local"
+
+    def __init__(
+        self,
+        gguf: Path,
+        spec: str,
+        sha256: str,
+        threads: int,
+        repetition_penalty: float,
+        top_p: float,
+        progress: bool = True,
+        ledger: Ledger | None = None,
+    ) -> None:
+        self.gguf = Path(gguf)
+        self.spec = spec
+        self.sha256 = sha256
+        self.threads = threads
+        self.repetition_penalty = repetition_penalty
+        self.top_p = top_p
+        self.progress = progress
+        self.ledger = ledger
+        self._model: LlamaCppModel | None = None
+
+    def identity(self) -> dict[str, str]:
+        """Backend, runtime, model and the GGUF's sha256; the weights stay quantised, so no dtype choice."""
+        return {"backend": "local", "runtime": "llamacpp", "model": self.spec, "sha256": self.sha256, "dtype": "gguf"}
+
+    def _prompt_tokens(self, model: LlamaCppModel, req: GenRequest) -> list[int]:
+        if req.messages is None:
+            return model.tokenize(req.prompt or "", special=False)
+        template = model.metadata("tokenizer.chat_template")
+        if template is None:
+            raise ValueError(f"{self.spec} has no chat template; use few-shot prompts with it")
+        return model.tokenize(render_chat(template, req.chat()), special=True)
+
+    def generate(
+        self, requests: Sequence[GenRequest], on_response: Callable[[GenRequest, GenResponse], None]
+    ) -> list:
+        """Answer ``requests`` one by one (sorted by prompt so shared prefixes stay cached).
+
+        Returns:
+            An empty list: a local model has no transient failures to report.
+        """
+        if not requests:
+            return []
+        if self._model is None:
+            self._model = LlamaCppModel(self.gguf, self.threads)
+        model = self._model
+        no_stop = np.array([], dtype=np.int64)
+        bar = tqdm(total=len(requests), desc="generate (llama.cpp)", unit="req", disable=not self.progress)
+        for req in sorted(requests, key=lambda r: (r.prompt or "", r.key)):
+            prompt = self._prompt_tokens(model, req)
+            rng = np.random.default_rng(int(hashlib.sha256(req.key.encode()).hexdigest()[:8], 16))
+            stops = model.newline_ids if req.messages is None else no_stop
+            ids, stopped = model.complete(
+                prompt, req.max_tokens, stops, self.repetition_penalty, req.temperature, self.top_p, rng
+            )
+            text = model.decode_bytes(ids).strip()
+            if req.messages is None:
+                text = text.split("\n")[0].strip()
+            n_out = len(ids) + stopped
+            if self.ledger is not None:
+                self.ledger.record_sent()
+                self.ledger.record_success(len(prompt), n_out)
+            on_response(req, GenResponse(req.key, text, "stop" if stopped else "length", len(prompt), n_out, self.spec))
+            bar.update(1)
+        bar.close()
+        return []
