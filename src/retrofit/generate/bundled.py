@@ -129,7 +129,7 @@ def assemble(spec: str, cache_root: Path) -> tuple[Path, str]:
     return target, model.sha256
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _verified(path: Path, sha256: str) -> bool:
     """Whether ``path`` has ``sha256`` (hashed once per process: 1.1 GB takes seconds)."""
     return sha256_file(path) == sha256

@@ -9,9 +9,11 @@ than transformers does (``reports/bench/generators.md``). Two of its Python-leve
 - its ``detokenize`` decodes each token's bytes on its own, which garbles every character that spans two tokens
   (CJK, Devanagari, Thai); this module joins the raw bytes and decodes once.
 
-The prompt's KV cache is kept between requests and only the part after the longest common token prefix is
-evaluated again, so a shared instruction or exemplar block is paid for once. Chat models get their GGUF's own
-chat template (``tokenizer.chat_template``, rendered with jinja2 as transformers does).
+Every request starts from an empty KV cache. Reusing the cache of a shared prompt prefix would save prompt time,
+but llama.cpp's logits depend on how a prompt is split into batches (up to 0.7 apart here), so an answer would
+depend on the request before it, and a resumed run would not reproduce an uninterrupted one. Chat models get their
+GGUF's own chat template (``tokenizer.chat_template``, rendered with jinja2 as transformers does). llama.cpp's
+own log lines are silenced unless ``RETROFIT_LLAMA_LOG=1``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import logging
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -46,7 +49,15 @@ def _api() -> Any:
         meta.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t]
         meta.restype = ctypes.c_int32
         C.meta_val_str = meta
+        if os.environ.get("RETROFIT_LLAMA_LOG") != "1":
+            lib.llama_log_set.argtypes = [_LOG_CALLBACK, ctypes.c_void_p]
+            lib.llama_log_set.restype = None
+            lib.llama_log_set(_QUIET, None)
     return C
+
+
+_LOG_CALLBACK = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
+_QUIET = _LOG_CALLBACK(lambda level, text, user: None)  # module-level: the C side keeps the pointer
 
 
 class LlamaCppModel:
@@ -68,7 +79,6 @@ class LlamaCppModel:
         self.n_ctx = n_ctx
         self.n_vocab = self._model.n_vocab
         self._n_ubatch = self._ctx._n_ubatch
-        self._past: list[int] = []  # tokens whose keys and values are in the cache, in order
         self._pieces = [self._piece(t) for t in range(self.n_vocab)]
         self.newline_ids = np.array([t for t, p in enumerate(self._pieces) if b"\n" in p], dtype=np.int64)
 
@@ -100,27 +110,17 @@ class LlamaCppModel:
     def is_end(self, token: int) -> bool:
         return bool(self.C.llama_token_is_eog(self._model.model, token))
 
-    def _eval(self, tokens: list[int]) -> np.ndarray:
-        """Feed ``tokens`` after the longest prefix already cached; return the last position's logits."""
-        keep = 0
-        limit = min(len(tokens) - 1, len(self._past))  # always evaluate one token to get fresh logits
-        while keep < limit and self._past[keep] == tokens[keep]:
-            keep += 1
-        self.C.kv_cache_seq_rm(self._ctx.ctx, 0, keep, -1)
-        self._past = self._past[:keep]
-        todo = tokens[keep:]
+    def _decode(self, tokens: list[int], pos: int) -> np.ndarray:
+        """Append ``tokens`` at position ``pos`` (in ``n_ubatch`` chunks); return the last position's logits."""
         from ik_llama_cpp._internals import make_batch_range
 
-        for i in range(0, len(todo), self._n_ubatch):
-            chunk = todo[i : i + self._n_ubatch]
-            batch = make_batch_range(chunk, pos_start=keep + i, logits_last=i + self._n_ubatch >= len(todo))
+        for i in range(0, len(tokens), self._n_ubatch):
+            chunk = tokens[i : i + self._n_ubatch]
+            batch = make_batch_range(chunk, pos_start=pos + i, logits_last=i + self._n_ubatch >= len(tokens))
             ret = self._ctx.decode(batch)
             self.C.llama_batch_free(batch)
             if ret != 0:
-                self._past = []
-                self.C.llama_kv_cache_clear(self._ctx.ctx)
-                raise RuntimeError(f"llama_decode failed ({ret}) on a prompt of {len(tokens)} tokens")
-        self._past = list(tokens)
+                raise RuntimeError(f"llama_decode failed ({ret}) at position {pos + i}")
         ptr = self.C.llama_get_logits_ith(self._ctx.ctx, -1)
         return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).copy()
 
@@ -147,9 +147,11 @@ class LlamaCppModel:
         seen = np.zeros(self.n_vocab, dtype=bool)
         seen[prompt] = True
         out: list[int] = []
-        tokens = list(prompt)
-        for _ in range(max_tokens):
-            logits = self._eval(tokens)
+        self.C.llama_kv_cache_clear(self._ctx.ctx)  # a fresh prefill: the answer never depends on earlier requests
+        logits = self._decode(prompt, 0)
+        for step in range(max_tokens):
+            if step:
+                logits = self._decode(out[-1:], len(prompt) + step - 1)
             if repetition_penalty != 1.0:
                 pen = logits[seen]
                 logits[seen] = np.where(pen > 0, pen / repetition_penalty, pen * repetition_penalty)
@@ -157,7 +159,6 @@ class LlamaCppModel:
             if token in stop_ids or self.is_end(token):
                 return out, True
             out.append(token)
-            tokens.append(token)
             seen[token] = True
         return out, False
 
@@ -242,7 +243,7 @@ class LlamaCppBackend:
     def generate(
         self, requests: Sequence[GenRequest], on_response: Callable[[GenRequest, GenResponse], None]
     ) -> list:
-        """Answer ``requests`` one by one (sorted by prompt so shared prefixes stay cached).
+        """Answer ``requests`` one by one, in key order.
 
         Returns:
             An empty list: a local model has no transient failures to report.
@@ -254,7 +255,7 @@ class LlamaCppBackend:
         model = self._model
         no_stop = np.array([], dtype=np.int64)
         bar = tqdm(total=len(requests), desc="generate (llama.cpp)", unit="req", disable=not self.progress)
-        for req in sorted(requests, key=lambda r: (r.prompt or "", r.key)):
+        for req in sorted(requests, key=lambda r: r.key):
             prompt = self._prompt_tokens(model, req)
             rng = np.random.default_rng(int(hashlib.sha256(req.key.encode()).hexdigest()[:8], 16))
             stops = model.newline_ids if req.messages is None else no_stop

@@ -117,9 +117,8 @@ def backend_from_params(
     if params.backend == "local":
         lp = params.local
         if lp.runtime == "llamacpp":
-            from retrofit.generate.llamacpp_backend import LlamaCppBackend
-
             from retrofit.generate.bundled import resolve_gguf
+            from retrofit.generate.llamacpp_backend import LlamaCppBackend
 
             gguf, sha = resolve_gguf(lp.model, cache_dir / "llm")
             return LlamaCppBackend(gguf, lp.model, sha, threads, lp.repetition_penalty, lp.top_p, ledger=ledger)
