@@ -1,19 +1,19 @@
 """Does mining English rows against more of their dataset change the retrofit? (issue 12, item 4, English side)
 
-The pipeline mines an English row only against the other rows sampled from its dataset (``dedupe.english_per_source``,
-48 here). This benchmark mines exactly as the mine stage does (``data/deduped`` pairs and oracle rows, the
-generation pool, the teacher, ``negatives`` params, the shared embedding cache), but adds to each English dataset's
-candidate corpus up to ``--per-source`` passages of its prepared corpus: a nested, seeded sample (it contains the
-rows' own sample) of ``data/prepared/english/<source>.jsonl`` positives, decontaminated against the held-out XQuAD
-texts with the dedupe stage's index and threshold, since a negative is training text too. It then trains the top
-scale point of ``params.yaml`` and evaluates held-out XQuAD as the evaluate stage does, and compares with the
-pipeline's own ``scale_12`` and ``base`` (``reports/eval``) by the plot stage's paired bootstrap, with the seed sd
-of ``scale_12``/``seed2``/``seed3`` for the verdict. A benchmark, not a stage: it writes
-``reports/bench/english_pool.{json,md}`` and changes no pipeline output. Run it after ``dvc repro``.
+The mine stage adds ``negatives.english_pool`` (480) passages of each English dataset's prepared corpus to the
+candidates of its rows (:func:`retrofit.english_pool.english_pool`: a nested, seeded sample that contains the rows'
+own, decontaminated against the held-out XQuAD texts); before, an English row met only the other rows sampled
+from its dataset (``dedupe.english_per_source``, 48 here). This benchmark mines exactly as the mine stage does
+(``data/deduped`` pairs and oracle rows, the generation pool, the teacher, ``negatives`` params, the shared
+embedding cache) but with ``--per-source`` passages per English dataset instead (0: the pipeline before the
+English pool). It then trains the top scale point of ``params.yaml`` and evaluates held-out XQuAD as the evaluate
+stage does, and compares with the pipeline's own ``scale_12`` and ``base`` (``reports/eval``) by the plot stage's
+paired bootstrap, with the seed sd of ``scale_12``/``seed2``/``seed3`` for the verdict. A benchmark, not a stage:
+it writes ``reports/bench/english_pool.{json,md}`` and changes no pipeline output. Run it after ``dvc repro``.
 
 Usage::
 
-    python bench/english_pool.py                 # 480 passages per English dataset
+    python bench/english_pool.py                 # 0 passages: the rows' own sample only
     python bench/english_pool.py --per-source 960
 """
 
@@ -27,14 +27,14 @@ from pathlib import Path
 
 from retrofit import evaluation
 from retrofit.config import load_params
-from retrofit.dedupe import SYNTHETIC, ContaminationIndex
-from retrofit.jsonl import iter_jsonl, read_jsonl
+from retrofit.dedupe import SYNTHETIC
+from retrofit.english_pool import english_pool
+from retrofit.jsonl import read_jsonl
 from retrofit.mine import EmbeddingCache, SentenceTransformerEncoder, mine
 from retrofit.models import resolve_teacher
 from retrofit.oracle import ORACLE
 from retrofit.report import Comparer, load_evaluations
 from retrofit.runtime import resolve_bf16, seed_everything, set_threads
-from retrofit.sampling import nested_sample
 from retrofit.train import select_mixture, train_model
 
 METRICS = ("primary", "mono", "cross", "pooled")
@@ -42,31 +42,10 @@ METRICS = ("primary", "mono", "cross", "pooled")
 VERDICT_WORDS = {"reproduced": "higher, resolved", "opposite to the paper": "lower, resolved"}
 
 
-def english_pool(params, per_source: int) -> tuple[list[dict], dict[str, dict[str, int]]]:
-    """Up to ``per_source`` decontaminated positives of each English dataset, as mine() pool entries."""
-    xq = Path("data/prepared/xquad")
-    index = ContaminationIndex(
-        [(f"{kind}-{r['lang']}-{r['id']}", r["text"])
-         for kind, path in (("p", xq / "paragraphs.jsonl"), ("q", xq / "questions.jsonl"))
-         for r in iter_jsonl(path) if r["split"] == "test"],
-        params.dedupe.decontam_ngram,
-    )
-    pool, counts = [], {}
-    for source in params.data.english:
-        rows = nested_sample(read_jsonl(Path("data/prepared/english") / f"{source}.jsonl"), per_source,
-                             params.base.seed, key=lambda r: r["id"])
-        texts = list(dict.fromkeys(r["positive"] for r in rows))
-        flags = index.contamination(texts, params.dedupe.decontam_threshold)
-        clean = [t for t, c in zip(texts, flags, strict=True) if c.containment < params.dedupe.decontam_threshold]
-        counts[source] = {"sampled": len(texts), "contaminated": len(texts) - len(clean)}
-        pool += [{"lang": "en", "source": source, "source_id": f"{source}:pool{i}", "text": t}
-                 for i, t in enumerate(clean)]
-    return pool, counts
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--per-source", type=int, default=480, help="English passages per dataset in the pool")
+    ap.add_argument("--per-source", type=int, default=0,
+                    help="English passages per dataset in the pool (the pipeline: negatives.english_pool)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--resamples", type=int, default=1000)
     ap.add_argument("--out", default="reports/bench/english_pool")
@@ -75,7 +54,8 @@ def main() -> None:
     params = load_params("params.yaml")
     seed_everything(params.base.seed)
     t0 = time.perf_counter()
-    extra, counts = english_pool(params, args.per_source)
+    extra, counts = english_pool([*params.data.english, *params.data.hub_english], args.per_source, params.dedupe,
+                                 seed=params.base.seed)
     pool = [{**p, "source": s} for p in read_jsonl("data/generated/pool.jsonl") for s in (SYNTHETIC, ORACLE)] + extra
     cfg = params.negatives
     encoder = SentenceTransformerEncoder(resolve_teacher("models/teacher"), batch_size=cfg.batch_size,
@@ -121,9 +101,11 @@ def main() -> None:
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(f"{args.out}.json").write_text(json.dumps(result, indent=2) + "\n")
-    lines = ["# English rows mined against more of their dataset (`bench/english_pool.py`)", "",
-             f"Up to {args.per_source} passages per English dataset join its candidate corpus (decontaminated: "
-             + ", ".join(f"{s} {v['contaminated']} of {v['sampled']} dropped" for s, v in counts.items()) + ").",
+    lines = ["# English rows mined against more or less of their dataset (`bench/english_pool.py`)", "",
+             f"Up to {args.per_source} passages per English dataset join its candidate corpus, against "
+             f"{params.negatives.english_pool} in the pipeline (decontaminated: "
+             + (", ".join(f"{s} {v['contaminated']} of {v['sampled']} dropped" for s, v in counts.items()) or "none")
+             + ").",
              (f"The top scale point retrained on the re-mined rows (one seed; loss {info['train_loss']}), against "
               "the pipeline's models; x100, paired bootstrap 95% intervals, verdict by the plot stage's rule."), "",
              "| comparison | metric | Δ [95% interval] | verdict |", "|---|---|---:|---|"]

@@ -1,18 +1,22 @@
 """Stage ``mine``: hard negatives from a teacher model, with NV-Retriever's positive-aware false-negative filter.
 
-Reads ``data/deduped/pairs.jsonl`` and ``oracle.jsonl`` (mined alike), the generation pool (``data/generated/pool.jsonl``: synthetic queries are
-mined against every passage of their language's pool) and the teacher (``models/teacher``, from the ``teacher``
-stage); writes
-``data/mined/train.jsonl`` (schema in :mod:`retrofit.mine`) and ``data/mined/report.json`` (score distributions,
-candidates dropped per filter; a DVC metric). With ``negatives.hard: false`` rows keep no mined negatives
-(in-batch negatives only) and no model is loaded. Embeddings are cached under ``base.cache_dir`` keyed by model
-and text, so changing a mining param re-encodes nothing.
+Reads ``data/deduped/pairs.jsonl`` and ``oracle.jsonl`` (mined alike), the generation pool
+(``data/generated/pool.jsonl``: synthetic queries are mined against every passage of their language's pool), up to
+``negatives.english_pool`` prepared passages of each English dataset (``data/prepared/english/<source>.jsonl``, a
+nested sample containing the rows' own, decontaminated against ``data/prepared/xquad``'s test split,
+:mod:`retrofit.english_pool`: English queries are mined against them besides the other rows of their dataset) and
+the teacher (``models/teacher``, from the ``teacher`` stage); writes ``data/mined/train.jsonl`` (schema in
+:mod:`retrofit.mine`) and ``data/mined/report.json`` (score distributions, candidates dropped per filter, the
+English pool's counts; a DVC metric). With ``negatives.hard: false`` rows keep no mined negatives (in-batch
+negatives only), no model is loaded and no English pool is read. Embeddings are cached under ``base.cache_dir``
+keyed by model and text, so changing a mining param re-encodes nothing.
 """
 
 from pathlib import Path
 
 from retrofit import cli
 from retrofit.dedupe import PAIR_ROW, SYNTHETIC
+from retrofit.english_pool import english_pool
 from retrofit.generate.pipeline import POOL_ROW
 from retrofit.jsonl import read_jsonl, write_json, write_jsonl
 from retrofit.mine import EmbeddingCache, SentenceTransformerEncoder, mine
@@ -28,15 +32,20 @@ def main() -> None:
     # every input is read and checked against its producer's schema before any work
     pool_rows = read_jsonl("data/generated/pool.jsonl", POOL_ROW)
     pairs = read_jsonl("data/deduped/pairs.jsonl", PAIR_ROW) + read_jsonl("data/deduped/oracle.jsonl", PAIR_ROW)
+    english, english_counts = [], {}
+    if cfg.hard and cfg.english_pool > 0:  # each English dataset's passages join its own rows' partition
+        english, english_counts = english_pool([*params.data.english, *params.data.hub_english], cfg.english_pool,
+                                               params.dedupe, seed=params.base.seed)
     teacher = resolve_teacher("models/teacher")  # the teacher stage's output: models/base or its own copy
     if cfg.hard:
         check_model_dir(teacher, "teacher" if teacher == Path("models/teacher") else "base_model")
     encoder = SentenceTransformerEncoder(teacher, batch_size=cfg.batch_size, bf16=params.base.bf16_inference)
     cache = EmbeddingCache(Path(params.base.cache_dir) / "embeddings")
-    # the pool joins the synthetic and the oracle rows' partitions of its language
-    pool = [{**p, "source": s} for p in pool_rows for s in (SYNTHETIC, ORACLE)]
+    # the generation pool joins the synthetic and the oracle rows' partitions of its language
+    pool = [{**p, "source": s} for p in pool_rows for s in (SYNTHETIC, ORACLE)] + english
     rows, report = mine(pairs, encoder, cfg, cache, rank_window=cfg.rank_window,
                         search_batch_size=cfg.search_batch_size, pool=pool, seed=params.base.seed)
+    report["english_pool"] = english_counts  # passages sampled and dropped as contaminated, per dataset
     # Cache hits describe this run, not the data: logged, kept out of the output (and its hash).
     print(f"mine: embeddings {report.pop('encoding', {})}")
     with atomic_dir("data/mined") as out:

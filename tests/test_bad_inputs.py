@@ -210,6 +210,11 @@ def test_an_empty_source(ws: Path) -> None:
     _assert_refused(ws, "dedupe", _run(ws, "dedupe"), "scitldr", "empty")
 
 
+def test_mine_names_a_missing_english_corpus(ws: Path) -> None:
+    (ws / "data/prepared/english/scitldr.jsonl").unlink()  # negatives.english_pool reads every English dataset
+    _assert_refused(ws, "mine", _run(ws, "mine"), "data/prepared/english/scitldr.jsonl", "prepare")
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Assets: a model directory without weights
 # ---------------------------------------------------------------------------------------------------------------

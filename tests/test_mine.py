@@ -288,6 +288,37 @@ def test_pool_passages_are_candidates_with_their_source_id_and_exclusion(tmp_pat
     assert report["scores"]["random_negative"]["mean"] < report["scores"]["mined_negative"]["mean"]
 
 
+def test_english_pool_passages_join_their_dataset_and_skip_the_rows_queries(tmp_path: Path) -> None:
+    """Pool entries as retrofit.english_pool writes them: in their (lang, dataset) partition only, never a negative
+    of a row whose query they answer."""
+    w = World()
+    w.probe("q", "P", 0.9, id="probe", lang="en", source="qed_nq")
+    w.filler("nli positive", 0.85, id="nli", lang="en", source="snli_via_esnli")
+    for text, score in [("nq co-positive", 0.8), ("nli pool", 0.78), ("de nq", 0.76), ("nq near", 0.7),
+                        ("nq far", 0.3)]:
+        w.passage(text, score)
+    pool = [{"lang": lang, "source": source, "source_id": f"{source}:pool{i}", "text": text, "queries": queries}
+            for i, (lang, source, text, queries) in enumerate([
+                ("en", "qed_nq", "P", ["q"]),  # the row's own positive is in the sample too
+                ("en", "qed_nq", "nq co-positive", ["q"]),  # another positive of the probe's query
+                ("en", "snli_via_esnli", "nli pool", ["premise"]),  # another dataset's partition
+                ("de", "qed_nq", "de nq", ["frage"]),  # another language's partition (no rows there)
+                ("en", "qed_nq", "nq near", ["another question"]),
+                ("en", "qed_nq", "nq far", []),
+            ])]
+    params = params_group("negatives", range_min=0, range_max=10, num_negatives=3, scope="language")
+    rows, report = mine(w.rows, w.encoder(), params, EmbeddingCache(tmp_path / "cache"), pool=pool)
+    assert [(n["text"], n["source_id"]) for n in rows[0]["negatives"]] == [("nq near", "qed_nq:pool4"),
+                                                                            ("nq far", "qed_nq:pool5")]
+    assert report["by_source"]["qed_nq"]["dropped"]["same_query_positive"] == 1
+    assert report["by_source"]["qed_nq"]["dropped"]["self_or_duplicate"] == 1
+    assert texts(rows[1]) == ["nli pool"]
+    # without its queries the co-positive is the probe's hardest negative: the exclusion is what keeps it out
+    rows, _ = mine(w.rows, w.encoder(), params, EmbeddingCache(tmp_path / "cache"),
+                   pool=[{k: v for k, v in p.items() if k != "queries"} for p in pool])
+    assert texts(rows[0])[0] == "nq co-positive"
+
+
 def test_rows_are_validated_with_their_id() -> None:
     good = {"id": "a", "source": "synthetic", "lang": "de", "task_type": "qa", "query": "q", "positive": "p"}
     with pytest.raises(ValueError, match=r"row 1 \(id='b'\): 'query' must be a non-empty string"):

@@ -312,6 +312,9 @@ class NegativesParams(_Group):
     #: (sentence-transformers' mine_hard_negatives semantics).
     rank_window: Literal["search", "filtered"]
     search_batch_size: int = Field(ge=1)
+    #: Prepared passages per English dataset added to its candidate corpus (retrofit.english_pool): a nested
+    #: sample that contains the rows' own; 0 = only the rows' own sample.
+    english_pool: int = Field(ge=0)
 
     @model_validator(mode="after")
     def _range_ordered(self) -> NegativesParams:

@@ -51,7 +51,8 @@ How negatives are chosen for one row:
 1. **Candidate corpus.** Every distinct positive and dataset-negative text among the rows, plus the ``pool``
    passages (for synthetic rows, the generation pool of their language: ``pool.jsonl`` of
    :mod:`retrofit.generate.pipeline`, so a synthetic query meets every passage its language was drawn from, not
-   only the dozen other rows' positives), partitioned by ``scope``: ``"language"`` searches only passages with the
+   only the dozen other rows' positives; for English task rows, a larger sample of their dataset's positives,
+   :mod:`retrofit.english_pool`), partitioned by ``scope``: ``"language"`` searches only passages with the
    row's ``(lang, source)`` -- its language and, for the English task datasets, its own dataset (an NLI hypothesis
    is no hard negative for a NQ question); ``"all"`` searches one index over everything.
 2. **Search.** FAISS, in batches of queries, so memory stays bounded by ``batch x k`` and never holds a
@@ -60,10 +61,10 @@ How negatives are chosen for one row:
    index), or an approximate ``IndexIVFFlat`` / ``IndexHNSWFlat`` for large corpora.
 3. **Identity filters** (each dropped candidate is counted under the first reason that fits, see
    :data:`DROP_REASONS`): the positive itself and any text whose :func:`normalise_text` form equals it
-   (``self_or_duplicate``); other positives of rows with the same query text (``same_query_positive``, as
-   sentence-transformers treats repeated queries); passages with the row's non-null ``source_id``, i.e.
-   translations of the positive (``same_source_id``); the row's own dataset negative, which is already kept
-   (``dataset_negative``).
+   (``self_or_duplicate``); other positives of rows with the same query text, and pool passages that name that
+   query text among their ``queries`` (``same_query_positive``, as sentence-transformers treats repeated
+   queries); passages with the row's non-null ``source_id``, i.e. translations of the positive
+   (``same_source_id``); the row's own dataset negative, which is already kept (``dataset_negative``).
 4. **Positive-aware margin** (NV-Retriever's TopK-PercPos): drop candidates scoring above
    ``positive_score - |positive_score| * relative_margin`` (``margin``), which is ``(1 - relative_margin) *
    positive_score`` for the usual positive score and does not loosen the filter when a score is negative.
@@ -661,6 +662,7 @@ class _Partition:
     rows: list[int]
     texts: list[str]
     pool_sources: list[tuple[str, str]]  # (source_id, text) of the pool passages in ``texts``
+    pool_queries: list[tuple[str, str]]  # (query, text): a pool passage and each query it is the positive of
 
 
 def _norm_key(text: str) -> bytes:
@@ -710,9 +712,11 @@ def _partitions(rows: Sequence[Mapping[str, Any]], scope: str, pool: Sequence[Ma
     for i, row in enumerate(rows):
         groups[("*", "*") if scope == "all" else (row["lang"], row["source"])].append(i)
     extra: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
+    extra_queries: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
     for passage in pool:
         key = ("*", "*") if scope == "all" else (passage["lang"], passage["source"])
         extra[key].append((str(passage["source_id"]), passage["text"]))
+        extra_queries[key] += [(query, passage["text"]) for query in passage.get("queries") or ()]
     parts = []
     for key in sorted(groups):
         texts: dict[str, None] = {}
@@ -723,7 +727,7 @@ def _partitions(rows: Sequence[Mapping[str, Any]], scope: str, pool: Sequence[Ma
                 texts.setdefault(neg)
         for _, text in extra.get(key, ()):
             texts.setdefault(text)
-        parts.append(_Partition(key, groups[key], list(texts), extra.get(key, [])))
+        parts.append(_Partition(key, groups[key], list(texts), extra.get(key, []), extra_queries.get(key, [])))
     return parts
 
 
@@ -789,9 +793,11 @@ def mine(
         search_batch_size: Queries per FAISS search call; memory is ``O(search_batch_size * k)`` beyond the
             partition's embeddings. FAISS's exact search is up to ~2x slower per query in batches of 1024 than of
             8192 (measured on 100k x 64-d passages, one thread).
-        pool: Extra candidate passages, ``{"lang", "source", "source_id", "text"}`` each (``source`` names the
-            rows' source whose partition they join, e.g. ``"synthetic"``); their ``source_id`` excludes them from
-            the rows of the same passage.
+        pool: Extra candidate passages, ``{"lang", "source", "source_id", "text"}`` each, and optionally
+            ``"queries"`` (``source`` names the rows' source whose partition they join, e.g. ``"synthetic"`` or an
+            English dataset, :mod:`retrofit.english_pool`); their ``source_id`` excludes them from the rows of the
+            same passage, and ``queries`` (the queries a passage is the positive of) from the rows with one of
+            those query texts.
         seed: Seed of the random-negative baseline in the report.
 
     Returns:
@@ -856,7 +862,10 @@ def mine(
         norm = [_norm_key(t) for t in part.texts]
         # only groups of several passages: a singleton is the row's own positive, excluded as itself anyway
         by_norm = _shared_groups((key, c) for c, key in enumerate(norm))
-        by_query = _shared_groups((rows[i]["query"], pid[rows[i]["positive"]]) for i in part.rows)
+        by_query = _shared_groups([  # the rows' positives, then the pool passages by the queries they answer
+            *((rows[i]["query"], pid[rows[i]["positive"]]) for i in part.rows),
+            *((query, pid[text]) for query, text in part.pool_queries),
+        ])
         owned = [  # (source_id, passage): the rows' positives, then the pool's passages
             *((rows[i]["source_id"], pid[rows[i]["positive"]]) for i in part.rows if rows[i].get("source_id") is not None),
             *((sid, pid[text]) for sid, text in part.pool_sources),
