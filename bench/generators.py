@@ -187,6 +187,13 @@ def run_downstream(args) -> None:
         doc = yaml.load((work / "params.yaml").read_text())
         for k, v in local.items():
             doc["generate"]["local"][k] = v
+        for item in args.set:  # dotted.key=yaml-value, as `dvc exp run -S` takes them
+            key, value = item.split("=", 1)
+            *path, last = key.split(".")
+            node = doc
+            for part in path:
+                node = node[part]
+            node[last] = yaml.load(value)
         with (work / "params.yaml").open("w") as fh:
             yaml.dump(doc, fh)
         t0 = time.perf_counter()
@@ -215,7 +222,8 @@ def run_downstream(args) -> None:
             "gain_over_english_only": pick(comparer.compare(model, "scale_0", "primary")),
             "over_base": pick(comparer.compare(model, "base", "primary")),
         }
-    down[args.candidate].update({"examples": gen["examples"], "requests": gen["requests"],
+    down[args.candidate].update({"set": args.set, "examples": gen["examples"], "requests": gen["requests"],
+                                 "examples_per_language": {k: v["accepted"] for k, v in gen["per_language"].items()},
                                  "pipeline_seconds": round(seconds, 1), "generate_ledger": ledger,
                                  "sample": str(kept_dir / "sample.md")})
     save(result)
@@ -305,6 +313,8 @@ def main() -> None:
     d = sub.add_parser("downstream")
     d.add_argument("--candidate", required=True, choices=list(CANDIDATES))
     d.add_argument("--resamples", type=int, default=1000)
+    d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="another params.yaml change for this run (e.g. generate.max_rounds=1); recorded in the report")
     sub.add_parser("report")
     args = ap.parse_args()
     {"yield": run_yield, "downstream": run_downstream, "report": lambda a: write_markdown(load())}[args.cmd](args)

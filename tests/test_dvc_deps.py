@@ -7,47 +7,15 @@ code no longer produces.
 
 from __future__ import annotations
 
-import ast
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-SRC = ROOT / "src"
-
-
-def _module_file(name: str) -> Path | None:
-    path = SRC.joinpath(*name.split("."))
-    if (path / "__init__.py").is_file():
-        return path / "__init__.py"
-    return path.with_suffix(".py") if path.with_suffix(".py").is_file() else None
-
-
-def _imported(path: Path) -> set[str]:
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            names |= {a.name for a in node.names if a.name.split(".")[0] == "retrofit"}
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == "retrofit":
-            names.add(node.module)
-            names |= {f"{node.module}.{a.name}" for a in node.names}  # `from retrofit import xquad` is a module
-    return names
-
-
-def import_closure(script: Path) -> set[str]:
-    """Repository-relative paths of every ``retrofit`` source file that ``script`` imports, directly or not."""
-    found: set[Path] = set()
-    todo = [script]
-    while todo:
-        for name in _imported(todo.pop()):
-            parts = name.split(".")
-            for i in range(1, len(parts) + 1):
-                file = _module_file(".".join(parts[:i]))
-                if file is not None and file not in found:
-                    found.add(file)
-                    todo.append(file)
-    return {str(f.relative_to(ROOT)) for f in found}
+sys.path.insert(0, str(ROOT / "tools"))
+from dvc_deps import import_closure, stage_scripts, synced
 
 
 def _stages() -> list[tuple[str, str, list[str]]]:
@@ -67,7 +35,7 @@ def _covered(path: str, deps: list[str]) -> bool:
 def test_stage_depends_on_everything_it_imports(stage: str, script: str, deps: list[str]) -> None:
     assert script in deps, f"{stage}: its script {script} is not a dep"
     missing = sorted(p for p in import_closure(ROOT / script) if not _covered(p, deps))
-    assert not missing, f"{stage}: imports {missing} but dvc.yaml does not list them as deps"
+    assert not missing, f"{stage}: imports {missing} but dvc.yaml does not list them (run python tools/dvc_deps.py)"
 
 
 def test_closure_follows_function_level_and_package_imports(tmp_path: Path) -> None:
@@ -82,3 +50,15 @@ def test_a_missing_dep_is_caught() -> None:
     trimmed = [d for d in deps if d != "src/retrofit/unpad.py"]
     missing = [p for p in import_closure(ROOT / script) if not _covered(p, trimmed)]
     assert missing == ["src/retrofit/unpad.py"]
+
+
+def test_the_sync_tool_leaves_the_committed_dvc_yaml_unchanged() -> None:
+    text = (ROOT / "dvc.yaml").read_text(encoding="utf-8")
+    assert synced(text, stage_scripts()) == (text, [])
+
+
+def test_the_sync_tool_restores_a_missing_dep() -> None:
+    text = (ROOT / "dvc.yaml").read_text(encoding="utf-8")
+    trimmed = text.replace("      - src/retrofit/unpad.py\n", "", 1)
+    restored, changed = synced(trimmed, stage_scripts())
+    assert changed and restored.count("src/retrofit/unpad.py") == text.count("src/retrofit/unpad.py")

@@ -96,9 +96,19 @@ def test_random_fill_never_uses_a_translation_of_the_rows_own_passage():
         assert all(not n.endswith(f" {row['source_id'].split('-')[1]}") for n in negs)
 
 
-def test_a_row_without_another_source_in_its_group_is_an_error():
-    with pytest.raises(ValueError, match="no other source"):
+def test_a_row_without_another_source_anywhere_is_an_error():
+    with pytest.raises(ValueError, match="no row has another source"):
         to_columns(translated_rows()[:3], num_negatives=1, seed=0)
+
+
+def test_a_row_alone_in_its_group_borrows_a_negative_from_the_mixture():
+    data = translated_rows()
+    everything = list(zip((r["positive"] for r in data), row_keys(data), strict=True))
+    alone = data[:1]  # one German row: its group offers no other passage
+    cols = to_columns(alone, num_negatives=2, seed=0, fallback=everything)
+    assert len(cols["negative_1"]) == 1
+    for neg in (cols["negative_1"][0], cols["negative_2"][0]):
+        assert neg in {r["positive"] for r in data[3:]}  # another passage, never a translation of its own
 
 
 def test_batches_hold_no_two_rows_of_one_source_id():

@@ -238,13 +238,15 @@ def fit_positives(rows: Sequence[dict[str, Any]], tokenizer: Any, budget: int) -
 def to_columns(
     rows: Sequence[dict[str, Any]], num_negatives: int, seed: int, prompts: tuple[str, str] = ("", ""),
     keys: Sequence[frozenset[str]] | None = None,
+    fallback: Sequence[tuple[str, frozenset[str]]] = (),
 ) -> dict[str, list[str]]:
     """Rows as the column dict sentence-transformers expects: anchor, positive, negative_1..negative_k.
 
     A row with fewer than ``num_negatives`` mined negatives is topped up with the positives of other rows of the
     same group that share no ``source_id`` with it (random negatives, seeded), so every row has the same number of
-    columns; the count of filled slots is logged. Each text carries its prompt (:func:`prompt_pair`), so the trainer
-    adds none.
+    columns; the count of filled slots is logged. A row whose group has no such row (a language with a single
+    synthetic example, say) draws from ``fallback`` instead: every row of the mixture. Each text carries its prompt
+    (:func:`prompt_pair`), so the trainer adds none.
 
     Args:
         rows: Rows of one batch group.
@@ -252,12 +254,14 @@ def to_columns(
         seed: Seed for the random top-up.
         prompts: The model's query and passage prompts.
         keys: The rows' :func:`row_keys`, when the caller has them already.
+        fallback: ``(positive, row_keys)`` of every row of the mixture, for rows whose group offers none.
 
     Returns:
         ``{"anchor": [...], "positive": [...], "negative_1": [...], ...}``.
 
     Raises:
-        ValueError: A row needs a random negative and no row of its group shares none of its sources.
+        ValueError: A row needs a random negative and neither its group nor ``fallback`` has a row that shares none
+            of its sources.
     """
     pairs = [prompt_pair(r, *prompts) for r in rows]
     cols: dict[str, list[str]] = {
@@ -268,7 +272,7 @@ def to_columns(
         return cols
     rng = random.Random(seed)
     keys = row_keys(rows) if keys is None else keys
-    filled = 0
+    filled = borrowed = 0
     negs: list[list[str]] = []
     for i, r in enumerate(rows):
         mined = [n["text"] for n in r.get("negatives") or []][:num_negatives]
@@ -276,7 +280,10 @@ def to_columns(
             sources = {k for k in keys[i] if k.startswith("source:")}
             pool = [o["positive"] for j, o in enumerate(rows) if j != i and sources.isdisjoint(keys[j])]
             if not pool:
-                raise ValueError(f"train: row {r['id']} needs a random negative and its group has no other source")
+                pool = [text for text, k in fallback if sources.isdisjoint(k) and text != r["positive"]]
+                borrowed += 1
+            if not pool:
+                raise ValueError(f"train: row {r['id']} needs a random negative and no row has another source")
             while len(mined) < num_negatives:
                 mined.append(pool[rng.randrange(len(pool))])
                 filled += 1
@@ -284,7 +291,8 @@ def to_columns(
     for i in range(num_negatives):
         cols[f"negative_{i + 1}"] = [n[i] for n in negs]
     if filled:
-        log.info("train: %d negative slots filled with random in-group positives", filled)
+        log.info("train: %d negative slots filled with random positives (%d rows from outside their group)",
+                 filled, borrowed)
     return cols
 
 
@@ -528,9 +536,10 @@ def train_model(
     for r in rows:
         groups.setdefault(batch_group(r, params.batch_groups), []).append(r)
     datasets, columns_to_keys = {}, {}
+    everything = list(zip((r["positive"] for r in rows), row_keys(rows), strict=True))
     for group, members in sorted(groups.items()):
         keys = row_keys(members)
-        cols = to_columns(members, k, params.seed, prompts, keys)
+        cols = to_columns(members, k, params.seed, prompts, keys, fallback=everything)
         datasets[group] = Dataset.from_dict(cols)
         columns_to_keys.update(zip(zip(*cols.values(), strict=True), keys, strict=True))
     train_dataset = DatasetDict(datasets) if len(datasets) > 1 else next(iter(datasets.values()))

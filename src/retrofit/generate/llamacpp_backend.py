@@ -18,6 +18,7 @@ own log lines are silenced unless ``RETROFIT_LLAMA_LOG=1``.
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import hashlib
 import logging
@@ -81,6 +82,7 @@ class LlamaCppModel:
         self._n_ubatch = self._ctx._n_ubatch
         self._pieces = [self._piece(t) for t in range(self.n_vocab)]
         self.newline_ids = np.array([t for t, p in enumerate(self._pieces) if b"\n" in p], dtype=np.int64)
+        atexit.register(self.close)  # free the C objects while ctypes still exists (not in interpreter teardown)
 
     def _piece(self, token: int) -> bytes:
         buf = ctypes.create_string_buffer(64)
@@ -163,6 +165,7 @@ class LlamaCppModel:
         return out, False
 
     def close(self) -> None:
+        """Free the context and the model (idempotent)."""
         self._ctx.close()
         self._model.close()
 
