@@ -202,32 +202,54 @@ def run_downstream(args) -> None:
         seconds = time.perf_counter() - t0
         gen = json.loads((work / "data/generated/metrics.json").read_text())
         ledger = json.loads((work / "reports/generate/ledger.json").read_text())
-        run_dir = work / "reports" / "eval"
-        evals = {**load_evaluations(Path("reports/eval"), ["base", "scale_0", f"scale_{top}", "oracle",
-                                                             *params.plot.seed_runs]),
-                 args.candidate: load_evaluations(run_dir, [f"scale_{top}"])[f"scale_{top}"]}
         kept_dir = OUT.parent / "generators" / args.candidate.replace("/", "_")
         shutil.rmtree(kept_dir, ignore_errors=True)
-        kept_dir.mkdir(parents=True)
+        (kept_dir / "eval" / f"scale_{top}").mkdir(parents=True)
         shutil.copy(work / "reports/generate/sample.md", kept_dir / "sample.md")
+        for name in ("metrics.json", "per_query.json"):  # what the paired bootstrap needs, kept for later runs
+            shutil.copy(work / "reports/eval" / f"scale_{top}" / name, kept_dir / "eval" / f"scale_{top}" / name)
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(work)], check=False)
-    comparer = Comparer(evals, [f"scale_{top}", *params.plot.seed_runs], args.resamples, seed=0)
-    default = f"{params.generate.local.model.split(':')[-1]}/{params.generate.local.runtime} (pipeline)"
     result = load()
-    down = result.setdefault("downstream", {})
-    for label, model in ((args.candidate, args.candidate), (default, f"scale_{top}"), ("oracle", "oracle")):
-        down[label] = {
-            "model": model, "per_language": top,
-            "gain_over_english_only": pick(comparer.compare(model, "scale_0", "primary")),
-            "over_base": pick(comparer.compare(model, "base", "primary")),
-        }
-    down[args.candidate].update({"set": args.set, "examples": gen["examples"], "requests": gen["requests"],
-                                 "examples_per_language": {k: v["accepted"] for k, v in gen["per_language"].items()},
-                                 "pipeline_seconds": round(seconds, 1), "generate_ledger": ledger,
-                                 "sample": str(kept_dir / "sample.md")})
+    result.setdefault("downstream_runs", {})[args.candidate] = {
+        "set": args.set, "examples": gen["examples"], "requests": gen["requests"],
+        "examples_per_language": {k: v["accepted"] for k, v in gen["per_language"].items()},
+        "pipeline_seconds": round(seconds, 1), "generate_ledger": ledger, "kept": str(kept_dir)}
+    result["downstream"] = compare_downstream(result["downstream_runs"], params, top, args.resamples)
     save(result)
     write_markdown(result)
+
+
+def run_compare(args) -> None:
+    params = load_params("params.yaml")
+    result = load()
+    result["downstream"] = compare_downstream(result["downstream_runs"], params, max(params.scale.per_language),
+                                              args.resamples)
+    save(result)
+    write_markdown(result)
+
+
+def compare_downstream(runs: dict, params, top: int, resamples: int) -> dict:
+    """Every kept candidate's top point, the pipeline's and the oracle's, against English-only, base and pipeline."""
+    evals = load_evaluations(Path("reports/eval"), ["base", "scale_0", f"scale_{top}", "oracle", *params.plot.seed_runs])
+    for name, run in runs.items():
+        evals[name] = load_evaluations(Path(run["kept"]) / "eval", [f"scale_{top}"])[f"scale_{top}"]
+    comparer = Comparer(evals, [f"scale_{top}", *params.plot.seed_runs], resamples, seed=0)
+    made = json.loads(Path("data/generated/metrics.json").read_text())["generator"]  # the pipeline's own generator
+    pipeline_label = f"{made['model'].split(':')[-1]}/{made.get('runtime', 'transformers')} (pipeline scale_{top})"
+    out = {}
+    for label, model in (*((n, n) for n in runs), (pipeline_label, f"scale_{top}"), ("oracle", "oracle")):
+        out[label] = {
+            "model": model, "per_language": top, **{k: runs[label][k] for k in ("set", "examples") if label in runs},
+            "gain_over_english_only": pick(comparer.compare(model, "scale_0", "primary")),
+            "over_base": pick(comparer.compare(model, "base", "primary")),
+            "over_pipeline": pick(comparer.compare(model, f"scale_{top}", "primary")) if model != f"scale_{top}" else None,
+            "requests": runs[label]["requests"] if label in runs else None,
+        }
+    names = list(runs)
+    for i, a in enumerate(names):  # candidate against candidate, same conditions
+        out[a]["over_candidates"] = {b: pick(comparer.compare(a, b, "primary")) for b in names[i + 1 :]}
+    return out
 
 
 def pick(c: dict | None) -> dict | None:
@@ -294,12 +316,18 @@ def write_markdown(result: dict) -> None:
         lines += ["## Downstream: the top scale point retrained on each generator's data", "",
                   ("Primary metric (held-out XQuAD nDCG@10, x100), paired bootstrap 95% intervals; the English-only "
                    "point is `scale_0`."), "",
-                  "| generator | Δ over English-only | Δ over base | examples | pipeline s |", "|---|---:|---:|---:|---:|"]
+                  "| generator | Δ over English-only | Δ over base | Δ over the pipeline's | examples | requests |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        def fmt(c):
+            return "-" if c is None else f"{100 * c['delta']:+.2f} [{100 * c['lo']:+.2f}, {100 * c['hi']:+.2f}]"
+
         for label, r in d.items():
-            def fmt(c):
-                return "-" if c is None else f"{100 * c['delta']:+.2f} [{100 * c['lo']:+.2f}, {100 * c['hi']:+.2f}]"
             lines.append(f"| `{label}` | {fmt(r['gain_over_english_only'])} | {fmt(r['over_base'])} | "
-                         f"{r.get('examples', '-')} | {r.get('pipeline_seconds', '-')} |")
+                         f"{fmt(r.get('over_pipeline'))} | {r.get('examples') or '-'} | {r.get('requests') or '-'} |")
+        pairs = [(a, b, c) for a, r in d.items() for b, c in (r.get("over_candidates") or {}).items()]
+        if pairs:
+            lines += ["", "| candidate - candidate | Δ primary [95% interval] |", "|---|---:|"]
+            lines += [f"| `{a}` - `{b}` | {fmt(c)} |" for a, b, c in pairs]
     OUT.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
@@ -315,9 +343,13 @@ def main() -> None:
     d.add_argument("--resamples", type=int, default=1000)
     d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="another params.yaml change for this run (e.g. generate.max_rounds=1); recorded in the report")
+    c = sub.add_parser("compare", help="recompute the downstream comparisons from the kept evaluations (only while "
+                       "reports/eval is the pipeline state the runs were compared with)")
+    c.add_argument("--resamples", type=int, default=1000)
     sub.add_parser("report")
     args = ap.parse_args()
-    {"yield": run_yield, "downstream": run_downstream, "report": lambda a: write_markdown(load())}[args.cmd](args)
+    {"yield": run_yield, "downstream": run_downstream, "compare": run_compare,
+     "report": lambda a: write_markdown(load())}[args.cmd](args)
 
 
 if __name__ == "__main__":

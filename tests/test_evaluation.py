@@ -385,8 +385,10 @@ def test_every_model_is_evaluated_at_the_param_length(tiny_model_path: Path, tmp
     as_saved = evaluate_model(tmp_path / "short", tasks, tmp_path / "b", model_name="b")
     assert at_param["max_seq_length"] == 96 and as_saved["max_seq_length"] == 16
     assert json.loads((tmp_path / "a" / "metrics.json").read_text())["max_seq_length"] == 96
-    # cut at 16 tokens every passage is the same filler, so the length visibly changes the scores
-    assert at_param["primary"]["ndcg_at_10"] != pytest.approx(as_saved["primary"]["ndcg_at_10"], abs=1e-3)
+    # cut at 16 tokens every passage is the same filler, so the length changes the scores; by how much depends on
+    # the random tiny model (its WordPiece vocabulary differs between processes: 0.0001 to 0.04 measured), so the
+    # test asks for a difference, not a size
+    assert at_param["primary"]["ndcg_at_10"] != as_saved["primary"]["ndcg_at_10"]
 
 
 def test_a_length_beyond_the_position_embeddings_is_a_params_error(tiny_model_dir: Path) -> None:

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from conftest import params_group
 from transformers import TrainerCallback
 
-from retrofit.config import TrainParams
+from retrofit.config import ParamsError, TrainParams
 from retrofit.train import (
     DisjointBatchSampler,
     DisjointSamplers,
@@ -46,6 +46,16 @@ def rows(n_syn: int = 6) -> list[dict]:
                  "task_type": "short_query" if i % 2 else "title", "query": f"q {lang} {i}",
                  "positive": f"p {lang} {i}", "negatives": []} for i in range(n_syn)]
     return out
+
+
+def test_a_short_group_fails_or_trains_on_what_it_has(caplog):
+    mix = {"english": ["qed_nq"], "english_per_source": 2, "per_language": 9, "languages": ["de", "zh"],
+           "task_types": ["short_query", "title"]}
+    with pytest.raises(ParamsError, match="asks for 9 rows, but data/mined/train.jsonl has only 6"):
+        select_mixture(rows(), params_group("train", mix={**mix, "allow_shortfall": False}), 0)
+    got = select_mixture(rows(), params_group("train", mix={**mix, "allow_shortfall": True}), 0)
+    assert mixture_counts(got)["synthetic_by_lang"] == {"de": 6, "zh": 6}
+    assert "6 of the 9 rows asked for" in caplog.text
 
 
 def test_mixture_is_nested_and_filtered():

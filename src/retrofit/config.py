@@ -260,6 +260,9 @@ class GenerateParams(_Group):
     roundtrip_top_k: int = Field(ge=0)
     oversample: float = Field(ge=1.0)
     max_rounds: int = Field(ge=1)
+    #: Distinct plans sent per language at most, over all rounds: bounds the stage's time when a language's pass
+    #: rate is low.
+    max_requests_per_language: int = Field(ge=1)
     #: Fewer examples than this (over all languages) fail the stage and write nothing.
     min_examples: int = Field(ge=0)
     local: LocalGenParams

@@ -333,7 +333,8 @@ def run_generation(
                 done = next_index[lang]
                 rate = len(accepted[lang]) / answered[lang] if answered[lang] else 1.0 / params.oversample
                 n = min(max(need, math.ceil(need / max(rate, 0.05))), 20 * max(need, 1))
-                fresh = max(0, n - len(unanswered[lang]))
+                # a language the generator cannot write stops at its request budget instead of eating the run's
+                fresh = max(0, min(n - len(unanswered[lang]), params.max_requests_per_language - requested[lang]))
                 todo += unanswered[lang] + [planner.plan(lang, i) for i in range(done, done + fresh)]
                 unanswered[lang] = []
                 next_index[lang] = done + fresh
