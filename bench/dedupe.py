@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 from datasketch import MinHash
 
-from retrofit.config import DedupeParams
+from retrofit.config import DedupeParams, default_params
 from retrofit.dedupe import (
     ContaminationIndex,
     char_ngrams,
@@ -200,7 +200,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--out", type=Path, default=Path("reports/bench/dedupe.json"))
     args = ap.parse_args()
-    params = DedupeParams()
+    params = default_params().dedupe  # params.yaml's values (config has no defaults)
 
     (rows, eval_texts, planted, pairs), t_build = _timed(
         build_rows, args.data, args.rows, args.exact_rate, args.near_rate, args.max_query_chars, args.seed

@@ -2,7 +2,7 @@
 
 Both miners run on the same rows (100,000 distinct passages, one query each, by default) with the same teacher, a
 tiny random BERT built offline, at the same settings: ``range_min``, ``range_max``, ``num_negatives``,
-``relative_margin`` from ``NegativesParams``' defaults, ``sampling_strategy="top"``, ``use_faiss=True``, prompts
+``relative_margin`` from ``params.yaml``'s ``negatives``, ``sampling_strategy="top"``, ``use_faiss=True``, prompts
 ``"query"``/``"passage"``, encoding ``batch_size`` 64. ``mine`` runs with ``rank_window="filtered"``, the
 sentence-transformers semantics of the rank window, so the chosen negatives should be the same; a warm run with
 the default ``rank_window="search"`` shows how much that choice changes them.
@@ -165,13 +165,13 @@ def worker(args: argparse.Namespace) -> None:
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.util import mine_hard_negatives
 
-    from retrofit.config import NegativesParams
+    from retrofit.config import default_params
     from retrofit.jsonl import read_jsonl, write_json, write_jsonl
     from retrofit.mine import EmbeddingCache, SentenceTransformerEncoder, mine
 
     miner, _, window, trace = RUNS[args.worker]
     work = Path(args.work)
-    params = NegativesParams()
+    params = default_params().negatives  # params.yaml's values (config has no defaults)
     out_path = work / f"{args.worker}.{args.trial}.negatives.jsonl"
     rss_after_imports = _rss_now()
     if trace:
@@ -273,7 +273,7 @@ def main() -> None:
 
     os.environ.update(ENV)
     sys.path.insert(0, str(REPO / "src"))
-    from retrofit.config import NegativesParams
+    from retrofit.config import default_params
     from retrofit.jsonl import write_json, write_jsonl
 
     load_before = os.getloadavg()
@@ -353,7 +353,7 @@ def main() -> None:
         return results[a][key] / results[b][key] if a in results and b in results else None
 
     report = {
-        "settings": {**NegativesParams().model_dump(), "sampling_strategy": "top", "use_faiss": True,
+        "settings": {**default_params().negatives.model_dump(), "sampling_strategy": "top", "use_faiss": True,
                      "rank_window": "filtered (ours_warm_search_window: search)", "scope": "all (one corpus)"},
         "data": {"passages": args.passages, "queries": args.passages, "seed": args.seed,
                  "model": "random BERT, hidden 64, 2 layers, WordPiece 8000, mean pooling, e5 prompts"},
