@@ -71,7 +71,10 @@ def main() -> None:
                 row["generate_s"] = round(run_stage(ws, "generate", cache, env), 1)
                 ledger = json.loads((ws / "reports/generate/ledger.json").read_text())
                 row["generate_runtime"] = ledger["runtime"]
-                row["generate_requests"] = json.loads((ws / "data/generated/metrics.json").read_text())["requests"]
+                made = json.loads((ws / "data/generated/metrics.json").read_text())
+                row["generate_requests"] = made["requests"]
+                row["generator"] = f"{made['generator']['model']} ({made['generator'].get('runtime', 'transformers')})"
+                row["generate_examples"] = made["examples"]
             train = ["--name", "bench", *cache, f"train.max_steps={args.steps}", f"train.checkpoint_every={args.steps}"]
             row["train_s"] = round(run_stage(ws, "train", train, env), 1)
             info = json.loads((ws / "reports/train/bench/info.json").read_text())
@@ -92,16 +95,18 @@ def main() -> None:
         "# Portable CPU defaults (bench/portable.py)", "",
         (f"Machine: {platform.platform()}. Each row runs the default stages with `auto` params; `no native bf16` sets "
          "`RETROFIT_CPU_BF16=0`, standing in for an AVX2-only CPU. `chose` is what the stage recorded itself."), "",
-        "| CPU as seen | generate: chose | generate s | requests | train: chose | s/step | train stage s |",
-        "|---|---|---|---|---|---|---|",
+        ("| CPU as seen | generator | encoder: chose | generate s | requests | examples | train: chose | s/step | "
+         "train stage s |"),
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for mode, row in results.items():
         gen = row.get("generate_runtime", {})
         tr = row["train_runtime"]
         chose_gen = f"{'bf16' if gen.get('bf16_inference') else 'fp32'}, {gen.get('threads')} threads" if gen else "-"
         chose_tr = f"{'bf16' if tr['train_bf16'] else 'fp32'}, {tr['threads']} threads ({tr['bf16_reason']})"
-        lines.append(f"| {mode} | {chose_gen} | {cell(row, 'generate_s')} | {cell(row, 'generate_requests')} | "
-                     f"{chose_tr} | {row['train_s_per_step']} | {row['train_s']} |")
+        lines.append(f"| {mode} | {cell(row, 'generator')} | {chose_gen} | {cell(row, 'generate_s')} | "
+                     f"{cell(row, 'generate_requests')} | {cell(row, 'generate_examples')} | {chose_tr} | "
+                     f"{row['train_s_per_step']} | {row['train_s']} |")
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
