@@ -112,8 +112,16 @@ def measure_yield(name: str, local: dict[str, str], n: int, params, encode) -> d
     ledger = Ledger(0.0, 0.0)
     # One language per call (for per-language CPU time), but the language check must still tell all of the run's
     # languages apart, or an English query would pass as Hindi: the stage's identifier over every language.
-    full = pipeline.LanguageIdentifier(langs)
+    full, original = pipeline.LanguageIdentifier(langs), pipeline.LanguageIdentifier
     pipeline.LanguageIdentifier = lambda _langs: full
+    try:
+        return _measure(name, local, n, params, encode, spec, langs, ledger, bf16)
+    finally:
+        pipeline.LanguageIdentifier = original
+
+
+def _measure(name, local, n, params, encode, spec, langs, ledger, bf16) -> dict:
+    """The body of :func:`measure_yield`, with the language identifier already shared."""
     with tempfile.TemporaryDirectory(prefix="bench-generators-") as tmp:
         cache = Path(tmp) / "cache"
         cache.mkdir()

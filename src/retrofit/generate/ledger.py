@@ -142,6 +142,11 @@ class Ledger:
             self.failed += 1
             self.failures[reason] += 1
 
+    def record_answered(self, prompt_tokens: int, completion_tokens: int) -> None:
+        """One request sent and answered at once (a local model: no retries, no failures)."""
+        self.record_sent()
+        self.record_success(prompt_tokens, completion_tokens)
+
     def record_success(self, prompt_tokens: int, completion_tokens: int, estimated: bool = False) -> None:
         """Count one successful response and its tokens.
 

@@ -180,12 +180,16 @@ def _choose(logits: np.ndarray, temperature: float, top_p: float, rng: np.random
     return int(rng.choice(keep, p=p[keep] / p[keep].sum()))
 
 
-def render_chat(template: str, messages: list[dict[str, str]]) -> str:
-    """Render a chat template the way transformers does (jinja2, ``add_generation_prompt=True``)."""
+def chat_template(source: str) -> Any:
+    """Compile a chat template the way transformers does (a sandboxed jinja2 environment)."""
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-    return env.from_string(template).render(messages=messages, add_generation_prompt=True, bos_token="")
+    return ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True).from_string(source)
+
+
+def render_chat(source: str, messages: list[dict[str, str]]) -> str:
+    """Render a chat template for ``messages``, ending where the assistant's answer starts."""
+    return chat_template(source).render(messages=messages, add_generation_prompt=True, bos_token="")
 
 
 class LlamaCppBackend:
@@ -227,6 +231,7 @@ class LlamaCppBackend:
         self.progress = progress
         self.ledger = ledger
         self._model: LlamaCppModel | None = None
+        self._template: Any = None  # the compiled chat template, on the first chat request
 
     def identity(self) -> dict[str, str]:
         """Backend, runtime, model and the GGUF's sha256; the weights stay quantised, so no dtype choice."""
@@ -235,10 +240,13 @@ class LlamaCppBackend:
     def _prompt_tokens(self, model: LlamaCppModel, req: GenRequest) -> list[int]:
         if req.messages is None:
             return model.tokenize(req.prompt or "", special=False)
-        template = model.metadata("tokenizer.chat_template")
-        if template is None:
-            raise ValueError(f"{self.spec} has no chat template; use few-shot prompts with it")
-        return model.tokenize(render_chat(template, req.chat()), special=True)
+        if self._template is None:  # read and compiled once per model, not per request
+            source = model.metadata("tokenizer.chat_template")
+            if source is None:
+                raise ValueError(f"{self.spec} has no chat template; use few-shot prompts with it")
+            self._template = chat_template(source)
+        return model.tokenize(self._template.render(messages=req.chat(), add_generation_prompt=True, bos_token=""),
+                              special=True)
 
     def generate(
         self, requests: Sequence[GenRequest], on_response: Callable[[GenRequest, GenResponse], None]
@@ -267,8 +275,7 @@ class LlamaCppBackend:
                 text = text.split("\n")[0].strip()
             n_out = len(ids) + stopped
             if self.ledger is not None:
-                self.ledger.record_sent()
-                self.ledger.record_success(len(prompt), n_out)
+                self.ledger.record_answered(len(prompt), n_out)
             on_response(req, GenResponse(req.key, text, "stop" if stopped else "length", len(prompt), n_out, self.spec))
             bar.update(1)
         bar.close()

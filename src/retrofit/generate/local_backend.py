@@ -233,8 +233,7 @@ class LocalBackend:
                 n_prompt = int(enc["attention_mask"][row].sum())
                 n_out = len(ids) + (stop_at is not None)
                 if self.ledger is not None:
-                    self.ledger.record_sent()
-                    self.ledger.record_success(n_prompt, n_out)
+                    self.ledger.record_answered(n_prompt, n_out)
                 on_response(req, GenResponse(req.key, text, finish, n_prompt, n_out, self.spec))
             bar.update(len(batch))
         bar.close()
