@@ -1,7 +1,7 @@
 """Does mining English rows against more of their dataset change the retrofit? (issue 12, item 4, English side)
 
 The mine stage adds ``negatives.english_pool`` (480) passages of each English dataset's prepared corpus to the
-candidates of its rows (:func:`retrofit.english_pool.english_pool`: a nested, seeded sample that contains the rows'
+candidates of its rows (:func:`retrofit.data.english_pool.english_pool`: a nested, seeded sample that contains the rows'
 own, decontaminated against the held-out XQuAD texts); before, an English row met only the other rows sampled
 from its dataset (``dedupe.english_per_source``, 48 here). This benchmark mines exactly as the mine stage does
 (``data/deduped`` pairs and oracle rows, the generation pool, the teacher, ``negatives`` params, the shared
@@ -25,17 +25,21 @@ import tempfile
 import time
 from pathlib import Path
 
-from retrofit import evaluation
 from retrofit.config import load_params
-from retrofit.dedupe import SYNTHETIC
-from retrofit.english_pool import english_pool
-from retrofit.jsonl import read_jsonl
-from retrofit.mine import EmbeddingCache, SentenceTransformerEncoder, mine
-from retrofit.models import resolve_teacher
-from retrofit.oracle import ORACLE
+from retrofit.data.english_pool import english_pool
+from retrofit.embed.cache import EmbeddingCache
+from retrofit.embed.encoder import SentenceTransformerEncoder
+from retrofit.eval.encoder import load_encoder
+from retrofit.eval.score import evaluate_encoder
+from retrofit.eval.xquad import build_tasks
+from retrofit.io import read_jsonl
+from retrofit.mine import mine
+from retrofit.models.load import resolve_teacher
 from retrofit.report import Comparer, load_evaluations
 from retrofit.runtime import resolve_bf16, seed_everything, set_threads
-from retrofit.train import select_mixture, train_model
+from retrofit.schema import ORACLE, SYNTHETIC
+from retrofit.train.mixture import select_mixture
+from retrofit.train.trainer import train_model
 
 METRICS = ("primary", "mono", "cross", "pooled")
 #: The plot stage's verdicts are worded for the paper's findings; here they only say which side is higher.
@@ -73,14 +77,14 @@ def main() -> None:
                            checkpoint_dir=work / "ckpt", live_dir=None, hard_negatives=cfg.hard)
         t2 = time.perf_counter()
         ev_cfg = params.evaluate
-        enc = evaluation.load_encoder(work / "model", name, batch_size=ev_cfg.batch_size,
+        enc = load_encoder(work / "model", name, batch_size=ev_cfg.batch_size,
                                       bf16=resolve_bf16(params.base.bf16_inference), max_seq_length=ev_cfg.max_seq_length)
         xq = Path("data/prepared/xquad")
-        tasks = evaluation.build_tasks(read_jsonl(xq / "paragraphs.jsonl"), read_jsonl(xq / "questions.jsonl"),
+        tasks = build_tasks(read_jsonl(xq / "paragraphs.jsonl"), read_jsonl(xq / "questions.jsonl"),
                                        ev_cfg.languages, ev_cfg.families, ev_cfg.max_queries_per_lang,
                                        ev_cfg.query_seed, ev_cfg.corpus)
         (work / "eval" / name).mkdir(parents=True)
-        evaluation.evaluate_encoder(enc, tasks, work / "eval" / name)
+        evaluate_encoder(enc, tasks, work / "eval" / name)
         t3 = time.perf_counter()
         top = f"scale_{max(params.scale.per_language)}"
         evals = {**load_evaluations(Path("reports/eval"), ["base", top, *params.plot.seed_runs]),

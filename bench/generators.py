@@ -48,13 +48,14 @@ from ruamel.yaml import YAML
 
 from retrofit.cli import resolved
 from retrofit.config import GenerateParams, load_params
+from retrofit.embed.cache import EmbeddingCache
+from retrofit.embed.encoder import SentenceTransformerEncoder
 from retrofit.errors import AssetError
 from retrofit.generate import pipeline
 from retrofit.generate.bundled import bundled
 from retrofit.generate.ledger import Ledger
 from retrofit.generate.pipeline import backend_from_params, run_generation
-from retrofit.jsonl import iter_jsonl
-from retrofit.mine import EmbeddingCache, SentenceTransformerEncoder
+from retrofit.io import iter_jsonl
 from retrofit.report import Comparer, load_evaluations
 from retrofit.runtime import set_threads
 

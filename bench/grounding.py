@@ -34,10 +34,11 @@ import numpy as np
 
 from retrofit.cli import resolved
 from retrofit.config import load_params
+from retrofit.data.xquad import PARAGRAPH_ROW, QUESTION_ROW
+from retrofit.embed.cache import EmbeddingCache
+from retrofit.embed.encoder import SentenceTransformerEncoder
 from retrofit.generate.pipeline import EXAMPLE_ROW, POOL_ROW, RoundTrip
-from retrofit.jsonl import read_jsonl
-from retrofit.mine import EmbeddingCache, SentenceTransformerEncoder
-from retrofit.xquad import PARAGRAPH_ROW, QUESTION_ROW
+from retrofit.io import read_jsonl
 
 KS = (1, 3, 5, 10)
 KINDS = ("human", "noise", "generated")

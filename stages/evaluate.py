@@ -3,27 +3,30 @@
 The model is loaded once, at ``evaluate.max_seq_length`` tokens whatever length it was saved with, and its
 embedding cache serves every benchmark below. Its lowest ``evaluate.trunk_layers`` layers come from the
 frozen-trunk cache under ``base.cache_dir`` when another model with the same frozen layers has encoded the same
-batch before (:mod:`retrofit.trunk`: time only, never the numbers). ``--out`` is rewritten completely, and only on success.
+batch before (:mod:`retrofit.embed.trunk`: time only, never the numbers). ``--out`` is rewritten completely, and only on success.
 
 - ``xquad`` (the embedded default): the held-out XQuAD families through mteb's retrieval machinery; writes mteb
   result JSON per family, ``metrics.json`` (the primary metric, nDCG@10, Recall@10 and MRR@10 per language and
-  family), ``per_query.json`` (for the bootstrap) and ``table.md``; schema in :mod:`retrofit.evaluation`.
+  family), ``per_query.json`` (for the bootstrap) and ``table.md``; schema in :mod:`retrofit.eval.xquad`.
 - ``evaluate.official.tasks`` (for the models of ``official.models``; and ``official.base_only`` with
   ``--base``): official mteb tasks run by mteb's
-  own classes on the pinned local data (:mod:`retrofit.official`), through :func:`retrofit.paper.evaluate_mmteb`;
+  own classes on the pinned local data (:mod:`retrofit.eval.official`), through :func:`retrofit.eval.mmteb.evaluate_mmteb`;
   writes ``--out/official/`` (per-task results, ``metrics.json``, ``per_query/``).
 - ``mmteb`` (paper scale): the Retrieval tasks of ``evaluate.mmteb.benchmark`` (the paper's 18 tasks of
-  MTEB(Multilingual)); writes ``--out/mmteb/`` (schema in :mod:`retrofit.paper`). Needs the network or a
+  MTEB(Multilingual)); writes ``--out/mmteb/`` (schema in :mod:`retrofit.eval.mmteb`). Needs the network or a
   pre-populated ``HF_HOME``; an unreachable dataset fails before the model is loaded.
 """
 
 from pathlib import Path
 
-from retrofit import cli, evaluation, official, paper
-from retrofit.jsonl import read_jsonl
-from retrofit.models import check_model_dir
-from retrofit.runtime import atomic_dir
-from retrofit.xquad import PARAGRAPH_ROW, QUESTION_ROW
+from retrofit import cli
+from retrofit.data.xquad import PARAGRAPH_ROW, QUESTION_ROW
+from retrofit.eval import mmteb, official
+from retrofit.eval.encoder import load_encoder
+from retrofit.eval.score import evaluate_encoder
+from retrofit.eval.xquad import build_tasks
+from retrofit.io import atomic_dir, read_jsonl
+from retrofit.models.load import check_model_dir
 
 
 def main() -> None:
@@ -48,27 +51,27 @@ def main() -> None:
     with atomic_dir(args.out) as out:
         if "mmteb" in cfg.benchmarks:  # first: a missing hub dataset fails before any other work
             mm = cfg.mmteb
-            metrics = paper.evaluate_mmteb(
+            metrics = mmteb.evaluate_mmteb(
                 args.model, out / "mmteb", mm.tasks, batch_size=cfg.batch_size, model_name=args.name,
                 benchmark=mm.benchmark, task_types=mm.task_types, bf16=bf16, max_seq_length=cfg.max_seq_length,
             )
             print(f"evaluate: {args.name} {mm.benchmark} mean nDCG@10 = {metrics['headline']['ndcg_at_10']:.4f} "
                   f"over {metrics['tasks_done']} task(s)")
-        encoder = evaluation.load_encoder(
+        encoder = load_encoder(
             args.model, args.name, batch_size=cfg.batch_size, bf16=bf16, max_seq_length=cfg.max_seq_length,
             trunk_layers=cfg.trunk_layers, cache_dir=params.base.cache_dir,
         )
         if "xquad" in cfg.benchmarks:
-            families = evaluation.build_tasks(
+            families = build_tasks(
                 paragraphs, questions, langs=cfg.languages,
                 families=cfg.families, max_queries_per_lang=cfg.max_queries_per_lang, seed=cfg.query_seed,
                 corpus=cfg.corpus,
             )
-            metrics = evaluation.evaluate_encoder(encoder, families, out)
+            metrics = evaluate_encoder(encoder, families, out)
             print(f"evaluate: {args.name} XQuAD primary nDCG@10 = {metrics['primary']['ndcg_at_10']:.4f} "
                   f"at {cfg.max_seq_length} tokens")
         if tasks:
-            done = paper.evaluate_mmteb(args.model, out / "official", tasks, model_name=args.name, benchmark=None,
+            done = mmteb.evaluate_mmteb(args.model, out / "official", tasks, model_name=args.name, benchmark=None,
                                         encoder=encoder, per_query=True)
             print(f"evaluate: {args.name} official: " + ", ".join(
                 f"{n} {t['main_score']:.4f}" for n, t in done["tasks"].items()))

@@ -6,7 +6,8 @@ Writes ``data/raw/<dataset>/<file>``, byte for byte the files listed in ``src/re
 
 from pathlib import Path
 
-from retrofit import cli, sources
+from retrofit import cli
+from retrofit.data import sources
 
 
 def main() -> None:

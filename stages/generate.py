@@ -10,10 +10,11 @@ requests.
 from pathlib import Path
 
 from retrofit import cli
+from retrofit.embed.cache import EmbeddingCache
+from retrofit.embed.encoder import SentenceTransformerEncoder
 from retrofit.generate.pipeline import run_generation, write_sample
-from retrofit.jsonl import write_json
-from retrofit.mine import EmbeddingCache, SentenceTransformerEncoder
-from retrofit.models import check_model_dir
+from retrofit.io import write_json
+from retrofit.models.load import check_model_dir
 from retrofit.runtime import runtime_choices
 
 

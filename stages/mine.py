@@ -4,7 +4,7 @@ Reads ``data/deduped/pairs.jsonl`` and ``oracle.jsonl`` (mined alike), the gener
 (``data/generated/pool.jsonl``: synthetic queries are mined against every passage of their language's pool), up to
 ``negatives.english_pool`` prepared passages of each English dataset (``data/prepared/english/<source>.jsonl``, a
 nested sample containing the rows' own, decontaminated against ``data/prepared/xquad``'s test split,
-:mod:`retrofit.english_pool`: English queries are mined against them besides the other rows of their dataset) and
+:mod:`retrofit.data.english_pool`: English queries are mined against them besides the other rows of their dataset) and
 the teacher (``models/teacher``, from the ``teacher`` stage); writes ``data/mined/train.jsonl`` (schema in
 :mod:`retrofit.mine`) and ``data/mined/report.json`` (score distributions, candidates dropped per filter, the
 English pool's counts; a DVC metric). With ``negatives.hard: false`` rows keep no mined negatives (in-batch
@@ -15,14 +15,15 @@ keyed by model and text, so changing a mining param re-encodes nothing.
 from pathlib import Path
 
 from retrofit import cli
-from retrofit.dedupe import PAIR_ROW, SYNTHETIC
-from retrofit.english_pool import english_pool
+from retrofit.data.english_pool import english_pool
+from retrofit.embed.cache import EmbeddingCache
+from retrofit.embed.encoder import SentenceTransformerEncoder
+from retrofit.filter.dedupe import PAIR_ROW
 from retrofit.generate.pipeline import POOL_ROW
-from retrofit.jsonl import read_jsonl, write_json, write_jsonl
-from retrofit.mine import EmbeddingCache, SentenceTransformerEncoder, mine
-from retrofit.models import check_model_dir, resolve_teacher
-from retrofit.oracle import ORACLE
-from retrofit.runtime import atomic_dir
+from retrofit.io import atomic_dir, read_jsonl, write_json, write_jsonl
+from retrofit.mine import mine
+from retrofit.models.load import check_model_dir, resolve_teacher
+from retrofit.schema import ORACLE, SYNTHETIC
 
 
 def main() -> None:

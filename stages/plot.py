@@ -10,15 +10,15 @@ import json
 from pathlib import Path
 
 from retrofit import cli
-from retrofit.paper import ANCHORS
+from retrofit.io import atomic_dir
 from retrofit.report import (
+    ANCHORS,
     build_report,
     load_evaluations,
     load_mmteb,
     mining_markdown,
     mmteb_markdown,
 )
-from retrofit.runtime import atomic_dir
 
 
 def main() -> None:

@@ -1,20 +1,20 @@
 """Stage ``prepare``: parse the raw files into the JSONL contracts the rest of the pipeline reads.
 
 - ``data/prepared/xquad/``: paragraphs and questions, split by article into ``train`` (generation pool) and
-  ``test`` (held out for evaluation); schema in :mod:`retrofit.xquad`;
-- ``data/prepared/ntrex/``: NTREX-128 news paragraphs, a second generation source; :mod:`retrofit.ntrex`;
+  ``test`` (held out for evaluation); schema in :mod:`retrofit.data.xquad`;
+- ``data/prepared/ntrex/``: NTREX-128 news paragraphs, a second generation source; :mod:`retrofit.data.ntrex`;
 - ``data/prepared/english/``: the English task datasets as pairs, one ``<source>.jsonl`` each (schema in
-  :mod:`retrofit.english`): the embedded ``data.english`` plus any ``data.hub_english`` datasets
-  (:func:`retrofit.paper.prepare_hub_english`, the paper-scale profile's hub collections);
+  :mod:`retrofit.data.english`): the embedded ``data.english`` plus any ``data.hub_english`` datasets
+  (:func:`retrofit.data.hub_english.prepare_hub_english`, the paper-scale profile's hub collections);
 - ``data/prepared/counts.json``: row counts per dataset, a DVC metric.
 """
 
 from pathlib import Path
 
-from retrofit import cli, english, ntrex, paper, xquad
-from retrofit.jsonl import write_json
-from retrofit.languages import NTREX_CODES, XQUAD_LANGUAGES
-from retrofit.runtime import atomic_dir
+from retrofit import cli
+from retrofit.data import english, hub_english, ntrex, xquad
+from retrofit.io import atomic_dir, write_json
+from retrofit.schema import NTREX_CODES, XQUAD_LANGUAGES
 
 
 def main() -> None:
@@ -30,7 +30,7 @@ def main() -> None:
             "english": english.prepare_english(raw, out / "english", params.data.english),
         }
         if params.data.hub_english:  # paper scale: hub (or local) datasets beside, or instead of, the embedded six
-            counts["english"].update(paper.prepare_hub_english(
+            counts["english"].update(hub_english.prepare_hub_english(
                 params.data.hub_english, out / "english", params.data.hub_english_rows, seed=params.base.seed
             ))
             counts["english"]["total"] = english.totals(counts["english"])

@@ -7,7 +7,8 @@ is shared through the DVC remote like every other output. The ``mine`` stage rea
 
 from pathlib import Path
 
-from retrofit import cli, models
+from retrofit import cli
+from retrofit.models import load as models
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
 Writes ``models/<name>/`` (a sentence-transformers directory with a model card), ``reports/train/<name>/``
 (``info.json`` and DVCLive curves). Checkpoints go to ``<base.cache_dir>/checkpoints/<name>-<key>``, the key
-covering everything that decides the weights (:func:`retrofit.train.checkpoint_key`); a killed run resumes from the
+covering everything that decides the weights (:func:`retrofit.train.trainer.checkpoint_key`); a killed run resumes from the
 last one, and they are deleted once the model is written. Sweep points pass their differences with ``--set``. Under ``torchrun``/``accelerate launch`` every
 rank trains and only rank 0 writes.
 """
@@ -10,11 +10,12 @@ rank trains and only rank 0 writes.
 from pathlib import Path
 
 from retrofit import cli
-from retrofit.jsonl import read_jsonl, write_json
+from retrofit.io import atomic_dir, read_jsonl, write_json
 from retrofit.mine import TRAIN_ROW
-from retrofit.models import check_model_dir
-from retrofit.runtime import atomic_dir, is_main_process, runtime_choices
-from retrofit.train import checkpoint_key, select_mixture, train_model
+from retrofit.models.load import check_model_dir
+from retrofit.runtime import is_main_process, runtime_choices
+from retrofit.train.mixture import select_mixture
+from retrofit.train.trainer import checkpoint_key, train_model
 
 
 def main() -> None:

@@ -133,7 +133,7 @@ def tiny_model_path(tiny_model_dir: Path, tmp_path: Path) -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def bundled_base(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     """The bundled base model materialised once, exactly as the base_model stage does it (read-only)."""
-    from retrofit.models import BUNDLED, materialize_base_model
+    from retrofit.models.load import BUNDLED, materialize_base_model
 
     out = tmp_path_factory.mktemp("bundled") / "base"
     return out, materialize_base_model(BUNDLED, out)

@@ -19,17 +19,12 @@ from conftest import params_group
 
 from retrofit import mine as mine_mod
 from retrofit.config import NegativesParams
+from retrofit.embed.cache import EmbeddingCache
+from retrofit.embed.encoder import Encoder, SentenceTransformerEncoder
 from retrofit.errors import AssetError
-from retrofit.mine import (
-    DROP_REASONS,
-    EmbeddingCache,
-    Encoder,
-    SentenceTransformerEncoder,
-    mine,
-    normalise_text,
-    score_summary,
-)
-from retrofit.runtime import fingerprint_model_dir
+from retrofit.filter.text import normalize
+from retrofit.io import fingerprint_model_dir
+from retrofit.mine import DROP_REASONS, mine, score_summary
 
 torch.set_num_threads(1)
 faiss.omp_set_num_threads(1)
@@ -196,7 +191,7 @@ def test_positive_duplicates_translations_and_co_positives_excluded(tmp_path: Pa
     assert report["by_lang"]["xx"]["dropped"] == {
         "self_or_duplicate": 2, "same_query_positive": 1, "same_source_id": 2, "dataset_negative": 0, "margin": 0,
     }
-    assert normalise_text("paris  is the CAPITAL.") == normalise_text("Paris is the capital.")
+    assert normalize("paris  is the CAPITAL.") == normalize("Paris is the capital.")
 
 
 def test_scope_language_searches_own_language_and_dataset(tmp_path: Path) -> None:
@@ -289,7 +284,7 @@ def test_pool_passages_are_candidates_with_their_source_id_and_exclusion(tmp_pat
 
 
 def test_english_pool_passages_join_their_dataset_and_skip_the_rows_queries(tmp_path: Path) -> None:
-    """Pool entries as retrofit.english_pool writes them: in their (lang, dataset) partition only, never a negative
+    """Pool entries as retrofit.data.english_pool writes them: in their (lang, dataset) partition only, never a negative
     of a row whose query they answer."""
     w = World()
     w.probe("q", "P", 0.9, id="probe", lang="en", source="qed_nq")
@@ -383,15 +378,15 @@ def reference_mine(
         order = sorted(range(len(corpus)), key=lambda c: -scores[c])
         ps = float(np.float32(q @ enc.tables["passage"][row["positive"]].astype(np.float32)))
         threshold = ps - abs(ps) * params.relative_margin
-        norm = normalise_text(row["positive"])
-        excluded = {c for c, t in enumerate(corpus) if normalise_text(t) == norm}
+        norm = normalize(row["positive"])
+        excluded = {c for c, t in enumerate(corpus) if normalize(t) == norm}
         excluded |= {corpus.index(r["positive"]) for r in part if r["query"] == row["query"]}
         if row["source_id"] is not None:
             excluded |= {corpus.index(r["positive"]) for r in part if r["source_id"] == row["source_id"]}
         negs = []
-        if row["negative"] is not None and normalise_text(row["negative"]) != norm:
+        if row["negative"] is not None and normalize(row["negative"]) != norm:
             negs.append(row["negative"])
-            excluded |= {c for c, t in enumerate(corpus) if normalise_text(t) == normalise_text(row["negative"])}
+            excluded |= {c for c, t in enumerate(corpus) if normalize(t) == normalize(row["negative"])}
         want = params.num_negatives - len(negs)
         if rank_window == "search":
             cands = [c for c in order[params.range_min : params.range_max] if c not in excluded]

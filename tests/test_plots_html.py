@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from retrofit.plots_html import build_template, chromium, fetch_scripts, ink_fraction, screenshot
+from retrofit.plots_html import (
+    build_template,
+    chromium,
+    fetch_scripts,
+    ink_fraction,
+    screenshot,
+)
 
 DVC_YAML = """\
 plots:

@@ -15,6 +15,7 @@ import pytest
 
 from retrofit.errors import InputError
 from retrofit.report import (
+    ANCHORS,
     Evaluation,
     build_report,
     load_evaluations,
@@ -50,7 +51,7 @@ def make_eval(name: str, level: float, *, noise: float = 0.05, seed: int = 0, of
     belebele = {s: {f"Q{i}": float(np.clip(official + rng.normal(0, 0.05), 0, 1)) for i in range(40)}
                 for s in ("eng_Latn-eng_Latn", "deu_Latn-deu_Latn")}
     legal = {"default": {f"q{i}": float(np.clip(official + rng.normal(0, 0.05), 0, 1)) for i in range(40)}}
-    from retrofit.stats import task_score
+    from retrofit.eval.stats import task_score
 
     off_pq = {"Tatoeba": {"deu-eng": preds}, "BelebeleRetrieval": belebele, "LegalBenchCorporateLobbying": legal}
     stat = {"Tatoeba": "bitext_f1"}
@@ -184,3 +185,8 @@ def test_mining_section_shows_positive_mined_and_random_scores():
     assert rows["random negative"].startswith("| random negative | 2 | 0.250 |")
     assert "40 passages" in "\n".join(lines)
     assert mining_markdown({"hard": False, "rows": {}}) == []
+
+
+def test_anchor_table_is_the_readme_one():
+    assert ANCHORS["Tu et al. (2025), ~300M retrofitted"] == 60.56
+    assert ANCHORS["multilingual-e5-base"] == 52.72 and ANCHORS["gte-multilingual-base"] == 57.11

@@ -1,7 +1,7 @@
 """Keep each ``dvc.yaml`` stage's ``src/retrofit`` deps equal to its script's import closure.
 
 A stage that misses a module it imports would not rerun when that module changes, and ``dvc.lock`` would then
-describe results the code no longer produces (``tests/test_dvc_deps.py`` fails on that). The closure is read
+describe results the code no longer produces (``tests/tools/test_dvc_deps.py`` fails on that). The closure is read
 statically (``ast``), following imports inside functions too, since those run.
 
 Usage::

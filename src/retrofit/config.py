@@ -27,12 +27,13 @@ from pydantic import (
 )
 
 from retrofit.errors import RetrofitError
-from retrofit.languages import SUPPORTED_LANGUAGES, XQUAD_LANGUAGES
-
-#: Dataset names in ``assets/sources.json`` that hold English task data.
-ENGLISH_SOURCES = ("qed_nq", "snli_via_esnli", "fever_symmetric", "citation_integrity", "scitldr", "stsb_multi_mt")
-
-EVAL_FAMILIES = ("mono", "cross", "pooled")
+from retrofit.schema import (
+    ENGLISH_SOURCES,
+    GENERATED_TASK_TYPES,
+    OFFICIAL_TASK_NAMES,
+    SUPPORTED_LANGUAGES,
+    XQUAD_LANGUAGES,
+)
 
 
 class ParamsError(RetrofitError):
@@ -54,12 +55,6 @@ def _one_of(allowed_fn, what: str):
     return AfterValidator(check)
 
 
-def _task_types() -> tuple[str, ...]:
-    from retrofit.generate.prompts import TASK_TYPES
-
-    return tuple(TASK_TYPES)
-
-
 #: A list of language codes the pipeline can generate for.
 Languages = Annotated[list[str], _one_of(lambda: SUPPORTED_LANGUAGES, "language code(s)")]
 #: A list of XQuAD language codes (evaluation).
@@ -67,7 +62,7 @@ XQuADLanguages = Annotated[list[str], _one_of(lambda: XQUAD_LANGUAGES, "XQuAD la
 #: A list of English task dataset names.
 EnglishSources = Annotated[list[str], _one_of(lambda: ENGLISH_SOURCES, "English dataset(s)")]
 #: A list of synthetic task types.
-TaskTypes = Annotated[list[str], _one_of(_task_types, "task type(s)")]
+TaskTypes = Annotated[list[str], _one_of(lambda: GENERATED_TASK_TYPES, "task type(s)")]
 
 
 class _Group(BaseModel):
@@ -94,7 +89,7 @@ class HubEnglishDefaults(_Group):
     split: str = Field(min_length=1)
     #: A commit or tag (``null``: the latest).
     revision: str | None
-    #: Column names (``null``: the first of ``retrofit.paper``'s ``QUERY_COLUMNS``/``POSITIVE_COLUMNS``/
+    #: Column names (``null``: the first of ``retrofit.data.hub_english``'s ``QUERY_COLUMNS``/``POSITIVE_COLUMNS``/
     #: ``NEGATIVE_COLUMNS`` the dataset has).
     query: str | None
     positive: str | None
@@ -103,7 +98,7 @@ class HubEnglishDefaults(_Group):
 
 
 class HubEnglishSpec(HubEnglishDefaults):
-    """One English task dataset from the Hugging Face Hub or a local copy (read by retrofit.paper.hub_english_pairs);
+    """One English task dataset from the Hugging Face Hub or a local copy (read by retrofit.data.hub_english.hub_english_pairs);
     every key it does not give comes from ``data.hub_english_defaults``."""
 
     dataset: str = Field(min_length=1)
@@ -152,21 +147,18 @@ class ModelParams(_Group):
 
 
 class MMTEBParams(_Group):
-    """MMTEB evaluation (retrofit.paper.evaluate_mmteb): the benchmark's tasks of the given types."""
+    """MMTEB evaluation (retrofit.eval.mmteb.evaluate_mmteb): the benchmark's tasks of the given types."""
 
     benchmark: str = Field(min_length=1)
     task_types: list[str] = Field(min_length=1)
     tasks: list[str] | None
 
-
-#: The official mteb tasks that retrofit.official can run on pinned local data (it checks that it serves each).
-OFFICIAL_TASK_NAMES = ("Tatoeba", "BelebeleRetrieval", "LegalBenchCorporateLobbying", "XQuADRetrieval")
 #: A list of official task names.
 OfficialTasks = Annotated[list[str], _one_of(lambda: OFFICIAL_TASK_NAMES, "official task(s)")]
 
 
 class OfficialParams(_Group):
-    """Official mteb tasks on pinned local data (retrofit.official), run for every model or for the base only."""
+    """Official mteb tasks on pinned local data (retrofit.eval.official), run for every model or for the base only."""
 
     tasks: OfficialTasks
     base_only: OfficialTasks
@@ -186,7 +178,7 @@ class EvaluateParams(_Group):
     corpus: Literal["all", "test"]
     #: Seed of the held-out question sample alone (max_queries_per_lang).
     query_seed: int = Field(ge=0)
-    #: Lower encoder layers shared by every model through the frozen-trunk cache (retrofit.trunk); 0 turns it off.
+    #: Lower encoder layers shared by every model through the frozen-trunk cache (retrofit.embed.trunk); 0 turns it off.
     #: A speed setting only: embeddings are bit-identical at any value.
     trunk_layers: int = Field(ge=0)
 
@@ -251,7 +243,7 @@ class GenerateParams(_Group):
     backend: Literal["local", "openai"]
     languages: Languages = Field(min_length=1)
     per_language: int = Field(ge=0)
-    task_types: Annotated[dict[str, float], _one_of(_task_types, "task type(s)")] = Field(min_length=1)
+    task_types: Annotated[dict[str, float], _one_of(lambda: GENERATED_TASK_TYPES, "task type(s)")] = Field(min_length=1)
     passage_sources: list[Literal["xquad", "ntrex", "wikipedia"]] = Field(min_length=1)
     passages_per_language: int = Field(ge=1)
     max_tokens: int = Field(ge=4)
@@ -315,7 +307,7 @@ class NegativesParams(_Group):
     #: (sentence-transformers' mine_hard_negatives semantics).
     rank_window: Literal["search", "filtered"]
     search_batch_size: int = Field(ge=1)
-    #: Prepared passages per English dataset added to its candidate corpus (retrofit.english_pool): a nested
+    #: Prepared passages per English dataset added to its candidate corpus (retrofit.data.english_pool): a nested
     #: sample that contains the rows' own; 0 = only the rows' own sample.
     english_pool: int = Field(ge=0)
 
@@ -339,7 +331,7 @@ class MixParams(_Group):
     per_language: int = Field(ge=0)
     languages: Languages
     task_types: TaskTypes
-    #: ``synthetic``: the generator's rows; ``oracle``: their human XQuAD twins (retrofit.oracle), same selection
+    #: ``synthetic``: the generator's rows; ``oracle``: their human XQuAD twins (retrofit.data.oracle), same selection
     synthetic_source: Literal["synthetic", "oracle"]
     #: Train on fewer rows than a group asks for (logged) instead of failing before training.
     allow_shortfall: bool
@@ -360,14 +352,14 @@ class TrainParams(_Group):
     temperature: float = Field(gt=0.0, le=1.0)
     cached: bool
     mini_batch_size: int = Field(ge=1)
-    #: What one batch may mix (retrofit.train): ``language`` (one English dataset or one language's synthetic
+    #: What one batch may mix (retrofit.train.trainer): ``language`` (one English dataset or one language's synthetic
     #: rows), ``task`` (one English dataset or one synthetic task type, languages mixed) or ``mixed``.
     batch_groups: Literal["language", "task", "mixed"]
     freeze_embeddings: bool
     trainable_layers: int | None = Field(ge=0)
     #: bf16 mixed precision; ``auto``: only where the device computes bf16 natively (retrofit.runtime).
     bf16: bool | Literal["auto"]
-    #: Padding-free forward for BERT-family encoders (retrofit.unpad): token-wise work skips pad tokens.
+    #: Padding-free forward for BERT-family encoders (retrofit.embed.unpad): token-wise work skips pad tokens.
     unpad: bool
     #: DataLoader worker processes: tokenization overlaps the GPU step (0: in the training process).
     dataloader_workers: int = Field(ge=0)
@@ -389,7 +381,7 @@ class ScaleParams(_Group):
 
 
 class PlotParams(_Group):
-    """The plot stage's statistics (retrofit.stats): bootstrap intervals and the seed replicates."""
+    """The plot stage's statistics (retrofit.eval.stats): bootstrap intervals and the seed replicates."""
 
     bootstrap_resamples: int = Field(ge=100)
     bootstrap_seed: int = Field(ge=0)

@@ -1,26 +1,13 @@
-"""Process-wide runtime settings and file helpers: thread counts, seeds, atomic output directories, content hashes."""
+"""Process-wide runtime settings: thread counts, bf16 where the CPU has it natively, seeds, autocast, the rank."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import random
-import shutil
-import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file, read in 4 MiB blocks."""
-    import hashlib
-
-    h = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def set_threads(n: int) -> None:
@@ -188,32 +175,6 @@ def seed_everything(seed: int) -> None:
         pass
 
 
-@contextlib.contextmanager
-def atomic_dir(target: str | Path) -> Iterator[Path]:
-    """Build a directory in a temporary sibling and swap it into place only on success.
-
-    A stage rewrites its outputs completely; if it fails halfway, the old output (or nothing) stays, never a
-    partial one.
-
-    Args:
-        target: The final directory.
-
-    Yields:
-        The temporary directory to write into.
-    """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
-    tmp.chmod(0o755)  # mkdtemp makes 0700; outputs should have ordinary directory permissions
-    try:
-        yield tmp
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-
 
 def inference_autocast(enabled: bool, device: str = "cpu") -> contextlib.AbstractContextManager:
     """bf16 autocast for inference (encoding, mining, evaluation), or a no-op.
@@ -237,33 +198,3 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def fingerprint_model_dir(model_dir: str | Path, extra: Mapping[str, Any] | None = None) -> str:
-    """sha256 over every file of a model directory (paths and contents), plus optional settings.
-
-    ``README.md`` and hidden files are skipped: they do not change the embeddings.
-
-    Args:
-        model_dir: A model directory.
-        extra: JSON-serialisable settings that change the embeddings without being in the files (prompt names).
-
-    Returns:
-        64 hex digits.
-    """
-    import hashlib
-    import json
-
-    model_dir = Path(model_dir)
-    digest = hashlib.sha256()
-    files = sorted(
-        p for p in model_dir.rglob("*")
-        if p.is_file() and p.name != "README.md" and not any(s.startswith(".") for s in p.relative_to(model_dir).parts)
-    )
-    for path in files:
-        digest.update(path.relative_to(model_dir).as_posix().encode("utf-8") + b"\0")
-        with path.open("rb") as fh:
-            while chunk := fh.read(1 << 22):
-                digest.update(chunk)
-        digest.update(b"\0")
-    if extra:
-        digest.update(json.dumps(dict(extra), sort_keys=True).encode("utf-8"))
-    return digest.hexdigest()

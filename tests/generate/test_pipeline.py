@@ -27,7 +27,7 @@ from retrofit.generate.openai_backend import CircuitOpen, EndpointError, OpenAIB
 from retrofit.generate.pipeline import Planner, RoundTrip, run_generation, write_sample
 from retrofit.generate.pools import load_exemplars, load_passages
 from retrofit.generate.validate import LanguageIdentifier, validate
-from retrofit.jsonl import read_jsonl
+from retrofit.io import read_jsonl
 from tests.generate.fake_openai_server import FakeOpenAIServer, refused_url
 from tests.mirror import mirror_or_skip
 
@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="session")
 def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``data/prepared`` built by the real preparers from the data mirror (skips without a mirror)."""
-    from retrofit import english, ntrex, sources, xquad
+    from retrofit.data import english, ntrex, sources, xquad
 
     mirror = mirror_or_skip()
     root = tmp_path_factory.mktemp("gen")

@@ -27,7 +27,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from retrofit.errors import AssetError
-from retrofit.runtime import sha256_file
+from retrofit.io import sha256_file
 
 PREFIX = "bundled:"
 

@@ -35,7 +35,7 @@ try:  # pragma: no cover - fcntl exists on every POSIX system this pipeline runs
 except ImportError:  # pragma: no cover - Windows: no inter-process lock, documented above
     fcntl = None  # type: ignore[assignment]
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 _FIELDS = tuple(GenResponse.__dataclass_fields__)
 
@@ -135,7 +135,7 @@ class ResponseCache:
         with self._lock:
             fd = self._require_fd()
             if resp.key in self._index:
-                logger.warning("%s: key %s is already cached; the second response was not written", self.path, resp.key)
+                log.warning("%s: key %s is already cached; the second response was not written", self.path, resp.key)
                 return False
             _write_all(fd, line)
             os.fsync(fd)
@@ -180,7 +180,7 @@ class ResponseCache:
                     self._index[row["key"]] = (offset, len(line))
                 offset += len(line)
         if duplicates:
-            logger.warning("%s: %d duplicate rows ignored (the first row of each key is used)", self.path, duplicates)
+            log.warning("%s: %d duplicate rows ignored (the first row of each key is used)", self.path, duplicates)
         return offset
 
     def _repair_tail(self, offset: int, tail: bytes, lineno: int) -> int:
@@ -191,11 +191,11 @@ class ResponseCache:
             _write_all(fd, b"\n")
             os.fsync(fd)
             self._index[row["key"]] = (offset, len(tail) + 1)
-            logger.warning("%s:%d: last line had no newline; the row was complete and is kept", self.path, lineno)
+            log.warning("%s:%d: last line had no newline; the row was complete and is kept", self.path, lineno)
             return offset + len(tail) + 1
         os.ftruncate(fd, offset)
         os.fsync(fd)
-        logger.warning(
+        log.warning(
             "%s:%d: dropped a torn last line (%d bytes, from a write interrupted by a kill); its request will be "
             "sent again",
             self.path, lineno, len(tail),
@@ -241,7 +241,7 @@ def generate_with_cache(
     if ledger is not None:
         ledger.record_cached(len(hits))
         ledger.record_duplicates(n_dupes)
-    logger.info(
+    log.info(
         "%d requests: %d answered from %s, %d to send, %d in-batch duplicates",
         len(requests), len(hits), cache.path, len(todo), n_dupes,
     )

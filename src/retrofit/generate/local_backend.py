@@ -26,7 +26,7 @@ from retrofit.errors import AssetError
 from retrofit.generate.base import GenRequest, GenResponse
 from retrofit.generate.bundled import bundled, resolve_gguf
 from retrofit.generate.ledger import Ledger
-from retrofit.runtime import sha256_file
+from retrofit.io import atomic_dir, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +95,6 @@ def _convert_gguf(gguf: Path, sha: str, cache_root: Path) -> str:
         return str(out)
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from retrofit.runtime import atomic_dir
 
     log.info("converting %s to a transformers checkpoint in %s (once; under a minute)", gguf.name, out)
     with _gguf_parsed_once():

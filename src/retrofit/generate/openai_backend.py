@@ -55,7 +55,7 @@ import threading
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -68,7 +68,7 @@ from retrofit.errors import RetrofitError
 from .base import GenRequest, GenResponse
 from .ledger import FailedRequest, Ledger
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 #: Rough chat-format overhead per message (role and separators), used only when the server reports no usage.
 _TOKENS_PER_MESSAGE = 4
@@ -154,6 +154,26 @@ class _Fatal:
 
 class _Cancelled(Exception):
     """Raised in a worker when :meth:`OpenAIBackend.generate` is being torn down."""
+
+
+@dataclass
+class _Round:
+    """The outcomes of one :meth:`OpenAIBackend.generate` call, gathered in the calling thread."""
+
+    requests: Sequence[GenRequest]
+    on_response: Callable[[GenRequest, GenResponse], None]
+    retries_before: int  # the ledger's retry count when the round began
+    failed: dict[int, FailedRequest] = field(default_factory=dict)  # request index -> final failure
+    delivered: set[int] = field(default_factory=set)  # request indices whose outcome was handled
+    tripped: str | None = None  # why the circuit breaker stopped the round
+
+    def deliver(self, i: int, outcome: GenResponse | FailedRequest) -> None:
+        """Handle request ``i``'s outcome: keep a failure, hand an answer to ``on_response``."""
+        self.delivered.add(i)
+        if isinstance(outcome, FailedRequest):
+            self.failed[i] = outcome
+        else:
+            self.on_response(self.requests[i], outcome)
 
 
 class OpenAIBackend:
@@ -294,7 +314,7 @@ class OpenAIBackend:
             listed = _model_ids(resp) if resp.is_success else None
             if resp.status_code == 404 or (listed and self.model not in listed):
                 why = "has no such route" if resp.status_code == 404 else f"does not list model {self.model!r}"
-                logger.info("preflight: %s %s; sending one 1-token chat completion", redact_url(self._models_url), why)
+                log.info("preflight: %s %s; sending one 1-token chat completion", redact_url(self._models_url), why)
                 body = {"model": self.model, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 1}
                 resp = self._probe(client, "POST", self._url, json=body)
                 if resp is None:
@@ -308,12 +328,12 @@ class OpenAIBackend:
                 f"model {self.model!r} exists there ({self._snippet(resp)})"
             )
         if not resp.is_success:
-            logger.warning(
+            log.warning(
                 "preflight: HTTP %d from %s (%s); going on, the circuit breaker stops the run if failures persist",
                 status, url, self._snippet(resp),
             )
             return
-        logger.info("preflight: %s answers and accepts the key in %s", redact_url(self._base_url), self.api_key_env)
+        log.info("preflight: %s answers and accepts the key in %s", redact_url(self._base_url), self.api_key_env)
 
     def generate(
         self, requests: Sequence[GenRequest], on_response: Callable[[GenRequest, GenResponse], None]
@@ -343,64 +363,68 @@ class OpenAIBackend:
         bodies = [self._body(i, req) for i, req in enumerate(requests)]
         if not requests:
             return []
-        stop = threading.Event()
-        retries_before = self.ledger.retries_total
-        failed: dict[int, FailedRequest] = {}
-        limits = httpx2.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
-        delivered: set[int] = set()
-        tripped: str | None = None
+        rnd = _Round(requests, on_response, retries_before=self.ledger.retries_total)
+        self._send_all(rnd, bodies)
+        self._log_summary(len(requests), rnd.failed, self.ledger.retries_total - rnd.retries_before)
+        if rnd.tripped is not None:
+            self._recent.clear()
+            raise self._stopped(rnd)
+        return [rnd.failed[i] for i in sorted(rnd.failed)]
 
-        def deliver(i: int, outcome: GenResponse | FailedRequest) -> None:
-            delivered.add(i)
-            if isinstance(outcome, FailedRequest):
-                failed[i] = outcome
-            else:
-                on_response(requests[i], outcome)
+    def _send_all(self, rnd: _Round, bodies: list[dict[str, Any]]) -> None:
+        """Send every request of ``rnd`` from a worker pool until all are done or the circuit breaker trips."""
+        stop = threading.Event()
+        limits = httpx2.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
         with (
-            tqdm(total=len(requests), unit="req", desc=f"openai {self.model}", disable=not self.progress) as bar,
+            tqdm(total=len(rnd.requests), unit="req", desc=f"openai {self.model}", disable=not self.progress) as bar,
             httpx2.Client(timeout=httpx2.Timeout(self.timeout_s), limits=limits, headers=self._headers()) as client,
             ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="openai") as pool,
         ):
             futures: dict[Future[GenResponse | FailedRequest], int] = {
                 pool.submit(self._run_one, client, req, body, stop): i
-                for i, (req, body) in enumerate(zip(requests, bodies, strict=True))
+                for i, (req, body) in enumerate(zip(rnd.requests, bodies, strict=True))
             }
             try:
-                for fut in as_completed(futures):
-                    i = futures[fut]
-                    if isinstance(fut.exception(), _Cancelled):
-                        continue  # never sent, or given up in backoff, after another request got 401/403/404
-                    outcome = fut.result()
-                    deliver(i, outcome)
-                    bar.update(1)
-                    retries = self.ledger.retries_total - retries_before
-                    bar.set_postfix(retries=retries, failed=len(failed), refresh=False)
-                    tripped = self._breaker(outcome)
-                    if tripped is not None:
-                        break
+                self._deliver_as_completed(rnd, futures, bar)
             except BaseException:
                 stop.set()  # wake workers in backoff; they give up instead of retrying
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
-            if tripped is not None:
+            if rnd.tripped is not None:
                 stop.set()
                 pool.shutdown(wait=True, cancel_futures=True)
                 # Answers of requests that were in flight when the breaker tripped are paid for: keep them too.
                 for fut, i in futures.items():
-                    if i in delivered or fut.cancelled() or fut.exception() is not None:
+                    if i in rnd.delivered or fut.cancelled() or fut.exception() is not None:
                         continue  # not started, or given up in backoff
-                    deliver(i, fut.result())
-        self._log_summary(len(requests), failed, self.ledger.retries_total - retries_before)
-        if tripped is not None:
-            self._recent.clear()
-            answered = len(delivered) - len(failed)
-            raise self._error(
-                f"stopped: {tripped}. Of this round's {len(requests)} requests {answered} were answered (kept in the "
-                f"response cache; a rerun does not send them again), {len(failed)} failed and "
-                f"{len(requests) - len(delivered)} were not sent",
-                CircuitOpen,
-            )
-        return [failed[i] for i in sorted(failed)]
+                    rnd.deliver(i, fut.result())
+
+    def _deliver_as_completed(
+        self, rnd: _Round, futures: dict[Future[GenResponse | FailedRequest], int], bar: tqdm
+    ) -> None:
+        """Deliver each outcome as it arrives and count it in the breaker, stopping when the breaker trips."""
+        for fut in as_completed(futures):
+            i = futures[fut]
+            if isinstance(fut.exception(), _Cancelled):
+                continue  # never sent, or given up in backoff, after another request got 401/403/404
+            outcome = fut.result()
+            rnd.deliver(i, outcome)
+            bar.update(1)
+            retries = self.ledger.retries_total - rnd.retries_before
+            bar.set_postfix(retries=retries, failed=len(rnd.failed), refresh=False)
+            rnd.tripped = self._breaker(outcome)
+            if rnd.tripped is not None:
+                break
+
+    def _stopped(self, rnd: _Round) -> EndpointError:
+        """The :class:`CircuitOpen` error for a round the breaker stopped, with what became of its requests."""
+        answered = len(rnd.delivered) - len(rnd.failed)
+        return self._error(
+            f"stopped: {rnd.tripped}. Of this round's {len(rnd.requests)} requests {answered} were answered (kept in "
+            f"the response cache; a rerun does not send them again), {len(rnd.failed)} failed and "
+            f"{len(rnd.requests) - len(rnd.delivered)} were not sent",
+            CircuitOpen,
+        )
 
     # -- circuit breaker and preflight ---------------------------------------------------------------------------
 
@@ -434,7 +458,7 @@ class OpenAIBackend:
                 f"{min(self.timeout_s, _PREFLIGHT_CONNECT_S):g} s, read timeout {self.timeout_s:g} s)"
             ) from None
         except httpx2.TransportError as exc:
-            logger.warning(
+            log.warning(
                 "preflight: %s %s failed (%s: %s); going on, the circuit breaker stops the run if failures persist",
                 method, redact_url(url), type(exc).__name__, self._redact(str(exc)),
             )
@@ -479,7 +503,7 @@ class OpenAIBackend:
             if isinstance(outcome, _Fatal) or retry >= self.max_retries:
                 self.ledger.record_failure(outcome.reason)
                 detail = outcome.detail if isinstance(outcome, _Fatal) else f"{outcome.detail} (retries exhausted)"
-                logger.warning("request %s failed after %d attempt(s): %s", req.key[:12], retry + 1, detail)
+                log.warning("request %s failed after %d attempt(s): %s", req.key[:12], retry + 1, detail)
                 if outcome.status in _ENDPOINT_STATUSES:
                     stop.set()  # no request of this run can succeed: keep the other workers from sending more
                 return FailedRequest(
@@ -487,7 +511,7 @@ class OpenAIBackend:
                 )
             delay = self._delay(retry, outcome.retry_after_s)
             self.ledger.record_retry(outcome.reason)
-            logger.info(
+            log.info(
                 "retry %d/%d of request %s after %s (%s); waiting %.2fs",
                 retry + 1, self.max_retries, req.key[:12], outcome.reason, outcome.detail, delay,
             )
@@ -575,12 +599,12 @@ class OpenAIBackend:
     def _log_summary(self, n: int, failed: dict[int, FailedRequest], retries: int) -> None:
         if retries:
             by_reason = ", ".join(f"{k}={v}" for k, v in self.ledger.retries.items() if v)
-            logger.warning("%d retries over %d requests (cumulative by reason: %s)", retries, n, by_reason)
+            log.warning("%d retries over %d requests (cumulative by reason: %s)", retries, n, by_reason)
         if failed:
             counts: dict[str, int] = {}
             for f in failed.values():
                 counts[f.reason] = counts.get(f.reason, 0) + 1
-            logger.error(
+            log.error(
                 "%d of %d requests failed and got no response (%s); they are not cached, so a rerun resends them",
                 len(failed), n, ", ".join(f"{k}={v}" for k, v in sorted(counts.items())),
             )
@@ -613,7 +637,7 @@ def _retry_after_s(headers: httpx2.Headers) -> float | None:
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
-        logger.warning("ignoring unparseable Retry-After header %r", value[:64])
+        log.warning("ignoring unparseable Retry-After header %r", value[:64])
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)

@@ -5,7 +5,7 @@ the top-up rounds could not reach the target, which ``metrics.json`` reports as 
 
     {"id": "syn-de-000042",                  # stable: language and plan index
      "lang": "de",
-     "task_type": "short_query",             # see retrofit.generate.prompts.TASK_TYPES
+     "task_type": "short_query",             # see retrofit.schema.GENERATED_TASK_TYPES
      "query": "...",                         # the generated query (validated)
      "positive": "...",                      # the source passage (or the source sentence, for paraphrase)
      "evidence": "...",                      # the text the generator saw: a sentence of the passage (short_query,
@@ -50,7 +50,7 @@ import random
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,7 @@ import numpy as np
 from retrofit.config import GenerateParams, ParamsError
 from retrofit.errors import RetrofitError
 from retrofit.generate.base import Backend, GenRequest, GenResponse
+from retrofit.generate.bundled import resolve_gguf
 from retrofit.generate.cache import ResponseCache, generate_with_cache
 from retrofit.generate.ledger import Ledger
 from retrofit.generate.pools import ExemplarPool, Passage, load_exemplars, load_passages
@@ -71,7 +72,8 @@ from retrofit.generate.prompts import (
     snippet,
 )
 from retrofit.generate.validate import REASONS, LanguageIdentifier, validate
-from retrofit.jsonl import RowSchema
+from retrofit.io import atomic_dir, iter_jsonl, write_json, write_jsonl
+from retrofit.schema import RowSchema
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +107,7 @@ class Planned:
 def backend_from_params(
     params: GenerateParams, ledger: Ledger, cache_dir: Path, bf16: bool = False, threads: int = 1
 ) -> Backend:
-    """Build the configured backend (imports are local so the openai path never loads torch models).
+    """Build the configured backend (backend imports are local so the openai path never loads torch models).
 
     Args:
         params: The generate params.
@@ -117,16 +119,18 @@ def backend_from_params(
     if params.backend == "local":
         lp = params.local
         if lp.runtime == "llamacpp":
-            from retrofit.generate.bundled import resolve_gguf
+            # optional, heavy runtime (ik_llama.cpp): imported only when chosen
             from retrofit.generate.llamacpp_backend import LlamaCppBackend
 
             gguf, sha = resolve_gguf(lp.model, cache_dir / "llm")
             return LlamaCppBackend(gguf, lp.model, sha, threads, lp.repetition_penalty, lp.top_p, ledger=ledger)
+        # optional, heavy runtime (transformers, torch): imported only when chosen
         from retrofit.generate.local_backend import LocalBackend
 
         return LocalBackend(
             lp.model, lp.batch_size, lp.repetition_penalty, lp.top_p, cache_dir / "llm", ledger=ledger, bf16=bf16
         )
+    # optional backend (httpx2 client): imported only when chosen
     from retrofit.generate.openai_backend import OpenAIBackend
 
     # The key is read from the environment inside the backend, never stored in params or outputs.
@@ -290,9 +294,6 @@ def run_generation(
             or the circuit breaker stopped a round; nothing is written, finished answers stay in the cache.
         RetrofitError: Fewer than ``params.min_examples`` examples; nothing is written.
     """
-    from retrofit.jsonl import write_json, write_jsonl
-    from retrofit.runtime import atomic_dir
-
     t0 = time.time()
     op = params.openai
     ledger = ledger or Ledger(op.price_per_1m_input, op.price_per_1m_output)
@@ -303,42 +304,176 @@ def run_generation(
     identity = backend.identity()
     langid = LanguageIdentifier(params.languages)
     roundtrip = RoundTrip(encode, params.roundtrip_top_k) if encode and params.roundtrip_top_k > 0 else None
-    chat = not params.few_shot
+    run = _Run(params, planner, identity, langid, roundtrip)
 
+    rounds = _run_rounds(run, backend, _cache_path(params, identity, cache_dir), ledger)
+    rows, per_lang = run.collect()
+    metrics = _metrics(run, rows, per_lang, rounds, ledger, t0)
+    if len(rows) < params.min_examples:
+        raise RetrofitError(_too_few(params, metrics, identity, rounds))
+    _write_outputs(out_dir, run, rows, metrics)
+    _warn_shortfalls(per_lang, params.per_language, rounds)
+    return metrics
+
+
+@dataclass
+class _Run:
+    """One run's fixed inputs, and the plans, counts and rows that its top-up rounds share."""
+
+    params: GenerateParams
+    planner: Planner
+    identity: dict[str, str]
+    langid: LanguageIdentifier
+    roundtrip: RoundTrip | None
+    accepted: dict[str, dict[int, dict[str, Any]]] = field(init=False)  # lang -> plan index -> row
+    next_index: dict[str, int] = field(init=False)  # lang -> first plan index not yet sent
+    rejected: Counter[tuple[str, str]] = field(default_factory=Counter)  # (lang, reason) -> count
+    rejected_rows: list[dict[str, Any]] = field(default_factory=list)  # the first 200 rejections
+    requested: Counter[str] = field(default_factory=Counter)  # distinct plans sent
+    answered: Counter[str] = field(default_factory=Counter)  # plans that got an answer: the pass rate's denominator
+    # A failed plan is not an answer: it is sent again first in the next round (so a transient failure does not
+    # change which plans the output keeps), unless the server refused it (4xx), which a resend would repeat.
+    unanswered: dict[str, list[Planned]] = field(init=False)
+    refused: Counter[str] = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        """Start every language with nothing accepted, planned or unanswered."""
+        self.accepted = {lang: {} for lang in self.params.languages}
+        self.next_index = dict.fromkeys(self.params.languages, 0)
+        self.unanswered = {lang: [] for lang in self.params.languages}
+
+    def plan_round(self) -> list[Planned]:
+        """This round's plans: per short language, its unanswered plans, then fresh ones sized by its pass rate."""
+        params = self.params
+        todo: list[Planned] = []
+        for lang in params.languages:
+            need = params.per_language - len(self.accepted[lang])
+            if need <= 0:
+                continue
+            done = self.next_index[lang]
+            rate = len(self.accepted[lang]) / self.answered[lang] if self.answered[lang] else 1.0 / params.oversample
+            n = min(max(need, math.ceil(need / max(rate, 0.05))), 20 * max(need, 1))
+            # a language the generator cannot write stops at its request budget instead of eating the run's
+            fresh = max(0, min(n - len(self.unanswered[lang]), params.max_requests_per_language - self.requested[lang]))
+            todo += self.unanswered[lang] + [self.planner.plan(lang, i) for i in range(done, done + fresh)]
+            self.unanswered[lang] = []
+            self.next_index[lang] = done + fresh
+            self.requested[lang] += fresh
+        return todo
+
+    def judge(
+        self, todo: list[Planned], answers: dict[str, GenResponse], refused_keys: set[str]
+    ) -> list[tuple[Planned, str]]:
+        """Count each plan's failure or validation verdict; the ``(plan, query)`` pairs that passed validation."""
+        params = self.params
+        verdicts = []
+        for p in todo:
+            resp = answers.get(p.request.key)
+            if resp is None:  # failed after retries (counted in the ledger)
+                if p.request.key in refused_keys:
+                    self.refused[p.lang] += 1
+                else:
+                    self.unanswered[p.lang].append(p)
+                continue
+            self.answered[p.lang] += 1
+            v = validate(
+                resp.text,
+                resp.finish_reason,
+                chat=not params.few_shot,
+                lang=p.lang,
+                passage=p.positive,
+                exemplars=p.exemplars,
+                min_chars=params.min_chars,
+                max_chars=params.max_chars,
+                langid=self.langid,
+            )
+            if v.ok:
+                verdicts.append((p, v.query))
+            else:
+                self.reject(p.lang, v.reason, {"lang": p.lang, "reason": v.reason, "query": v.query, "target": p.target})
+        return verdicts
+
+    def roundtrip_ranks(self, verdicts: list[tuple[Planned, str]]) -> list[int]:
+        """The round-trip rank of each verdict's positive for its query, per language (all 0 without the filter)."""
+        ranks = [0] * len(verdicts)
+        if self.roundtrip is None:
+            return ranks
+        by_lang: dict[str, list[int]] = defaultdict(list)
+        for i, (p, _) in enumerate(verdicts):
+            by_lang[p.lang].append(i)
+        for lang, idx in by_lang.items():
+            pos = [verdicts[i][0].positive for i in idx]
+            cands = sorted({x.text for x in self.planner.pool[lang]} | set(pos))
+            for i, r in zip(idx, self.roundtrip.ranks([verdicts[i][1] for i in idx], pos, cands)):
+                ranks[i] = r
+        return ranks
+
+    def accept(self, verdicts: list[tuple[Planned, str]], ranks: list[int]) -> None:
+        """Keep each verdict that passes the round-trip filter as an output row; count the others as rejected."""
+        for (p, query), rank in zip(verdicts, ranks):
+            if self.roundtrip is not None and rank >= self.roundtrip.k:
+                self.reject(p.lang, "roundtrip", {"lang": p.lang, "reason": "roundtrip", "query": query,
+                                                  "target": p.target, "roundtrip_rank": rank})
+                continue
+            self.accepted[p.lang][p.index] = _example_row(p, query, rank, self.identity)
+
+    def reject(self, lang: str, reason: str, row: dict[str, Any]) -> None:
+        """Count one rejection, and keep its row while fewer than 200 are kept."""
+        self.rejected[(lang, reason)] += 1
+        if len(self.rejected_rows) < 200:
+            self.rejected_rows.append(row)
+
+    def collect(self) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """The output rows (each language's first ``per_language`` accepted, in plan order) and per-language metrics."""
+        rows: list[dict[str, Any]] = []
+        per_lang: dict[str, Any] = {}
+        for lang in self.params.languages:
+            kept = [self.accepted[lang][i] for i in sorted(self.accepted[lang])][: self.params.per_language]
+            rows += kept
+            per_lang[lang] = self.language_metrics(lang, kept)
+        return rows, per_lang
+
+    def language_metrics(self, lang: str, kept: list[dict[str, Any]]) -> dict[str, Any]:
+        """The ``per_language`` entry of ``metrics.json`` for ``lang``, given the rows it keeps."""
+        target = self.params.per_language
+        rej = {r: self.rejected[(lang, r)] for r in (*REASONS, "roundtrip") if self.rejected[(lang, r)]}
+        answered = self.answered[lang]
+        passed_validation = answered - sum(v for r, v in rej.items() if r != "roundtrip")
+        return {
+            "target": target,
+            "accepted": len(kept),
+            "shortfall": max(0, target - len(kept)),
+            "requested": self.requested[lang],
+            "failed": len(self.unanswered[lang]) + self.refused[lang],  # plans still without an answer
+            "rejected": rej,
+            "validation_pass_rate": round(passed_validation / answered, 4) if answered else None,
+            "roundtrip_pass_rate": (
+                round(1 - rej.get("roundtrip", 0) / passed_validation, 4)
+                if passed_validation and self.roundtrip
+                else None
+            ),
+            "task_types": dict(Counter(r["task_type"] for r in kept)),
+            "unsupported_task_types": self.planner.unsupported[lang],
+        }
+
+
+def _cache_path(params: GenerateParams, identity: dict[str, str], cache_dir: Path) -> Path:
+    """The response cache file of this generator identity, its directory created."""
     # One cache file per generator identity (backend, model, weights or endpoint): answers of one model are never
     # reused for another, while every run of the same generator shares its finished requests.
     ident = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
     cache_path = cache_dir / "generate" / f"responses-{params.backend}-{ident}.jsonl"
     cache_path.parent.mkdir(parents=True, exist_ok=True)
-    target = params.per_language
-    accepted: dict[str, dict[int, dict[str, Any]]] = {lang: {} for lang in params.languages}
-    next_index = dict.fromkeys(params.languages, 0)
-    rejected: Counter[tuple[str, str]] = Counter()
-    rejected_rows: list[dict[str, Any]] = []
-    requested: Counter[str] = Counter()  # distinct plans sent
-    answered: Counter[str] = Counter()  # plans that got an answer: the pass rate's denominator
-    # A failed plan is not an answer: it is sent again first in the next round (so a transient failure does not
-    # change which plans the output keeps), unless the server refused it (4xx), which a resend would repeat.
-    unanswered: dict[str, list[Planned]] = {lang: [] for lang in params.languages}
-    refused: Counter[str] = Counter()
+    return cache_path
+
+
+def _run_rounds(run: _Run, backend: Backend, cache_path: Path, ledger: Ledger) -> int:
+    """Top up every language over at most ``max_rounds`` rounds; returns the number of rounds that sent requests."""
     preflight: Callable[[], None] | None = getattr(backend, "preflight", None)  # only remote backends have one
     rounds = 0
     with ResponseCache(cache_path) as cache:
-        for rounds in range(1, params.max_rounds + 1):
-            todo: list[Planned] = []
-            for lang in params.languages:
-                need = target - len(accepted[lang])
-                if need <= 0:
-                    continue
-                done = next_index[lang]
-                rate = len(accepted[lang]) / answered[lang] if answered[lang] else 1.0 / params.oversample
-                n = min(max(need, math.ceil(need / max(rate, 0.05))), 20 * max(need, 1))
-                # a language the generator cannot write stops at its request budget instead of eating the run's
-                fresh = max(0, min(n - len(unanswered[lang]), params.max_requests_per_language - requested[lang]))
-                todo += unanswered[lang] + [planner.plan(lang, i) for i in range(done, done + fresh)]
-                unanswered[lang] = []
-                next_index[lang] = done + fresh
-                requested[lang] += fresh
+        for rounds in range(1, run.params.max_rounds + 1):
+            todo = run.plan_round()
             if not todo:
                 rounds -= 1
                 break
@@ -346,126 +481,85 @@ def run_generation(
             if preflight is not None and any(p.request.key not in cache for p in todo):
                 preflight()  # once, and only when something must be sent: a cached rerun needs no endpoint
                 preflight = None
-            answers: dict[str, GenResponse] = {}
+            answers, refused_keys = _answer(backend, todo, cache, ledger)
+            verdicts = run.judge(todo, answers, refused_keys)
+            run.accept(verdicts, run.roundtrip_ranks(verdicts))
+    return rounds
 
-            def keep(req: GenRequest, resp: GenResponse) -> None:
-                answers[req.key] = resp
 
-            failures = generate_with_cache(backend, [p.request for p in todo], cache, keep, ledger)
-            refused_keys = {f.key for f in failures if f.reason == "4xx"}
-            verdicts = []
-            for p in todo:
-                resp = answers.get(p.request.key)
-                if resp is None:  # failed after retries (counted in the ledger)
-                    if p.request.key in refused_keys:
-                        refused[p.lang] += 1
-                    else:
-                        unanswered[p.lang].append(p)
-                    continue
-                answered[p.lang] += 1
-                v = validate(
-                    resp.text,
-                    resp.finish_reason,
-                    chat=chat,
-                    lang=p.lang,
-                    passage=p.positive,
-                    exemplars=p.exemplars,
-                    min_chars=params.min_chars,
-                    max_chars=params.max_chars,
-                    langid=langid,
-                )
-                if v.ok:
-                    verdicts.append((p, v.query))
-                else:
-                    rejected[(p.lang, v.reason)] += 1
-                    if len(rejected_rows) < 200:
-                        rejected_rows.append({"lang": p.lang, "reason": v.reason, "query": v.query, "target": p.target})
-            ranks = [0] * len(verdicts)
-            if roundtrip is not None:
-                by_lang: dict[str, list[int]] = defaultdict(list)
-                for i, (p, _) in enumerate(verdicts):
-                    by_lang[p.lang].append(i)
-                for lang, idx in by_lang.items():
-                    pos = [verdicts[i][0].positive for i in idx]
-                    cands = sorted({x.text for x in planner.pool[lang]} | set(pos))
-                    for i, r in zip(idx, roundtrip.ranks([verdicts[i][1] for i in idx], pos, cands)):
-                        ranks[i] = r
-            for (p, query), rank in zip(verdicts, ranks):
-                if roundtrip is not None and rank >= roundtrip.k:
-                    rejected[(p.lang, "roundtrip")] += 1
-                    if len(rejected_rows) < 200:
-                        rejected_rows.append({"lang": p.lang, "reason": "roundtrip", "query": query, "target": p.target,
-                                              "roundtrip_rank": rank})
-                    continue
-                accepted[p.lang][p.index] = {
-                    "id": f"syn-{p.lang}-{p.index:06d}",
-                    "lang": p.lang,
-                    "task_type": p.task_type,
-                    "query": query,
-                    "positive": p.positive,
-                    "evidence": p.target,
-                    "negative": None,
-                    "source": p.passage.source,
-                    "source_id": p.passage.source_id,
-                    "generator": identity,
-                    "prompt_version": PROMPT_VERSION,
-                    "seed": p.seed,
-                    "attributes": p.attrs.to_json(),
-                    "roundtrip_rank": rank,
-                }
+def _answer(
+    backend: Backend, todo: list[Planned], cache: ResponseCache, ledger: Ledger
+) -> tuple[dict[str, GenResponse], set[str]]:
+    """Answer ``todo`` from the cache or the backend: the answers by request key, and the keys refused with a 4xx."""
+    answers: dict[str, GenResponse] = {}
 
-    rows = []
-    per_lang: dict[str, Any] = {}
-    for lang in params.languages:
-        kept = [accepted[lang][i] for i in sorted(accepted[lang])][:target]
-        rows += kept
-        rej = {r: rejected[(lang, r)] for r in (*REASONS, "roundtrip") if rejected[(lang, r)]}
-        passed_validation = answered[lang] - sum(v for r, v in rej.items() if r != "roundtrip")
-        per_lang[lang] = {
-            "target": target,
-            "accepted": len(kept),
-            "shortfall": max(0, target - len(kept)),
-            "requested": requested[lang],
-            "failed": len(unanswered[lang]) + refused[lang],  # plans still without an answer
-            "rejected": rej,
-            "validation_pass_rate": round(passed_validation / answered[lang], 4) if answered[lang] else None,
-            "roundtrip_pass_rate": (
-                round(1 - rej.get("roundtrip", 0) / passed_validation, 4) if passed_validation and roundtrip else None
-            ),
-            "task_types": dict(Counter(r["task_type"] for r in kept)),
-            "unsupported_task_types": planner.unsupported[lang],
-        }
-    total_req = sum(requested.values())
-    metrics = {
+    def keep(req: GenRequest, resp: GenResponse) -> None:
+        answers[req.key] = resp
+
+    failures = generate_with_cache(backend, [p.request for p in todo], cache, keep, ledger)
+    return answers, {f.key for f in failures if f.reason == "4xx"}
+
+
+def _example_row(p: Planned, query: str, rank: int, identity: dict[str, str]) -> dict[str, Any]:
+    """The ``examples.jsonl`` row of an accepted plan (schema in the module docstring)."""
+    return {
+        "id": f"syn-{p.lang}-{p.index:06d}",
+        "lang": p.lang,
+        "task_type": p.task_type,
+        "query": query,
+        "positive": p.positive,
+        "evidence": p.target,
+        "negative": None,
+        "source": p.passage.source,
+        "source_id": p.passage.source_id,
         "generator": identity,
+        "prompt_version": PROMPT_VERSION,
+        "seed": p.seed,
+        "attributes": p.attrs.to_json(),
+        "roundtrip_rank": rank,
+    }
+
+
+def _metrics(
+    run: _Run, rows: list[dict[str, Any]], per_lang: dict[str, Any], rounds: int, ledger: Ledger, t0: float
+) -> dict[str, Any]:
+    """The run's metrics: those of ``metrics.json`` plus ``ledger`` and ``wall_seconds``."""
+    params = run.params
+    return {
+        "generator": run.identity,
         "prompt_version": PROMPT_VERSION,
         "rounds": rounds,
         "examples": len(rows),
-        "target": target * len(params.languages),
+        "target": params.per_language * len(params.languages),
         "shortfall": sum(v["shortfall"] for v in per_lang.values()),
-        "requests": total_req,
-        "rejected": {r: sum(rejected[(lang, r)] for lang in params.languages) for r in (*REASONS, "roundtrip")},
+        "requests": sum(run.requested.values()),
+        "rejected": {r: sum(run.rejected[(lang, r)] for lang in params.languages) for r in (*REASONS, "roundtrip")},
         "roundtrip_top_k": params.roundtrip_top_k,
         "per_language": per_lang,
         "ledger": ledger.to_metrics(),
         "wall_seconds": round(time.time() - t0, 1),
     }
-    if len(rows) < params.min_examples:
-        raise RetrofitError(_too_few(params, metrics, identity, rounds))
+
+
+def _write_outputs(out_dir: Path, run: _Run, rows: list[dict[str, Any]], metrics: dict[str, Any]) -> None:
+    """Write ``examples.jsonl``, ``rejected.jsonl``, ``pool.jsonl`` and ``metrics.json`` to ``out_dir`` atomically."""
     with atomic_dir(out_dir) as tmp:
         write_jsonl(tmp / "examples.jsonl", rows)
-        write_jsonl(tmp / "rejected.jsonl", rejected_rows)
+        write_jsonl(tmp / "rejected.jsonl", run.rejected_rows)
         write_jsonl(tmp / "pool.jsonl", [
             {"lang": lang, "source": q.source, "source_id": q.source_id, "text": q.text}
-            for lang in params.languages for q in planner.pool[lang]
+            for lang in run.params.languages for q in run.planner.pool[lang]
         ])
         # The ledger and wall time describe this run (a rerun answered from the cache sends nothing), not the data,
         # so they stay out of the output directory and its hash; the stage writes the ledger beside it.
         write_json(tmp / "metrics.json", {k: v for k, v in metrics.items() if k not in ("wall_seconds", "ledger")})
+
+
+def _warn_shortfalls(per_lang: dict[str, Any], target: int, rounds: int) -> None:
+    """Log a warning for each language that ended short of its target."""
     for lang, m in per_lang.items():
         if m["shortfall"]:
             log.warning("generate: %s is %d examples short of %d after %d rounds", lang, m["shortfall"], target, rounds)
-    return metrics
 
 
 def _too_few(params: GenerateParams, metrics: dict[str, Any], identity: dict[str, str], rounds: int) -> str:
@@ -500,7 +594,6 @@ def write_sample(examples: Path, out: Path, per_language: int = 5, rejected: Pat
         metrics: The stage's ``metrics.json`` (``None``: no pass-rate table).
         rejected_per_language: Rejected rows shown per language.
     """
-    from retrofit.jsonl import iter_jsonl
 
     def cell(text: str, limit: int | None = None) -> str:
         text = text if limit is None or len(text) <= limit else text[:limit] + "…"
@@ -515,13 +608,13 @@ def write_sample(examples: Path, out: Path, per_language: int = 5, rejected: Pat
         if len(dropped[r["lang"]]) < rejected_per_language:
             dropped[r["lang"]].append(r)
     lines = ["# Generated examples: a sample", "",
-             "Written by the `generate` stage: pass rates and round-trip ranks per language, then the first accepted "
-             "and rejected rows of each language. `rt rank`: the rank of the row's own passage for its query among "
-             "every candidate of the language under the base model (0 = first).", ""]
+             ("Written by the `generate` stage: pass rates and round-trip ranks per language, then the first accepted "
+              "and rejected rows of each language. `rt rank`: the rank of the row's own passage for its query among "
+              "every candidate of the language under the base model (0 = first)."), ""]
     if metrics is not None and metrics.is_file():
         per = json.loads(metrics.read_text(encoding="utf-8"))["per_language"]
-        lines += ["| language | requested | accepted | validation pass | round-trip pass | accepted rt rank 0 / 1-2 / 3+ "
-                  "| rejections |", "|---|---:|---:|---:|---:|---|---|"]
+        lines += [("| language | requested | accepted | validation pass | round-trip pass | accepted rt rank 0 / 1-2 / 3+ "
+                   "| rejections |"), "|---|---:|---:|---:|---:|---|---|"]
         for lang in sorted(per):
             m = per[lang]
             ranks = [r["roundtrip_rank"] for r in by_lang.get(lang, [])]

@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from retrofit import hub
-from retrofit.english import ENGLISH_ROW
+from retrofit.data.english import ENGLISH_ROW
+from retrofit.data.ntrex import HEADLINE_ROW, PASSAGE_ROW
+from retrofit.data.xquad import PARAGRAPH_ROW, QUESTION_ROW
 from retrofit.errors import AssetError
 from retrofit.generate.prompts import Exemplar, answer_sentence, snippet
-from retrofit.jsonl import iter_jsonl
-from retrofit.ntrex import HEADLINE_ROW, PASSAGE_ROW
-from retrofit.xquad import PARAGRAPH_ROW, QUESTION_ROW
+from retrofit.io import iter_jsonl
 
 
 @dataclass(frozen=True)

@@ -26,17 +26,20 @@ import re
 from dataclasses import dataclass
 
 from retrofit.generate.base import GenRequest
+from retrofit.schema import GENERATED_TASK_TYPES
 
 #: Bump when any template below changes: it is part of every request key and every output row.
 PROMPT_VERSION = "v1"
 
 #: Task type -> (what the query is, what the positive is). ``short_query`` is the paper's task.
-TASK_TYPES: dict[str, tuple[str, str]] = {
+TASK_PROMPTS: dict[str, tuple[str, str]] = {
     "short_query": ("a short question a user would type into a search engine", "the passage that answers it"),
     "long_query": ("a long, detailed information request (one or two sentences)", "the passage that answers it"),
     "title": ("a title or headline for the passage", "the passage"),
     "paraphrase": ("a sentence that says the same thing in other words", "the original sentence"),
 }
+if tuple(TASK_PROMPTS) != GENERATED_TASK_TYPES:  # the params vocabulary (retrofit.schema) and the prompts must agree
+    raise ImportError(f"prompts for {list(TASK_PROMPTS)} but retrofit.schema names {list(GENERATED_TASK_TYPES)}")
 
 #: Few-shot labels: what the exemplar's input and output lines are called.
 _LABELS = {
@@ -124,7 +127,7 @@ def few_shot_prompt(task_type: str, exemplars: list[Exemplar], target: str) -> s
     """A completion prompt: the exemplars, then ``target``, ending after the output label.
 
     Args:
-        task_type: One of :data:`TASK_TYPES`.
+        task_type: One of :data:`~retrofit.schema.GENERATED_TASK_TYPES`.
         exemplars: In-language examples, shown in order.
         target: The text to write a query for.
 
@@ -139,7 +142,7 @@ def few_shot_prompt(task_type: str, exemplars: list[Exemplar], target: str) -> s
 
 def instruction_messages(task_type: str, lang: str, passage: str, attrs: Attributes) -> tuple[tuple[str, str], ...]:
     """E5-mistral-style chat messages asking for one query as JSON ``{"query": "..."}``."""
-    what, positive = TASK_TYPES[task_type]
+    what, positive = TASK_PROMPTS[task_type]
     length = {"short": "less than 8 words", "medium": "8 to 20 words", "long": "at least 20 words"}[attrs.length]
     system = "You write training data for multilingual search engines. Answer with JSON only."
     user = (
@@ -170,7 +173,7 @@ def build_request(
 
     Args:
         few_shot: A few-shot completion (base models) rather than instruction chat messages.
-        task_type: One of :data:`TASK_TYPES`.
+        task_type: One of :data:`~retrofit.schema.GENERATED_TASK_TYPES`.
         lang: ISO 639-1 code of the query to write.
         target: Passage text (``openai``) or passage snippet (``local``).
         exemplars: Few-shot examples (``few_shot`` only).

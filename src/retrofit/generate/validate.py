@@ -18,18 +18,15 @@ from __future__ import annotations
 
 import json
 import re
-import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+from retrofit.filter.text import normalize
 
 REASONS = ("empty", "truncated", "too_short", "too_long", "copies_passage", "copies_example", "wrong_language")
 
 _WIDE = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 _LEAD = re.compile(r"^\s*(?:[-*•]|\d+[.)]|(?:question|query|title|paraphrase|request)\s*:)\s*", re.IGNORECASE)
-
-
-def _norm(text: str) -> str:
-    return re.sub(r"\s+", " ", unicodedata.normalize("NFKC", text)).strip().casefold()
 
 
 def length_units(text: str) -> int:
@@ -130,10 +127,10 @@ def validate(
         return Verdict(query, "too_short")
     if units > max_chars:
         return Verdict(query, "too_long")
-    nq = _norm(query)
-    if nq in _norm(passage):
+    nq = normalize(query)
+    if nq in normalize(passage):
         return Verdict(query, "copies_passage")
-    if any(nq == _norm(e) or (len(nq) > 10 and nq in _norm(e)) for e in exemplars):
+    if any(nq == normalize(e) or (len(nq) > 10 and nq in normalize(e)) for e in exemplars):
         return Verdict(query, "copies_example")
     if langid is not None and lang in langid.langs and langid(query) != lang:
         return Verdict(query, "wrong_language")

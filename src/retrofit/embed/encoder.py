@@ -1,0 +1,166 @@
+"""Encoders that mining, the generator's round trip and the embedding cache use: one protocol, one implementation.
+
+:class:`Encoder` is what the rest of the project needs from an embedding model (a fingerprint and
+``encode(texts, kind)``); :class:`SentenceTransformerEncoder` implements it over a local sentence-transformers
+directory with the model's own ``query``/``passage`` prompts, L2-normalised output and bf16 autocast where the CPU
+has native bf16 (:func:`retrofit.runtime.inference_autocast`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+from retrofit.io import fingerprint_model_dir
+from retrofit.models.load import check_model_dir
+from retrofit.runtime import inference_autocast
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["query", "passage"]
+
+
+KINDS: tuple[Kind, ...] = ("query", "passage")
+
+
+def text_digest(text: str) -> bytes:
+    """The cache key of a text: sha256 of its UTF-8 bytes (32 bytes)."""
+    return hashlib.sha256(text.encode("utf-8")).digest()
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """An embedding function: what mining (and the cache) need from a teacher model."""
+
+    @property
+    def fingerprint(self) -> str:
+        """Identity of the model, e.g. the sha256 of its files: equal fingerprints must give equal embeddings.
+
+        Used as a directory name by :class:`EmbeddingCache`: letters, digits, ``.``, ``_`` and ``-`` only.
+        """
+        ...
+
+    def encode(self, texts: Sequence[str], kind: Kind) -> npt.NDArray[np.float32]:
+        """Embed texts as queries or as passages.
+
+        Args:
+            texts: Texts to embed.
+            kind: ``"query"`` or ``"passage"`` (models such as e5 prepend a different prompt to each).
+
+        Returns:
+            float32 array of shape ``(len(texts), dim)`` with L2-normalised rows.
+        """
+        ...
+
+
+class SentenceTransformerEncoder:
+    """:class:`Encoder` over a local sentence-transformers model directory, using its own prompts.
+
+    Queries are embedded with ``encode_query(prompt_name="query")`` and passages with
+    ``encode_document(prompt_name="passage")`` (the names are configurable), normalised to unit length. Nothing is
+    loaded until the first :meth:`encode`, and the fingerprint is computed on first use: a run whose embeddings
+    are all cached never loads the model.
+
+    Attributes:
+        model_dir: The model directory.
+        batch_size: Texts per forward pass.
+        device: torch device.
+        prompt_names: ``{"query": ..., "passage": ...}``: the model prompt used for each kind.
+    """
+
+    def __init__(
+        self,
+        model_dir: str | Path,
+        *,
+        batch_size: int = 64,
+        device: str | None = None,
+        prompt_names: Mapping[str, str] | None = None,
+        show_progress_bar: bool = False,
+        bf16: bool = False,
+    ) -> None:
+        """Point at a model directory without loading it.
+
+        Args:
+            model_dir: A sentence-transformers model directory (with ``modules.json``).
+            batch_size: Texts per forward pass.
+            device: torch device; ``None`` picks CUDA when available, else the CPU.
+            prompt_names: Prompt name per kind; default ``{"query": "query", "passage": "passage"}``.
+            show_progress_bar: Show sentence-transformers' progress bar while encoding.
+            bf16: Encode under bf16 autocast (part of the fingerprint: bf16 and fp32 embeddings are cached apart).
+
+        Raises:
+            AssetError: ``model_dir`` is not a sentence-transformers model directory with weights.
+            ValueError: ``prompt_names`` lacks a kind.
+        """
+        self.model_dir = Path(model_dir)
+        check_model_dir(self.model_dir)
+        self.batch_size = batch_size
+        self.device = device
+        self.prompt_names = dict(prompt_names or {"query": "query", "passage": "passage"})
+        missing = [k for k in KINDS if k not in self.prompt_names]
+        if missing:
+            raise ValueError(f"prompt_names: missing {missing}; expected a prompt name for each of {list(KINDS)}")
+        self.show_progress_bar = show_progress_bar
+        self.bf16 = bf16
+        self._fingerprint: str | None = None
+        self._model: Any = None
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of the model files and the prompt names (see :func:`retrofit.io.fingerprint_model_dir`)."""
+        if self._fingerprint is None:
+            extra: dict[str, Any] = {"prompt_names": self.prompt_names}
+            if self.bf16:
+                extra["dtype"] = "bf16-autocast"
+            self._fingerprint = fingerprint_model_dir(self.model_dir, extra=extra)
+        return self._fingerprint
+
+    @property
+    def model(self) -> Any:
+        """The loaded ``SentenceTransformer`` (loaded offline on first access)."""
+        if self._model is None:
+            from sentence_transformers import SentenceTransformer
+
+            model = SentenceTransformer(str(self.model_dir), device=self.device, local_files_only=True)
+            absent = {k: n for k, n in self.prompt_names.items() if not (model.prompts or {}).get(n)}
+            if absent:
+                raise ValueError(
+                    f"{self.model_dir}: no non-empty prompt(s) {sorted(absent.values())} in the model's prompts "
+                    f"{model.prompts!r} (config_sentence_transformers.json); pass prompt_names to choose others"
+                )
+            log.info("loaded teacher %s (fingerprint %s)", self.model_dir, self.fingerprint[:16])
+            self._model = model
+        return self._model
+
+    def encode(self, texts: Sequence[str], kind: Kind) -> npt.NDArray[np.float32]:
+        """Embed ``texts`` as ``kind`` with the model's prompt for it.
+
+        Args:
+            texts: Texts to embed.
+            kind: ``"query"`` or ``"passage"``.
+
+        Returns:
+            float32 array ``(len(texts), dim)``, rows L2-normalised.
+        """
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {list(KINDS)}, got {kind!r}")
+        model = self.model
+        if not texts:
+            return np.zeros((0, model.get_embedding_dimension()), dtype=np.float32)
+        fn = model.encode_query if kind == "query" else model.encode_document
+        with inference_autocast(self.bf16, str(model.device)):
+            emb = fn(
+                list(texts),
+                prompt_name=self.prompt_names[kind],
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=self.show_progress_bar,
+            )  # (len(texts), dim)
+        return np.asarray(emb, dtype=np.float32)

