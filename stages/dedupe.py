@@ -4,13 +4,15 @@ Reads ``data/generated/examples.jsonl`` and ``data/prepared/english/<source>.jso
 ``data.hub_english`` source (a nested, seeded sample of ``dedupe.english_per_source`` pairs per dataset), drops
 anything overlapping a held-out XQuAD test question or passage, then exact and near duplicates. Writes
 ``data/deduped/pairs.jsonl`` (schema in :mod:`retrofit.filter.dedupe`), ``data/deduped/report.json`` (counts before/after
-each step, a DVC metric), ``data/deduped/dropped.json`` and ``data/deduped/oracle.jsonl`` (a human XQuAD question
-in place of every kept synthetic row, :mod:`retrofit.data.oracle`).
+each step, a DVC metric), ``data/deduped/dropped.json``, ``data/deduped/oracle.jsonl`` (a human XQuAD question
+in place of every kept synthetic row, :mod:`retrofit.data.oracle`) and ``data/deduped/cross.jsonl`` (each non-English
+query with the English version of its passage, :mod:`retrofit.data.cross_lingual`).
 """
 
 from pathlib import Path
 
 from retrofit import cli
+from retrofit.data.cross_lingual import cross_rows, english_passages
 from retrofit.data.english import ENGLISH_ROW
 from retrofit.data.oracle import oracle_rows
 from retrofit.data.sampling import nested_sample_by
@@ -45,12 +47,15 @@ def main() -> None:
         if r["split"] == "test"
     ]
     result = dedupe(rows, eval_texts, params.dedupe, seed=params.base.seed)
-    oracle = oracle_rows([r for r in result.rows if r["source"] == SYNTHETIC], paragraphs, questions, params.base.seed)
+    synthetic = [r for r in result.rows if r["source"] == SYNTHETIC]
+    oracle = oracle_rows(synthetic, paragraphs, questions, params.base.seed)
+    cross = cross_rows(synthetic, english_passages("data/prepared"))
     with atomic_dir("data/deduped") as out:
         write_jsonl(out / "pairs.jsonl", result.rows)
         write_json(out / "report.json", result.report)
         write_json(out / "dropped.json", result.examples)
         write_jsonl(out / "oracle.jsonl", oracle)
+        write_jsonl(out / "cross.jsonl", cross)
     c = result.report["counts"]["overall"]
     print(f"dedupe: {c['input']} rows -> {result.report['kept']} kept ({result.report['dropped']['overall']})")
 

@@ -1,7 +1,8 @@
 """Stage ``mine``: hard negatives from a teacher model, with NV-Retriever's positive-aware false-negative filter.
 
-Reads ``data/deduped/pairs.jsonl`` and ``oracle.jsonl`` (mined alike), the generation pool
-(``data/generated/pool.jsonl``: synthetic queries are mined against every passage of their language's pool), up to
+Reads ``data/deduped/pairs.jsonl``, ``oracle.jsonl`` and ``cross.jsonl`` (mined alike), the generation pool
+(``data/generated/pool.jsonl``: synthetic queries are mined against every passage of their language's pool, and
+cross-lingual twins against the English pool), up to
 ``negatives.english_pool`` prepared passages of each English dataset (``data/prepared/english/<source>.jsonl``, a
 nested sample containing the rows' own, decontaminated against ``data/prepared/xquad``'s test split,
 :mod:`retrofit.data.english_pool`: English queries are mined against them besides the other rows of their dataset) and
@@ -23,7 +24,7 @@ from retrofit.generate.pipeline import POOL_ROW
 from retrofit.io import atomic_dir, read_jsonl, write_json, write_jsonl
 from retrofit.mine import mine
 from retrofit.models.load import check_model_dir, resolve_teacher
-from retrofit.schema import ORACLE, SYNTHETIC
+from retrofit.schema import CROSS, ORACLE, SYNTHETIC
 
 
 def main() -> None:
@@ -32,7 +33,8 @@ def main() -> None:
     cfg = params.negatives
     # every input is read and checked against its producer's schema before any work
     pool_rows = read_jsonl("data/generated/pool.jsonl", POOL_ROW)
-    pairs = read_jsonl("data/deduped/pairs.jsonl", PAIR_ROW) + read_jsonl("data/deduped/oracle.jsonl", PAIR_ROW)
+    pairs = [*read_jsonl("data/deduped/pairs.jsonl", PAIR_ROW), *read_jsonl("data/deduped/oracle.jsonl", PAIR_ROW),
+             *read_jsonl("data/deduped/cross.jsonl", PAIR_ROW)]
     english, english_counts = [], {}
     if cfg.hard and cfg.english_pool > 0:  # each English dataset's passages join its own rows' partition
         english, english_counts = english_pool([*params.data.english, *params.data.hub_english], cfg.english_pool,
@@ -44,6 +46,9 @@ def main() -> None:
     cache = EmbeddingCache(Path(params.base.cache_dir) / "embeddings")
     # the generation pool joins the synthetic and the oracle rows' partitions of its language
     pool = [{**p, "source": s} for p in pool_rows for s in (SYNTHETIC, ORACLE)] + english
+    # a cross-lingual twin's candidates are English: the English generation pool joins every query language's
+    pool += [{**p, "lang": lang, "source": CROSS} for p in pool_rows if p["lang"] == "en"
+             for lang in sorted({r["lang"] for r in pairs if r["source"] == CROSS})]
     rows, report = mine(pairs, encoder, cfg, cache, rank_window=cfg.rank_window,
                         search_batch_size=cfg.search_batch_size, pool=pool, seed=params.base.seed)
     report["english_pool"] = english_counts  # passages sampled and dropped as contaminated, per dataset

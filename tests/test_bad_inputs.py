@@ -89,6 +89,7 @@ def ws(tmp_path: Path, tiny_model_dir: Path) -> Path:
                                                 "text": "text"}])
     _rows(root / "data/deduped/pairs.jsonl", [_pair(i) for i in range(3)])
     _rows(root / "data/deduped/oracle.jsonl", [])
+    _rows(root / "data/deduped/cross.jsonl", [])
     _rows(root / "data/mined/train.jsonl", [_mined(i) for i in range(3)])
     return root
 

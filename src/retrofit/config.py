@@ -335,6 +335,8 @@ class MixParams(_Group):
     synthetic_source: Literal["synthetic", "oracle"]
     #: Train on fewer rows than a group asks for (logged) instead of failing before training.
     allow_shortfall: bool
+    #: Share of the non-English synthetic rows replaced by their cross-lingual twins (retrofit.data.cross_lingual).
+    cross_lingual: float = Field(ge=0, le=1)
 
 
 class TrainParams(_Group):

@@ -13,7 +13,9 @@ enter the paper's findings:
   types in fewer languages;
 - ``oracle``: the top scale point with human XQuAD questions in place of the generated queries
   (:mod:`retrofit.data.oracle`), reported beside the scale curve: the gap is the generator's;
-- ``taskbatch``: the top scale point with languages mixed in a batch (``train.batch_groups: task``).
+- ``taskbatch``: the top scale point with languages mixed in a batch (``train.batch_groups: task``);
+- ``crossling``: the top scale point with half its non-English synthetic rows paired with the English version of
+  their passage (``train.mix.cross_lingual``, :mod:`retrofit.data.cross_lingual`), compared on the cross family too.
 
 Every difference is ``A - B`` on the same queries, with a paired bootstrap 95% interval over queries
 (:func:`retrofit.eval.stats.paired_bootstrap`); a finding counts only by the rule of :func:`retrofit.eval.stats.verdict`
@@ -67,6 +69,8 @@ OFFICIAL = tuple(t for t in OFFICIAL_TASK_NAMES if t != "XQuADRetrieval")
 ORACLE_RUN = "oracle"
 #: The named run that mixes languages in a batch (``train.batch_groups: task``), against the top scale point.
 BATCH_ABLATION_RUN = "taskbatch"
+#: The named run with cross-lingual pairs (``train.mix.cross_lingual``), against the top scale point.
+CROSS_RUN = "crossling"
 #: How each official task's per-query values are resampled (see retrofit.eval.stats).
 _STATISTIC = {"Tatoeba": "bitext_f1"}
 _CLUSTERED = {"BelebeleRetrieval"}  # its subsets ask the same questions (parallel eng/deu)
@@ -428,6 +432,10 @@ def results_markdown(evals: Mapping[str, Evaluation], cmp: Comparer, points: Seq
     lines += _pair_section(cmp, top, BATCH_ABLATION_RUN, "Batches: one language per batch against languages mixed", [
         f"`{BATCH_ABLATION_RUN}` draws each synthetic batch from one task type across languages "
         "(`train.batch_groups: task`),", f"`{top}` from one language (`language`); both keep `source_id`s apart."])
+    lines += _pair_section(cmp, top, CROSS_RUN, "Cross-lingual pairs: a query with the English version of its passage", [
+        f"`{CROSS_RUN}` replaces half of `{top}`'s non-English synthetic rows by their twins whose positive is the",
+        "English passage of the same `source_id` (`retrofit.data.cross_lingual`): a negative Δ on `cross` is what",
+        "the lever gains on the cross family."], metrics=("primary", "mono", "cross", *OFFICIAL))
     lines += _language_section(evals, top)
     lines += ["Figures: `reports/results/figures/scale.png`, `ablation.png`, `diversity.png` (with intervals); "
               "interactive: `dvc plots show` (`make plots` offline).", ""]
@@ -503,14 +511,15 @@ def _scale_section(cmp: Comparer, points: Sequence[int]) -> list[str]:
     return [*lines, ""]
 
 
-def _pair_section(cmp: Comparer, top: str, other: str, title: str, note: list[str]) -> list[str]:
-    """``top - other`` on the primary metric and the official tasks, under ``title``."""
+def _pair_section(cmp: Comparer, top: str, other: str, title: str, note: list[str],
+                  metrics: Sequence[str] = ("primary", *OFFICIAL)) -> list[str]:
+    """``top - other`` on ``metrics`` (the primary metric and the official tasks), under ``title``."""
     if other not in cmp.evals or top not in cmp.evals:
         return []
     lines = [f"## {title} (`{top}` - `{other}`)", "", *note, "",
              f"| metric | `{top}` | `{other}` | Δ [95% interval] | verdict |", "|---|---:|---:|---:|---|"]
     words = {"reproduced": f"`{top}` higher", "opposite to the paper": f"`{other}` higher"}
-    for metric in ("primary", *OFFICIAL):
+    for metric in metrics:
         c = cmp.compare(top, other, metric)
         if c is not None:
             lines.append(f"| {_LABELS.get(metric, metric)} | {_pct(cmp.evals[top].score(metric))} | "

@@ -76,6 +76,10 @@ SYNTHETIC = "synthetic"
 #: ``source`` of the oracle rows: human XQuAD questions in place of generated ones (:mod:`retrofit.data.oracle`).
 ORACLE = "oracle"
 
+#: ``source`` of the cross-lingual twins: a generated query with the English version of its passage
+#: (:mod:`retrofit.data.cross_lingual`).
+CROSS = "cross"
+
 # ---------------------------------------------------------------------------------------------------------------
 # Evaluation
 # ---------------------------------------------------------------------------------------------------------------

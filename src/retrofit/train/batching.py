@@ -38,11 +38,12 @@ def batch_group(row: dict[str, Any], by: str = "language") -> str:
     Args:
         row: A training row.
         by: ``language`` (English dataset, or ``synthetic_<lang>``), ``task`` (English dataset, or
-            ``synthetic_<task_type>``) or ``mixed`` (one group).
+            ``synthetic_<task_type>``) or ``mixed`` (one group). Cross-lingual twins (source ``cross``) form one
+            group under ``language`` and ``task``: every candidate in it is English, whatever the query's language.
     """
     if by == "mixed":
         return "all"
-    if row["source"] not in (SYNTHETIC, ORACLE):
+    if row["source"] not in (SYNTHETIC, ORACLE):  # an English dataset, or the cross-lingual twins (English positives)
         return row["source"]
     return f"{row['source']}_{row['lang'] if by == 'language' else row['task_type']}"
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from retrofit.config import ParamsError, TrainParams
 from retrofit.data.sampling import nested_sample
+from retrofit.schema import CROSS, SYNTHETIC
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,18 @@ def select_mixture(rows: Sequence[dict[str, Any]], params: TrainParams, seed: in
                  and twin_field(r, "twin_task_type", "task_type") in tasks]
         out += take(group, mix.per_language, f"per_language for {mix.synthetic_source} {lang!r} ({', '.join(sorted(tasks))})",
                     lambda r: twin_field(r, "oracle_of", "id"))
-    return out
+    return _cross_lingual(out, rows, mix.cross_lingual, seed) if mix.cross_lingual else out
+
+
+def _cross_lingual(chosen: list[dict[str, Any]], rows: Sequence[dict[str, Any]], share: float,
+                   seed: int) -> list[dict[str, Any]]:
+    """``chosen`` with a nested, seeded ``share`` of its non-English synthetic rows replaced by their cross-lingual
+    twins (rows without a twin stay), in place, so the counts are unchanged."""
+    twins = {r["provenance"]["cross_of"]: r for r in rows if r["source"] == CROSS}
+    candidates = [r for r in chosen if r["source"] == SYNTHETIC and r["lang"] != "en" and r["id"] in twins]
+    swap = {r["id"] for r in nested_sample(candidates, round(share * len(candidates)), seed, key=lambda r: r["id"])}
+    log.info("train.mix.cross_lingual: %d of %d non-English synthetic rows with their English passage", len(swap),
+             len(candidates))
+    return [twins[r["id"]] if r["id"] in swap else r for r in chosen]
 
 

