@@ -47,8 +47,8 @@ def main() -> None:
     # the generation pool joins the synthetic and the oracle rows' partitions of its language
     pool = [{**p, "source": s} for p in pool_rows for s in (SYNTHETIC, ORACLE)] + english
     # a cross-lingual twin's candidates are English: the English generation pool joins every query language's
-    pool += [{**p, "lang": lang, "source": CROSS} for p in pool_rows if p["lang"] == "en"
-             for lang in sorted({r["lang"] for r in pairs if r["source"] == CROSS})]
+    cross_langs = sorted({r["lang"] for r in pairs if r["source"] == CROSS})
+    pool += [{**p, "lang": lang, "source": CROSS} for p in pool_rows if p["lang"] == "en" for lang in cross_langs]
     rows, report = mine(pairs, encoder, cfg, cache, rank_window=cfg.rank_window,
                         search_batch_size=cfg.search_batch_size, pool=pool, seed=params.base.seed)
     report["english_pool"] = english_counts  # passages sampled and dropped as contaminated, per dataset

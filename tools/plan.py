@@ -237,7 +237,6 @@ def _target_bytes(task_type: str, lang: str) -> int:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-
 def _mmteb_flops(stats: Mapping[str, Any], shape: EncoderShape, max_len: int) -> float:
     flops = 0.0
     for sp in stats["_splits"]:

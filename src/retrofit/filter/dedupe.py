@@ -439,13 +439,7 @@ def _minhashes(texts: Iterable[str], n: int, num_perm: int, seed: int) -> Iterat
     signatures) with ``num_perm`` permutations seeded by ``seed``, and :func:`~retrofit.filter.text.hash_gram32`
     as the n-gram hash. Each sketch is a copy of one empty template, so the permutations are drawn once.
     """
-    try:
-        template = MinHash(num_perm=num_perm, seed=seed, hashfunc=hash_gram32, scheme="affine32")
-    except TypeError as exc:  # datasketch < 2.0 has only the legacy scheme
-        raise RuntimeError(
-            "retrofit.filter.dedupe needs datasketch >= 2.0 (the 'affine32' MinHash scheme); run `make setup` to "
-            "install the pinned requirements.lock"
-        ) from exc
+    template = MinHash(num_perm=num_perm, seed=seed, hashfunc=hash_gram32, scheme="affine32")  # datasketch >= 2.0
     for text in texts:
         minhash = template.copy()
         minhash.update_batch(char_ngrams(text, n))
