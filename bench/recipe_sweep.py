@@ -11,6 +11,10 @@ Usage::
 
     python bench/recipe_sweep.py                       # the default grid
     python bench/recipe_sweep.py --only t05_lr5e-5_s20 t01_lr5e-5_s20 --official Tatoeba
+    python bench/recipe_sweep.py --report-only         # rewrite the .md from the .json
+
+Results accumulate: a run keeps the earlier configurations of ``<out>.json`` that were measured on the same rows
+(the sha256 of ``data/mined/train.jsonl``) and drops all of them when the rows changed.
 """
 
 from __future__ import annotations
