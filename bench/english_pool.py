@@ -35,7 +35,7 @@ from retrofit.eval.xquad import build_tasks
 from retrofit.io import read_jsonl
 from retrofit.mine import mine
 from retrofit.models.load import resolve_teacher
-from retrofit.report import Comparer, load_evaluations
+from retrofit.report import Comparer, format_diff, load_evaluations
 from retrofit.runtime import resolve_bf16, seed_everything, set_threads
 from retrofit.schema import ORACLE, SYNTHETIC
 from retrofit.train.mixture import select_mixture
@@ -116,7 +116,7 @@ def main() -> None:
     for pair, by_metric in compared.items():
         for m, c in by_metric.items():
             verdict = VERDICT_WORDS.get(c["verdict"], c["verdict"])
-            lines.append(f"| `{pair}` | {m} | {100 * c['delta']:+.2f} [{100 * c['lo']:+.2f}, {100 * c['hi']:+.2f}] | "
+            lines.append(f"| `{pair}` | {m} | {format_diff(c)} | "
                          f"{verdict} |")
     s = result["scores"]
     lines += ["", "Teacher scores over all rows (mean): positive {:.3f}, mined negative {:.3f}, random negative {:.3f}; "

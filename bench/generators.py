@@ -56,7 +56,7 @@ from retrofit.generate.bundled import bundled
 from retrofit.generate.ledger import Ledger
 from retrofit.generate.pipeline import backend_from_params, run_generation
 from retrofit.io import iter_jsonl
-from retrofit.report import Comparer, load_evaluations
+from retrofit.report import Comparer, format_diff, load_evaluations
 from retrofit.runtime import set_threads
 
 #: name -> generate.local overrides.
@@ -327,16 +327,13 @@ def write_markdown(result: dict) -> None:
                    "point is `scale_0`."), "",
                   "| generator | Δ over English-only | Δ over base | Δ over the pipeline's | examples | requests |",
                   "|---|---:|---:|---:|---:|---:|"]
-        def fmt(c):
-            return "-" if c is None else f"{100 * c['delta']:+.2f} [{100 * c['lo']:+.2f}, {100 * c['hi']:+.2f}]"
-
         for label, r in d.items():
-            lines.append(f"| `{label}` | {fmt(r['gain_over_english_only'])} | {fmt(r['over_base'])} | "
-                         f"{fmt(r.get('over_pipeline'))} | {r.get('examples') or '-'} | {r.get('requests') or '-'} |")
+            lines.append(f"| `{label}` | {format_diff(r['gain_over_english_only'])} | {format_diff(r['over_base'])} | "
+                         f"{format_diff(r.get('over_pipeline'))} | {r.get('examples') or '-'} | {r.get('requests') or '-'} |")
         pairs = [(a, b, c) for a, r in d.items() for b, c in (r.get("over_candidates") or {}).items()]
         if pairs:
             lines += ["", "| candidate - candidate | Δ primary [95% interval] |", "|---|---:|"]
-            lines += [f"| `{a}` - `{b}` | {fmt(c)} |" for a, b, c in pairs]
+            lines += [f"| `{a}` - `{b}` | {format_diff(c)} |" for a, b, c in pairs]
     OUT.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

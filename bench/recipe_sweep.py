@@ -33,7 +33,7 @@ from retrofit.eval.encoder import load_encoder
 from retrofit.eval.score import evaluate_encoder
 from retrofit.eval.xquad import build_tasks
 from retrofit.io import read_jsonl, sha256_file
-from retrofit.report import Comparer, load_evaluations
+from retrofit.report import Comparer, format_diff, load_evaluations
 from retrofit.runtime import resolve_bf16, seed_everything, set_threads
 from retrofit.train.mixture import select_mixture
 from retrofit.train.trainer import train_model
@@ -120,7 +120,7 @@ def main() -> None:
             r["versus_base"] = {m: {k: c[k] for k in ("delta", "lo", "hi", "score_a", "score_b", "resamples", "queries")}
                                 for m, c in cmp.items()}
             results = sorted([*results, r], key=lambda x: list(GRID).index(x["name"]))
-            print(f"{name}: " + ", ".join(f"{m} {interval(c)}" for m, c in r["versus_base"].items()), flush=True)
+            print(f"{name}: " + ", ".join(f"{m} {format_diff(c)}" for m, c in r["versus_base"].items()), flush=True)
             write_report(results, args, data)  # after every configuration: an interrupted sweep keeps what it measured
 
 
@@ -152,7 +152,7 @@ def write_report(results: list[dict], args: argparse.Namespace, data: str) -> No
              "| configuration | overrides | steps | train s | primary Δ | Tatoeba Δ | Belebele Δ |",
              "|---|---|---:|---:|---:|---:|---:|"]
     for r in results:
-        cells = [interval(c) if c else "-" for c in (r["versus_base"].get(m) for m in METRICS)]
+        cells = [format_diff(c) for c in (r["versus_base"].get(m) for m in METRICS)]
         lines.append(f"| {r['name']} | `{' '.join(r['overrides'])}` | {r['steps']} | {r['train_s']} | "
                      f"{' | '.join(cells)} |")
     lines += ["", *seed_spread(results), *selection(results)]
@@ -165,7 +165,7 @@ def seed_spread(results: list[dict]) -> list[str]:
     if len(runs) < 2:
         return []
     deltas = [100 * r["versus_base"]["primary"]["delta"] for r in runs]
-    cells = ", ".join(f"{r['name']} {interval(r['versus_base']['primary'])}" for r in runs)
+    cells = ", ".join(f"{r['name']} {format_diff(r['versus_base']['primary'])}" for r in runs)
     return [(f"`{SPREAD}` under {len(runs)} training seeds, primary Δ: {cells}; "
              f"mean {statistics.mean(deltas):+.2f}, seed sd {statistics.stdev(deltas):.2f}."), ""]
 
@@ -188,16 +188,11 @@ def selection(results: list[dict]) -> list[str]:
     current = load_params("params.yaml").train == load_params("params.yaml", best["overrides"]).train
     return [(f"By the recipe issue's rule (the widest primary gain without a Tatoeba or Belebele loss beyond its "
              f"interval, among `train.*` settings) the choice is `{best['name']}`: primary "
-             f"{interval(best['versus_base']['primary'])}. ")
+             f"{format_diff(best['versus_base']['primary'])}. ")
             + ("`params.yaml` trains with it." if current else "**`params.yaml` does not train with it.**"),
             "", ("The sweep selects on the held-out XQuAD queries that the pipeline reports (XQuAD has no further "
                  "split at this size), so the chosen configuration's Δ is an optimistic estimate; read the table "
                  "whole.")]
-
-
-def interval(c: dict) -> str:
-    """A comparison as ``+Δ [lo, hi]``, x100."""
-    return f"{100 * c['delta']:+.2f} [{100 * c['lo']:+.2f}, {100 * c['hi']:+.2f}]"
 
 
 if __name__ == "__main__":

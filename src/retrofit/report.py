@@ -333,8 +333,8 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.2f}"
 
 
-def _diff(c: Mapping[str, Any] | None) -> str:
-    """``+1.23 [+0.40, +2.10]`` (x100), or ``-``."""
+def format_diff(c: Mapping[str, Any] | None) -> str:
+    """A comparison (:meth:`Comparer.compare`) as ``+1.23 [+0.40, +2.10]`` (x100), or ``-``."""
     if c is None:
         return "-"
     return f"{100 * c['delta']:+.2f} [{100 * c['lo']:+.2f}, {100 * c['hi']:+.2f}]"
@@ -475,7 +475,7 @@ def _findings_section(found: Mapping[str, Any], cmp: Comparer, points: Sequence[
     ]
     lines = ["## Findings (primary metric)", "", f"Twice the seed sd: {_pct(2 * sd if sd is not None else None)}.", "",
              "| finding (paper) | comparison | Δ [95% interval] | verdict |", "|---|---|---:|---|"]
-    lines += [f"| {n} | {c} | {_diff(f)} | {f['verdict'] if f else 'not run'} |" for n, c, f in rows]
+    lines += [f"| {n} | {c} | {format_diff(f)} | {f['verdict'] if f else 'not run'} |" for n, c, f in rows]
     lines += ["", f"Plateau (finding 1): {found['plateau']['verdict']}.", ""]
     return lines
 
@@ -490,7 +490,7 @@ def _models_section(evals: Mapping[str, Evaluation], versus_base: Mapping[str, M
     for m, c in versus_base.items():
         verdict = c["primary"]["verdict"] if c.get("primary") else "not run"
         verdict = {"reproduced": "beats the base", "opposite to the paper": "below the base"}.get(verdict, verdict)
-        lines.append(f"| {m} | {_diff(c.get('primary'))} | {verdict} | " + " | ".join(_diff(c.get(t)) for t in OFFICIAL)
+        lines.append(f"| {m} | {format_diff(c.get('primary'))} | {verdict} | " + " | ".join(format_diff(c.get(t)) for t in OFFICIAL)
                      + " |")
     return [*lines, ""]
 
@@ -523,7 +523,7 @@ def _pair_section(cmp: Comparer, top: str, other: str, title: str, note: list[st
         c = cmp.compare(top, other, metric)
         if c is not None:
             lines.append(f"| {_LABELS.get(metric, metric)} | {_pct(cmp.evals[top].score(metric))} | "
-                         f"{_pct(cmp.evals[other].score(metric))} | {_diff(c)} | {words.get(c['verdict'], c['verdict'])} |")
+                         f"{_pct(cmp.evals[other].score(metric))} | {format_diff(c)} | {words.get(c['verdict'], c['verdict'])} |")
     return [*lines, ""]
 
 
@@ -567,7 +567,7 @@ def readme_table(results_dir: Path) -> str:
              "|---|" + "---:|" * (len(cols) + 1)]
     for name, scores in models.items():
         vs = summary["versus_base"].get(name, {}).get("primary")
-        lines.append(f"| `{name}` | " + " | ".join(_pct(scores.get(c)) for c in cols) + f" | {_diff(vs)} |")
+        lines.append(f"| `{name}` | " + " | ".join(_pct(scores.get(c)) for c in cols) + f" | {format_diff(vs)} |")
     sd = summary["seed_sd"].get("primary")
     lines += ["", f"Seed sd of the primary metric over {', '.join(f'`{m}`' for m in summary['seed_models'])}: "
               f"{_pct(sd)} (a finding needs |Δ| > {_pct(2 * sd if sd is not None else None)} and an interval "
@@ -577,7 +577,7 @@ def readme_table(results_dir: Path) -> str:
              "task_over_language_diversity": "3. task diversity beats language diversity"}
     for key, label in names.items():
         f = summary["findings"].get(key)
-        lines.append(f"| {label} | {_diff(f)} | {f['verdict'] if f else 'not run'} |")
+        lines.append(f"| {label} | {format_diff(f)} | {f['verdict'] if f else 'not run'} |")
     lines.append(f"| 1. plateau (overall) | | {summary['findings']['plateau']['verdict']} |")
     return "\n".join(lines)
 
