@@ -7,7 +7,7 @@ batch before (:mod:`retrofit.embed.trunk`: time only, never the numbers). ``--ou
 
 - ``xquad`` (the embedded default): the held-out XQuAD families through mteb's retrieval machinery; writes mteb
   result JSON per family, ``metrics.json`` (the primary metric, nDCG@10, Recall@10 and MRR@10 per language and
-  family), ``per_query.json`` (for the bootstrap) and ``table.md``; schema in :mod:`retrofit.eval.xquad`.
+  family), ``per_query.json`` (for the bootstrap) and ``table.md``; schema in :mod:`retrofit.eval.score`.
 - ``evaluate.official.tasks`` (for the models of ``official.models``; and ``official.base_only`` with
   ``--base``): official mteb tasks run by mteb's
   own classes on the pinned local data (:mod:`retrofit.eval.official`), through :func:`retrofit.eval.mmteb.evaluate_mmteb`;

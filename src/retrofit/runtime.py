@@ -175,7 +175,6 @@ def seed_everything(seed: int) -> None:
         pass
 
 
-
 def inference_autocast(enabled: bool, device: str = "cpu") -> contextlib.AbstractContextManager:
     """bf16 autocast for inference (encoding, mining, evaluation), or a no-op.
 

@@ -193,8 +193,10 @@ class EmbeddingCache:
     def ensure(self, encoder: Encoder, texts: Iterable[str], kind: Kind) -> int:
         """Encode and store the texts that are not cached yet.
 
-        Missing texts are encoded in first-seen order, in shards of ``shard_size`` (a shard is one ``encode`` call,
-        so a sentence-transformers model length-sorts within it exactly as for a direct ``model.encode``).
+        Missing texts are encoded in first-seen order, in shards of ``shard_size`` (a shard is one ``encode`` call).
+        A cached embedding is served to later runs whatever texts it was encoded beside, so the encoder must make
+        each embedding independent of its batch (:class:`retrofit.embed.encoder.SentenceTransformerEncoder` does:
+        bit for bit under bf16 autocast, within 1e-7 in fp32).
 
         Args:
             encoder: The model; its fingerprint selects the namespace.

@@ -4,6 +4,15 @@
 ``encode(texts, kind)``); :class:`SentenceTransformerEncoder` implements it over a local sentence-transformers
 directory with the model's own ``query``/``passage`` prompts, L2-normalised output and bf16 autocast where the CPU
 has native bf16 (:func:`retrofit.runtime.inference_autocast`).
+
+A text's embedding must not depend on the texts encoded beside it, because :class:`retrofit.embed.cache.EmbeddingCache`
+serves it to later runs whose batches differ. Padded batches break that: the padded length changes the attention's
+reductions. With sentence-transformers' own batching, 159 of 300 training passages changed when encoded among
+other texts, by up to 7.9e-4 under bf16 autocast (1.4e-7 in fp32), enough to move generation's round-trip ranks
+and mining's negatives. So :class:`SentenceTransformerEncoder` batches only texts of equal token length (no
+padding). Under bf16 autocast, every embedding was then the same bit for bit among any partners, alone and at 1 or
+2 threads; in fp32, 3 of 300 still moved by up to 8.2e-8 (the kernel changes with the group's size). It also
+encoded 1.7x faster (``bench/encoder_batching.py``, ``reports/bench/encoder_batching.md``).
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
+from tqdm.auto import tqdm
 
 from retrofit.io import fingerprint_model_dir
 from retrofit.models.load import check_model_dir
@@ -27,6 +37,12 @@ Kind = Literal["query", "passage"]
 
 
 KINDS: tuple[Kind, ...] = ("query", "passage")
+
+#: How :class:`SentenceTransformerEncoder` batches texts; part of its fingerprint, so a change re-encodes.
+BATCHING = "equal-token-length-v1"
+
+#: Texts tokenized per call when measuring token lengths (bounds the padded id tensor's memory).
+_LENGTH_CHUNK = 1024
 
 
 def text_digest(text: str) -> bytes:
@@ -63,9 +79,10 @@ class SentenceTransformerEncoder:
     """:class:`Encoder` over a local sentence-transformers model directory, using its own prompts.
 
     Queries are embedded with ``encode_query(prompt_name="query")`` and passages with
-    ``encode_document(prompt_name="passage")`` (the names are configurable), normalised to unit length. Nothing is
-    loaded until the first :meth:`encode`, and the fingerprint is computed on first use: a run whose embeddings
-    are all cached never loads the model.
+    ``encode_document(prompt_name="passage")`` (the names are configurable), normalised to unit length, in batches
+    of texts with equal token length (:meth:`length_groups`), so that no text's embedding depends on its batch.
+    Nothing is loaded until the first :meth:`encode`, and the fingerprint is computed on first use: a run whose
+    embeddings are all cached never loads the model.
 
     Attributes:
         model_dir: The model directory.
@@ -91,7 +108,7 @@ class SentenceTransformerEncoder:
             batch_size: Texts per forward pass.
             device: torch device; ``None`` picks CUDA when available, else the CPU.
             prompt_names: Prompt name per kind; default ``{"query": "query", "passage": "passage"}``.
-            show_progress_bar: Show sentence-transformers' progress bar while encoding.
+            show_progress_bar: Show a progress bar over the token-length groups while encoding.
             bf16: Encode under bf16 autocast (part of the fingerprint: bf16 and fp32 embeddings are cached apart).
 
         Raises:
@@ -113,9 +130,17 @@ class SentenceTransformerEncoder:
 
     @property
     def fingerprint(self) -> str:
-        """sha256 of the model files and the prompt names (see :func:`retrofit.io.fingerprint_model_dir`)."""
+        """sha256 of the model files and of everything else that decides the embeddings' bits.
+
+        That is the prompt names, the autocast dtype, the torch version (its kernels) and :data:`BATCHING` (see
+        :func:`retrofit.io.fingerprint_model_dir`). The thread count is not part of it: 1 and 2 threads gave
+        bit-identical embeddings (``reports/bench/encoder_batching.md``).
+        """
         if self._fingerprint is None:
-            extra: dict[str, Any] = {"prompt_names": self.prompt_names}
+            import torch
+
+            extra: dict[str, Any] = {"prompt_names": self.prompt_names, "batching": BATCHING,
+                                     "torch": torch.__version__}
             if self.bf16:
                 extra["dtype"] = "bf16-autocast"
             self._fingerprint = fingerprint_model_dir(self.model_dir, extra=extra)
@@ -151,16 +176,43 @@ class SentenceTransformerEncoder:
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {list(KINDS)}, got {kind!r}")
         model = self.model
+        out = np.zeros((len(texts), model.get_embedding_dimension()), dtype=np.float32)  # (len(texts), dim)
         if not texts:
-            return np.zeros((0, model.get_embedding_dimension()), dtype=np.float32)
+            return out
         fn = model.encode_query if kind == "query" else model.encode_document
+        groups = self.length_groups(texts, kind)
         with inference_autocast(self.bf16, str(model.device)):
-            emb = fn(
-                list(texts),
-                prompt_name=self.prompt_names[kind],
-                batch_size=self.batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=self.show_progress_bar,
-            )  # (len(texts), dim)
-        return np.asarray(emb, dtype=np.float32)
+            for group in tqdm(groups, desc=f"encoding {kind}s", unit="length", disable=not self.show_progress_bar):
+                out[group] = fn(
+                    [texts[i] for i in group],
+                    prompt_name=self.prompt_names[kind],
+                    batch_size=self.batch_size,
+                    normalize_embeddings=True,
+                    convert_to_numpy=True,
+                    show_progress_bar=False,
+                )  # (len(group), dim)
+        return out
+
+    def length_groups(self, texts: Sequence[str], kind: Kind) -> list[npt.NDArray[np.int64]]:
+        """Indices of ``texts`` grouped by token length (prompt included, after truncation), shortest first.
+
+        The lengths come from the model's own ``preprocess`` with the kind's prompt, so they are the lengths that
+        ``encode`` will see; a group therefore encodes without padding.
+
+        Args:
+            texts: Texts to embed.
+            kind: ``"query"`` or ``"passage"``.
+
+        Returns:
+            One ascending index array per distinct token length.
+        """
+        model = self.model
+        prompt = model.prompts[self.prompt_names[kind]]
+        lengths = np.concatenate([
+            model.preprocess(list(texts[start : start + _LENGTH_CHUNK]), prompt=prompt)["attention_mask"]
+            .sum(-1).numpy()
+            for start in range(0, len(texts), _LENGTH_CHUNK)
+        ])  # (len(texts),)
+        order = np.argsort(lengths, kind="stable")
+        cuts = np.flatnonzero(np.diff(lengths[order])) + 1
+        return np.split(order.astype(np.int64), cuts)

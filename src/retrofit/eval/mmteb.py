@@ -78,7 +78,6 @@ RETRIEVAL = "Retrieval"
 # ----------------------------------------------------------------------------------------------------------------
 
 
-
 # ----------------------------------------------------------------------------------------------------------------
 # Offline / reachability checks shared by every hub-facing path
 # ----------------------------------------------------------------------------------------------------------------
@@ -600,7 +599,6 @@ def _params_evaluate(params_path: str) -> dict[str, Any]:
     if not Path(params_path).is_file():
         return {}
     return load_params(params_path).model_dump().get("evaluate", {})
-
 
 
 def _cmd_tasks(args: argparse.Namespace) -> None:

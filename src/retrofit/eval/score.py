@@ -61,8 +61,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-
-
 def evaluate_model(
     model_path: Path,
     tasks: Sequence[XQuADRetrievalTask],

@@ -60,7 +60,6 @@ METRICS: tuple[str, ...] = ("ndcg_at_10", "recall_at_10", "mrr_at_10")
 METRIC_LABELS: dict[str, str] = {"ndcg_at_10": "nDCG@10", "recall_at_10": "Recall@10", "mrr_at_10": "MRR@10"}
 
 
-
 #: ISO 639-1 -> the BCP-47 language-script code mteb uses for XQuAD (as in mteb's own ``XQuADRetrieval``).
 MTEB_LANGUAGE_CODES: dict[str, str] = {
     "ar": "arb-Arab", "de": "deu-Latn", "el": "ell-Grek", "en": "eng-Latn", "es": "spa-Latn", "hi": "hin-Deva",
@@ -419,7 +418,6 @@ def _check_parallel(
 # ----------------------------------------------------------------------------------------------------------------
 # Encoder
 # ----------------------------------------------------------------------------------------------------------------
-
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -31,7 +31,6 @@ from retrofit.schema import ORACLE, SYMMETRIC_TASK_TYPES, SYNTHETIC
 log = logging.getLogger(__name__)
 
 
-
 def batch_group(row: dict[str, Any], by: str = "language") -> str:
     """The batch key of a row under ``train.batch_groups`` (see the module docstring).
 

@@ -83,8 +83,6 @@ def checkpoint_key(params: TrainParams, hard_negatives: bool, rows: Sequence[dic
     return digest.hexdigest()[:16]
 
 
-
-
 def build_loss(model: Any, params: TrainParams, distributed: bool = False) -> Any:
     """``MultipleNegativesRankingLoss`` (or its cached variant) with ``scale = 1 / temperature``.
 
@@ -201,7 +199,6 @@ def write_model_card(
         "",
     ]
     (out_dir / "README.md").write_text("\n".join(lines), encoding="utf-8")
-
 
 
 def train_model(
