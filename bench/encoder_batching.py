@@ -52,14 +52,11 @@ def other_partners(fn, texts: list[str], seed: int = 0, calls: int = 4) -> np.nd
     """Embed ``texts`` in a shuffled order split over ``calls`` calls, returned in the original order."""
     order = list(range(len(texts)))
     random.Random(seed).shuffle(order)
-    out = np.zeros((len(texts), 0), dtype=np.float32)
     size = -(-len(texts) // calls)
-    for start in range(0, len(texts), size):
-        part = order[start : start + size]
-        emb = fn([texts[i] for i in part])
-        if out.shape[1] == 0:
-            out = np.zeros((len(texts), emb.shape[1]), dtype=np.float32)
-        out[part] = emb
+    shuffled = np.concatenate([fn([texts[i] for i in order[start : start + size]])
+                               for start in range(0, len(texts), size)])  # (n, dim), in shuffled order
+    out = np.empty_like(shuffled)
+    out[order] = shuffled
     return out
 
 
