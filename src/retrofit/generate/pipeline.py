@@ -19,6 +19,14 @@ the top-up rounds could not reach the target, which ``metrics.json`` reports as 
      "attributes": {"length": "short", "clarity": "clear", "difficulty": "college"},
      "roundtrip_rank": 0}                    # rank of the positive for the query under the base embedder
 
+Output ``rejected.jsonl``, one row per rejected answer, in the order judged (a plan sent again after a failure
+is judged once)::
+
+    {"lang": "de", "reason": "roundtrip",    # a retrofit.generate.validate.REASONS entry, or "roundtrip"
+     "query": "...",                         # the parsed query ("" for an empty answer)
+     "target": "...",                        # the text the generator saw
+     "roundtrip_rank": 14}                   # round-trip rejections only: the rank of the plan's own passage
+
 Output ``pool.jsonl``, the passage pool each language's examples were drawn from (``passages_per_language`` seeded
 passages; the mine stage searches it for hard negatives)::
 
@@ -328,7 +336,7 @@ class _Run:
     accepted: dict[str, dict[int, dict[str, Any]]] = field(init=False)  # lang -> plan index -> row
     next_index: dict[str, int] = field(init=False)  # lang -> first plan index not yet sent
     rejected: Counter[tuple[str, str]] = field(default_factory=Counter)  # (lang, reason) -> count
-    rejected_rows: list[dict[str, Any]] = field(default_factory=list)  # the first 200 rejections
+    rejected_rows: list[dict[str, Any]] = field(default_factory=list)  # every rejection, in the order judged
     requested: Counter[str] = field(default_factory=Counter)  # distinct plans sent
     answered: Counter[str] = field(default_factory=Counter)  # plans that got an answer: the pass rate's denominator
     # A failed plan is not an answer: it is sent again first in the next round (so a transient failure does not
@@ -418,10 +426,9 @@ class _Run:
             self.accepted[p.lang][p.index] = _example_row(p, query, rank, self.identity)
 
     def reject(self, lang: str, reason: str, row: dict[str, Any]) -> None:
-        """Count one rejection, and keep its row while fewer than 200 are kept."""
+        """Count one rejection and keep its row (``rejected.jsonl``: every rejection, so its ranks are unbiased)."""
         self.rejected[(lang, reason)] += 1
-        if len(self.rejected_rows) < 200:
-            self.rejected_rows.append(row)
+        self.rejected_rows.append(row)
 
     def collect(self) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         """The output rows (each language's first ``per_language`` accepted, in plan order) and per-language metrics."""

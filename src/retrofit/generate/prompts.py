@@ -24,6 +24,7 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import dataclass
+from itertools import pairwise
 
 from retrofit.generate.base import GenRequest
 from retrofit.schema import GENERATED_TASK_TYPES
@@ -61,7 +62,9 @@ _LANG_NAMES = {
     "vi": "Vietnamese", "zh": "Chinese",
 }
 
-_SENTENCE_END = re.compile(r"(?<=[.!?。！？।॥])\s+|(?<=[。！？])")
+#: A sentence's end: a Latin or Devanagari mark before whitespace, or a CJK mark (CJK puts no space after it),
+#: each with the closing quotes and brackets that follow it (so ``。”`` ends a sentence, and ``”`` opens none).
+_SENTENCE_END = re.compile(r"[.!?।॥][\"'”’»」』）)\]]*(?=\s)|[。！？][\"'”’»」』）)\]]*")
 
 
 @dataclass(frozen=True)
@@ -94,9 +97,38 @@ def language_name(lang: str) -> str:
     return _LANG_NAMES.get(lang, lang)
 
 
+def _continues(text: str, mark: int) -> bool:
+    """Whether the period at ``mark`` ends an initial or a day rather than a sentence ("John F. Kennedy", "am 30.")."""
+    if text[mark] != ".":
+        return False
+    start = mark
+    while start > 0 and not text[start - 1].isspace() and text[start - 1] != "(":
+        start -= 1
+    token = text[start:mark]
+    return (len(token) == 1 and token.isalpha()) or (token.isdigit() and len(token) <= 2)
+
+
 def sentences(text: str) -> list[str]:
-    """Split a passage into sentences on ., !, ?, 。, ！, ？, । (Thai, which has no such marks, stays whole)."""
-    return [s.strip() for s in _SENTENCE_END.split(text) if s and s.strip()]
+    """Split a passage into sentences on ., !, ?, 。, ！, ？, । and ॥ (Thai, which has no such marks, stays whole).
+
+    A period after a single letter or a one- or two-digit number does not end a sentence (initials, German dates
+    and ordinals: "John F. Kennedy", "am 30. September"). Closing quotes and brackets stay with the sentence they
+    close, and a piece with fewer than two letters or digits (a stray quote mark, "...") joins the sentence before
+    it, so no sentence is punctuation alone.
+    """
+    cuts = [0] + [m.end() for m in _SENTENCE_END.finditer(text) if not _continues(text, m.start())] + [len(text)]
+    out: list[str] = []
+    carry = ""  # a leading fragment, joined to the first real sentence
+    for piece in (text[a:b] for a, b in pairwise(cuts)):
+        if sum(ch.isalnum() for ch in piece) < 2:
+            if out:
+                out[-1] += piece
+            else:
+                carry += piece
+            continue
+        out.append(carry + piece)
+        carry = ""
+    return [s.strip() for s in out if s.strip()] or ([carry.strip()] if carry.strip() else [])
 
 
 def snippet(text: str, max_chars: int, index: int = 0) -> str:
