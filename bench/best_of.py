@@ -28,18 +28,22 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
-import json
 from pathlib import Path
 
 from retrofit.cli import resolved
-from retrofit.config import load_params
+from retrofit.config import GenerateParams, load_params
 from retrofit.embed.cache import EmbeddingCache
 from retrofit.embed.encoder import SentenceTransformerEncoder
 from retrofit.generate.base import GenRequest, GenResponse
 from retrofit.generate.cache import ResponseCache, generate_with_cache
 from retrofit.generate.ledger import Ledger
-from retrofit.generate.pipeline import Planned, Planner, RoundTrip, backend_from_params
+from retrofit.generate.pipeline import (
+    Planned,
+    Planner,
+    RoundTrip,
+    backend_from_params,
+    response_cache_path,
+)
 from retrofit.generate.pools import load_exemplars, load_passages
 from retrofit.generate.validate import LanguageIdentifier, validate
 from retrofit.io import write_json
@@ -68,9 +72,8 @@ def pick_best(ranked: dict[int, tuple[int, str]]) -> tuple[int, int, str] | None
 
 
 def measure_language(lang: str, plans: list[Planned], answers: dict[str, GenResponse], n: int, temperature: float,
-                     params, langid: LanguageIdentifier, roundtrip: RoundTrip, pool: list[str]) -> dict:
+                     g: GenerateParams, langid: LanguageIdentifier, roundtrip: RoundTrip, pool: list[str]) -> dict:
     """Validate and rank every sample of ``plans``; the language's counts and its plans' greedy and best picks."""
-    g = params
     valid: list[tuple[int, int, str]] = []  # (plan, sample, query)
     for pi, p in enumerate(plans):
         for j, req in enumerate(samples(p.request, n, temperature)):
@@ -175,9 +178,7 @@ def main() -> None:
     embeddings = EmbeddingCache(cache_dir / "embeddings")
     roundtrip = RoundTrip(lambda texts, kind: embeddings.embed(encoder, texts, kind), g.roundtrip_top_k)
     langid = LanguageIdentifier(g.languages)
-    ident = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
-    cache_path = cache_dir / "bench" / f"best_of-{ident}.jsonl"
-    cache_path.parent.mkdir(parents=True, exist_ok=True)
+    cache_path = response_cache_path(identity, cache_dir / "bench", "best_of")
     result = {"settings": {"generator": identity.get("model", identity.get("backend")), "plans": args.plans,
                            "n": args.n, "temperature": args.temperature, "top_p": g.local.top_p,
                            "roundtrip_top_k": g.roundtrip_top_k}, "languages": {}}

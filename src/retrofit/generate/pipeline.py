@@ -314,7 +314,8 @@ def run_generation(
     roundtrip = RoundTrip(encode, params.roundtrip_top_k) if encode and params.roundtrip_top_k > 0 else None
     run = _Run(params, planner, identity, langid, roundtrip)
 
-    rounds = _run_rounds(run, backend, _cache_path(params, identity, cache_dir), ledger)
+    cache_path = response_cache_path(identity, cache_dir / "generate", f"responses-{params.backend}")
+    rounds = _run_rounds(run, backend, cache_path, ledger)
     rows, per_lang = run.collect()
     metrics = _metrics(run, rows, per_lang, rounds, ledger, t0)
     if len(rows) < params.min_examples:
@@ -464,12 +465,15 @@ class _Run:
         }
 
 
-def _cache_path(params: GenerateParams, identity: dict[str, str], cache_dir: Path) -> Path:
-    """The response cache file of this generator identity, its directory created."""
-    # One cache file per generator identity (backend, model, weights or endpoint): answers of one model are never
-    # reused for another, while every run of the same generator shares its finished requests.
+def response_cache_path(identity: dict[str, str], folder: Path, name: str) -> Path:
+    """``<folder>/<name>-<digest>.jsonl``: the response cache file of one generator identity, its folder created.
+
+    One cache file per generator identity (backend, model, weights or endpoint): answers of one model are never
+    reused for another, while every run of the same generator shares its finished requests. The stage's is
+    ``<base.cache_dir>/generate/responses-<backend>-<digest>.jsonl``; a benchmark names its own.
+    """
     ident = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
-    cache_path = cache_dir / "generate" / f"responses-{params.backend}-{ident}.jsonl"
+    cache_path = folder / f"{name}-{ident}.jsonl"
     cache_path.parent.mkdir(parents=True, exist_ok=True)
     return cache_path
 

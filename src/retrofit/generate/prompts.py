@@ -128,7 +128,7 @@ def sentences(text: str) -> list[str]:
             continue
         out.append(carry + piece)
         carry = ""
-    return [s.strip() for s in out if s.strip()] or ([carry.strip()] if carry.strip() else [])
+    return [s.strip() for s in out] or ([carry.strip()] if carry.strip() else [])  # out: >= 2 letters each
 
 
 def snippet(text: str, max_chars: int, index: int = 0) -> str:
