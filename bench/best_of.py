@@ -42,6 +42,7 @@ from retrofit.generate.pipeline import (
     Planner,
     RoundTrip,
     backend_from_params,
+    markdown_cell,
     response_cache_path,
 )
 from retrofit.generate.pools import load_exemplars, load_passages
@@ -135,9 +136,9 @@ def write_markdown(result: dict, out: Path) -> None:
         lines += [f"### {lang}", ""]
         table = [["task", "written from", "greedy query (rank)", "kept sample (rank)"]]
         for r in added:
-            greedy = f"{_cell(r['greedy']['query'])} ({r['greedy']['rank']})" if r["greedy"] else "invalid"
-            kept = f"{_cell(r['best']['query'])} ({r['best']['rank']})"
-            table.append([r["task_type"], _cell(r["evidence"]), greedy, kept])
+            greedy = f"{markdown_cell(r['greedy']['query'], 140)} ({r['greedy']['rank']})" if r["greedy"] else "invalid"
+            kept = f"{markdown_cell(r['best']['query'], 140)} ({r['best']['rank']})"
+            table.append([r["task_type"], markdown_cell(r["evidence"], 140), greedy, kept])
         lines += _table(table, "llll") + [""]
     out.write_text("\n".join(lines), encoding="utf-8")
 
@@ -147,11 +148,6 @@ def _table(rows: list[list], align: str) -> list[str]:
     rule = "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|"
     return ["| " + " | ".join(str(c) for c in rows[0]) + " |", rule] + [
         "| " + " | ".join(str(c) for c in r) + " |" for r in rows[1:]]
-
-
-def _cell(text: str, limit: int = 140) -> str:
-    text = text if len(text) <= limit else text[:limit] + "…"
-    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def main() -> None:

@@ -54,7 +54,11 @@ from retrofit.errors import AssetError
 from retrofit.generate import pipeline
 from retrofit.generate.bundled import bundled
 from retrofit.generate.ledger import Ledger
-from retrofit.generate.pipeline import backend_from_params, run_generation
+from retrofit.generate.pipeline import (
+    backend_from_params,
+    markdown_cell,
+    run_generation,
+)
 from retrofit.io import iter_jsonl
 from retrofit.report import Comparer, format_diff, load_evaluations
 from retrofit.runtime import set_threads
@@ -282,11 +286,6 @@ def save(result: dict) -> None:
     OUT.with_suffix(".json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
 
 
-def cell(text: str, limit: int = 110) -> str:
-    text = " ".join(text.split()).replace("|", "\\|")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def write_markdown(result: dict) -> None:
     """``reports/bench/generators.md`` from the json."""
     lines = ["# Offline generators compared (`bench/generators.py`)", ""]
@@ -318,7 +317,8 @@ def write_markdown(result: dict) -> None:
             lines += [f"**{lang}**", "", "| candidate | query | written from | rank |", "|---|---|---|---:|"]
             for name, c in cands.items():
                 for s in c["per_language"].get(lang, {}).get("samples", []):
-                    lines.append(f"| `{name}` | {cell(s['query'], 80)} | {cell(s['evidence'])} | {s['rank']} |")
+                    lines.append(f"| `{name}` | {markdown_cell(s['query'], 80)} | "
+                                 f"{markdown_cell(s['evidence'], 110)} | {s['rank']} |")
             lines.append("")
     d = result.get("downstream")
     if d:

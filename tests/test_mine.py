@@ -7,7 +7,6 @@ import copy
 import json
 import math
 import random
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,36 +19,15 @@ from conftest import params_group
 from retrofit import mine as mine_mod
 from retrofit.config import NegativesParams
 from retrofit.embed.cache import EmbeddingCache
-from retrofit.embed.encoder import BATCHING, Encoder, SentenceTransformerEncoder
-from retrofit.errors import AssetError
+from retrofit.embed.encoder import SentenceTransformerEncoder
 from retrofit.filter.text import normalize
-from retrofit.io import fingerprint_model_dir
 from retrofit.mine import DROP_REASONS, mine, score_summary
+from tests.embed.fakes import TableEncoder
 
 torch.set_num_threads(1)
 faiss.omp_set_num_threads(1)
 
 DIM = 96
-
-
-class TableEncoder:
-    """Deterministic fake teacher: embeddings come from hand-built tables; every ``encode`` call is recorded."""
-
-    def __init__(self, queries: dict[str, np.ndarray], passages: dict[str, np.ndarray], fingerprint: str = "table-v1"):
-        self.tables = {"query": queries, "passage": passages}
-        self._fingerprint = fingerprint
-        self.calls: list[tuple[str, list[str]]] = []
-
-    @property
-    def fingerprint(self) -> str:
-        return self._fingerprint
-
-    def encode(self, texts: Sequence[str], kind: str) -> np.ndarray:
-        self.calls.append((kind, list(texts)))
-        return np.stack([self.tables[kind][t] for t in texts]).astype(np.float32)
-
-    def n_encoded(self, kind: str | None = None) -> int:
-        return sum(len(t) for k, t in self.calls if kind in (None, k))
 
 
 class World:
@@ -502,38 +480,6 @@ def test_cache_avoids_reencoding_and_survives_reopening(tmp_path: Path) -> None:
     assert not list(tmp_path.rglob("*.tmp"))
 
 
-def test_cache_shards_and_uncommitted_writes(tmp_path: Path) -> None:
-    gen = np.random.default_rng(0)
-    table = {f"t{i}": v / np.linalg.norm(v) for i, v in enumerate(gen.normal(size=(25, 8)))}
-    enc = TableEncoder({}, table, "shards")
-    cache = EmbeddingCache(tmp_path, shard_size=10)
-    emb = cache.embed(enc, [f"t{i}" for i in range(25)], "passage")
-    assert [len(t) for _, t in enc.calls] == [10, 10, 5]
-    assert np.allclose(emb, np.stack([table[f"t{i}"] for i in range(25)]), atol=1e-7)
-    space = tmp_path / "shards" / "passage"
-    assert len(list(space.glob("*.keys.npy"))) == 3 and len(list(space.glob("*.npy"))) == 6
-    # a shard whose key file never got written (killed run) and a stray temp file are ignored
-    np.save(space / "orphan.npy", np.zeros((3, 8), dtype=np.float32))
-    (space / ".x.npy.123.tmp").write_bytes(b"junk")
-    reopened = EmbeddingCache(tmp_path)
-    got = reopened.lookup("shards", ["t24", "t0", "t13"], "passage")  # (3, 8), across shards, in request order
-    assert np.allclose(got, np.stack([table["t24"], table["t0"], table["t13"]]), atol=1e-7)
-    with pytest.raises(KeyError, match="not in the embedding cache"):
-        reopened.lookup("shards", ["never seen"], "passage")
-
-
-def test_cache_rejects_bad_encoder_output(tmp_path: Path) -> None:
-    enc = TableEncoder({}, {"a": np.ones(4), "b": np.ones(3) / np.sqrt(3)}, "bad")
-    with pytest.raises(ValueError, match="not L2-normalised"):
-        EmbeddingCache(tmp_path).ensure(enc, ["a"], "passage")
-    enc.tables["passage"]["a"] = np.ones(4) / 2.0
-    EmbeddingCache(tmp_path).ensure(enc, ["a"], "passage")
-    with pytest.raises(ValueError, match="returned dim 3 but the cache holds dim 4"):
-        EmbeddingCache(tmp_path).ensure(enc, ["b"], "passage")
-    with pytest.raises(ValueError, match="fingerprint"):
-        EmbeddingCache(tmp_path).ensure(TableEncoder({}, {}, "no/slashes"), ["a"], "passage")
-
-
 # --- a real (tiny) sentence-transformers teacher ------------------------------------------------------------------
 
 
@@ -551,63 +497,6 @@ def word_rows(n: int, seed: int) -> list[dict[str, Any]]:
                      "query": " ".join(rng.sample(positive, 3)) + f" {i}?", "positive": " ".join(positive),
                      "negative": None, "source_id": None, "provenance": None})
     return rows
-
-
-def test_sentence_transformer_encoder(tiny_model_path: Path) -> None:
-    enc = SentenceTransformerEncoder(tiny_model_path, batch_size=8)
-    assert isinstance(enc, Encoder)
-    fp = enc.fingerprint
-    assert enc._model is None  # the fingerprint does not load the model
-    q = enc.encode(["what is it"], "query")  # (1, dim)
-    p = enc.encode(["what is it"], "passage")  # (1, dim)
-    assert q.dtype == np.float32 and np.allclose(np.linalg.norm(q, axis=1), 1.0, atol=1e-5)
-    assert not np.allclose(q, p)  # "query: " and "passage: " prompts
-    import torch
-
-    extra = {"prompt_names": {"query": "query", "passage": "passage"}, "batching": BATCHING, "torch": torch.__version__}
-    assert fingerprint_model_dir(tiny_model_path, extra) == fp
-    bf16 = SentenceTransformerEncoder(tiny_model_path, bf16=True)
-    assert bf16.fingerprint != fp  # bf16 embeddings are cached apart from fp32 ones
-    qb = bf16.encode(["what is it"], "query")  # (1, dim)
-    assert qb.dtype == np.float32 and float((qb @ q.T)[0, 0]) > 0.99
-    (tiny_model_path / "README.md").write_text("a model card edit does not change the embeddings")
-    assert SentenceTransformerEncoder(tiny_model_path).fingerprint == fp
-    with (tiny_model_path / "config_sentence_transformers.json").open("a") as fh:
-        fh.write(" ")
-    assert SentenceTransformerEncoder(tiny_model_path).fingerprint != fp
-    with pytest.raises(ValueError, match="no non-empty prompt"):
-        SentenceTransformerEncoder(tiny_model_path, prompt_names={"query": "query", "passage": "nope"}).encode(
-            ["x"], "passage")
-    with pytest.raises(AssetError, match="model directory not found"):
-        SentenceTransformerEncoder(tiny_model_path / "missing")
-
-
-def test_encoder_fingerprint_changes_with_torch(tiny_model_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import torch
-
-    fp = SentenceTransformerEncoder(tiny_model_path).fingerprint
-    monkeypatch.setattr(torch, "__version__", "0.0.1")  # other kernels may give other bits: cache apart
-    assert SentenceTransformerEncoder(tiny_model_path).fingerprint != fp
-
-
-def test_embeddings_do_not_depend_on_their_batch(tiny_model_path: Path) -> None:
-    enc = SentenceTransformerEncoder(tiny_model_path, batch_size=2)
-    texts = ["paris is the capital", "the spree flows through berlin, the capital of germany", "who wrote it",
-             "the author wrote the book in 1905 about science, history and music", "paris is the capital",
-             "what is the capital of france? paris is the capital and largest city of france.", "der die das"]
-    groups = enc.length_groups(texts, "passage")
-    assert sorted(np.concatenate(groups).tolist()) == list(range(len(texts)))
-    lengths = [len(enc.model.preprocess(["passage: " + texts[g[0]]])["input_ids"][0]) for g in groups]
-    assert lengths == sorted(set(lengths))  # one group per token length, shortest first
-    together = enc.encode(texts, "passage")  # (7, dim)
-    alone = np.concatenate([enc.encode([t], "passage") for t in texts])  # (7, dim)
-    # a text alone in its length group (all but the repeated one) gets its batch-size-1 embedding bit for bit
-    single = [g[0] for g in groups if len(g) == 1]
-    assert len(single) >= 3 and len(single) < len(groups)  # the repeated text makes a group of two
-    assert np.array_equal(together[single], alone[single])
-    np.testing.assert_allclose(together, alone, rtol=0, atol=1e-6)
-    reordered = enc.encode(texts[::-1] + ["a new partner text of another length entirely, to shift batches"], "passage")
-    assert np.array_equal(reordered[: len(texts)][::-1][single], together[single])
 
 
 @pytest.mark.parametrize("relative_margin", [0.0, 0.01])  # the random tiny model packs cosines near 0.96

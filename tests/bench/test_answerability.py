@@ -1,5 +1,5 @@
-"""The answerability read and the best-of-n bench: labels count only for the query they were given, and best-of-n
-keeps the best-ranked sample.
+"""The answerability read, the best-of-n bench and the pivot bench: labels count only for the query they were given,
+best-of-n keeps the best-ranked sample, and the pivot's prompts pair the right texts.
 
 ``reports/bench/answerability.md`` backs a Done-when verdict of issue 13, so the tally's rules are tested here; the
 generation, validation and round trip that ``bench/best_of.py`` drives are the stage's own (``tests/generate``).
@@ -25,6 +25,7 @@ def _load(name: str):
 
 answerability = _load("answerability")
 best_of = _load("best_of")
+pivot = _load("pivot")
 
 
 def _label(set_: str, id_: str, query: str, label: str = "yes") -> dict:
@@ -88,3 +89,55 @@ def test_unread_names_the_first_rows_of_each_read_language_and_every_best_of_add
     current[("best_of", "plan-de-4")] = {"query": "b", "rank": 1}
     live, _ = answerability.tally([_label("stage", "syn-de-000001", "q1")], current)
     assert answerability.unread(live, current, first=2) == ["plan-de-4", "syn-de-000002"]
+
+
+def test_valid_pivot_queries_are_named_counted_below_the_cut_and_must_be_read(tmp_path):
+    rows = [{"id": "gemma_pivot-th-0", "method": "gemma_pivot", "query": "a", "reason": None, "rank": 0},
+            {"id": "gemma_pivot-th-1", "method": "gemma_pivot", "query": "b", "reason": None, "rank": 7},
+            {"id": "qwen_pivot-th-0", "method": "qwen_pivot", "query": "", "reason": "empty", "rank": None}]
+    pv = tmp_path / "pivot.json"
+    pv.write_text(json.dumps({"settings": {"roundtrip_top_k": 3}, "languages": {"th": rows}}), encoding="utf-8")
+    examples = tmp_path / "examples.jsonl"
+    examples.write_text("", encoding="utf-8")
+    current = answerability.current_queries(examples, tmp_path / "no_best_of.json", pv)
+    assert current == {("pivot:gemma_pivot", "gemma_pivot-th-0"): {"query": "a", "rank": 0},
+                       ("pivot:gemma_pivot", "gemma_pivot-th-1"): {"query": "b", "rank": 7}}  # the invalid one: no
+    labels = [{**_label("pivot:gemma_pivot", "gemma_pivot-th-0", "a", "yes"), "lang": "th"}]
+    live, stale = answerability.tally(labels, current)
+    assert not stale and answerability.unread(live, current) == ["gemma_pivot-th-1"]
+    labels.append({**_label("pivot:gemma_pivot", "gemma_pivot-th-1", "b", "no"), "lang": "th"})
+    live, _ = answerability.tally(labels, current)
+    assert "| th | 2 | 1 | 0 | 1 | 50% |" in answerability.counts_table(live, "pivot:gemma_pivot")
+    assert "| th | 1 | 1 | 0 | 0 | 100% |" in answerability.counts_table(live, "pivot:gemma_pivot", below=3)
+
+
+def test_the_pivot_pairs_a_sentence_with_its_english_twin():
+    from retrofit.generate.pools import Passage
+    from retrofit.generate.prompts import snippet
+
+    text = "Erster Satz hier. Zweiter Satz dort. Dritter Satz."
+    passage = Passage("xquad:a1p0:de", "de", "xquad", "xquad:a1p0", text, "xquad:a1p0")
+    english = {"xquad:a1p0": "First sentence here. Second one there. Third one."}
+    plan = type("Plan", (), {"passage": passage, "target": snippet(text, 240, 1)})()
+    assert pivot.english_twin(plan, english, 240) == "Second one there."
+    plan.target = "not a sentence of the passage"  # Thai: one unsplit "sentence", paired with the first
+    assert pivot.english_twin(plan, english, 240) == "First sentence here."
+
+
+def test_the_few_shot_translation_prompt_ends_where_the_model_writes():
+    prompt = pivot.translation_prompt([("Who?", "Wer?"), ("Where?", "Wo?")], "de", "When did it open?")
+    assert prompt == ("English: Who?\nGerman: Wer?\n\nEnglish: Where?\nGerman: Wo?\n\n"
+                      "English: When did it open?\nGerman:")
+    system, user = pivot.translate_messages("When did it open?", "th", "TEXT")
+    assert system[0] == "system" and "Thai (th)" in user[1] and user[1].endswith("Thai text:\nTEXT")
+    assert '{"query": "..."}' in pivot.bilingual_messages("EN", "hi", "HI")[1][1]
+
+
+def test_question_pairs_take_training_pool_questions_with_both_languages(tmp_path):
+    q = tmp_path / "xquad" / "questions.jsonl"
+    q.parent.mkdir()
+    rows = [("1", "en", "Who?", "train"), ("1", "de", "Wer?", "train"), ("2", "en", "Why?", "train"),
+            ("3", "en", "Held?", "test"), ("3", "de", "Gehalten?", "test")]
+    q.write_text("".join(json.dumps({"id": i, "lang": la, "paragraph_id": "a0p1", "text": t, "split": s}) + "\n"
+                         for i, la, t, s in rows), encoding="utf-8")
+    assert pivot.question_pairs(tmp_path, "de") == [("Who?", "Wer?", "xquad:a0p1")]

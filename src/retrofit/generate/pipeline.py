@@ -592,6 +592,12 @@ def _too_few(params: GenerateParams, metrics: dict[str, Any], identity: dict[str
     )
 
 
+def markdown_cell(text: str, limit: int | None = None) -> str:
+    """``text`` as one Markdown table cell: cut to ``limit`` characters (with "…"), pipes escaped, newlines spaced."""
+    text = text if limit is None or len(text) <= limit else text[:limit] + "…"
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
 def write_sample(examples: Path, out: Path, per_language: int = 5, rejected: Path | None = None,
                  metrics: Path | None = None, rejected_per_language: int = 3) -> None:
     """Write a Markdown sample for people to judge quality: per-language pass rates and round-trip ranks, then the
@@ -605,10 +611,6 @@ def write_sample(examples: Path, out: Path, per_language: int = 5, rejected: Pat
         metrics: The stage's ``metrics.json`` (``None``: no pass-rate table).
         rejected_per_language: Rejected rows shown per language.
     """
-
-    def cell(text: str, limit: int | None = None) -> str:
-        text = text if limit is None or len(text) <= limit else text[:limit] + "…"
-        return text.replace("|", "\\|").replace("\n", " ")
 
     rows = list(iter_jsonl(examples))
     by_lang: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -637,13 +639,13 @@ def write_sample(examples: Path, out: Path, per_language: int = 5, rejected: Pat
     for lang in sorted(set(by_lang) | set(dropped)):
         lines += [f"## {lang}", "", "| task | query | positive (start) | rt rank |", "|---|---|---|---|"]
         for r in by_lang.get(lang, [])[:per_language]:
-            lines.append(f"| {r['task_type']} | {cell(r['query'])} | {cell(r['positive'], 160)} | "
+            lines.append(f"| {r['task_type']} | {markdown_cell(r['query'])} | {markdown_cell(r['positive'], 160)} | "
                          f"{r['roundtrip_rank']} |")
         if dropped.get(lang):
             lines += ["", "Rejected:", "", "| reason | query | passage (start) | rt rank |", "|---|---|---|---|"]
             for r in dropped[lang]:
-                lines.append(f"| {r['reason']} | {cell(r['query'], 200)} | {cell(r['target'], 160)} | "
-                             f"{r.get('roundtrip_rank', '-')} |")
+                lines.append(f"| {r['reason']} | {markdown_cell(r['query'], 200)} | "
+                             f"{markdown_cell(r['target'], 160)} | {r.get('roundtrip_rank', '-')} |")
         lines.append("")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines), encoding="utf-8")
