@@ -6,7 +6,8 @@ usable Hindi or Thai either (``reports/bench/generators.md``). Both models are s
 passage the generate stage samples has an English twin: XQuAD and NTREX are parallel, and a passage's ``source_id``
 names its translations. This bench tries the last offline lever, a pivot through English, on the stage's own plans.
 
-For each of the first ``--plans`` short-query plans of a language (the stage's seeded passages and sentences):
+For each of the generate stage's first ``--plans`` plans of a language, planned as a short query (the stage's
+seeded passage and sentence for that plan index):
 
 - ``qwen_direct``: the stage's instruction prompt with Qwen, in the target language (the baseline; also run for
   de and zh, where Qwen is strongest, to show what the bundled instruction model can do);
@@ -122,6 +123,7 @@ def question_pairs(prepared: Path, lang: str) -> list[tuple[str, str, str]]:
 
 
 def chat_request(messages: tuple[tuple[str, str], ...], g: GenerateParams, seed: int, meta: dict) -> GenRequest:
+    """A greedy chat request with the stage's token budget."""
     return GenRequest(messages=messages, max_tokens=g.max_tokens, temperature=0.0, seed=seed, meta=meta)
 
 
@@ -175,8 +177,9 @@ def main() -> None:
                                  exemplars=[], min_chars=g.min_chars, max_chars=g.max_chars, langid=None).query
                      for k, r in en_req.items()}
         # Qwen, step 2: translate each English question
-        tr_req = {k: chat_request(translate_messages(q, k[0], next(p.target for p in plans[k[0]] if p.index == k[1])),
-                                  g, 0, {"lang": k[0]}) for k, q in english_q.items() if q}
+        target = {(lang, p.index): p.target for lang in pivot_langs for p in plans[lang]}
+        tr_req = {k: chat_request(translate_messages(q, k[0], target[k]), g, 0, {"lang": k[0]})
+                  for k, q in english_q.items() if q}
         got |= answer(qwen, list(tr_req.values()), qcache)
 
     # Gemma: few-shot translation of the same English questions (no repetition penalty: names must be copied)
@@ -250,7 +253,7 @@ def write_markdown(result: dict, out: Path) -> None:
     s = result["settings"]
     k = s["roundtrip_top_k"]
     lines = ["# Through English: Hindi and Thai questions by pivot (`bench/pivot.py`)", "",
-             (f"The first {s['plans']} short-query plans per language of the generate stage. Qwen: "
+             (f"The generate stage's first {s['plans']} plans per language, each planned as a short query. Qwen: "
               f"`{s['qwen']['model']}`; Gemma: `{s['gemma']['model']}` ({s['shots']} human XQuAD question pairs "
               f"as shots). Pass: valid, and the plan's passage ranks within {k} of every pool passage of its "
               "language (what the stage accepts). Answerability of the valid queries: "

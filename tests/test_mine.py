@@ -1,5 +1,6 @@
-"""Tests for retrofit.mine: the filters and rank windows on hand-built embeddings, the embedding cache, and the
-agreement of the vectorised miner with a plain reference and with sentence-transformers' ``mine_hard_negatives``."""
+"""Tests for retrofit.mine: the filters and rank windows on hand-built embeddings, mining through the embedding cache,
+and the agreement of the vectorised miner with a plain reference and with sentence-transformers'
+``mine_hard_negatives``. The cache and the encoder on their own: ``tests/embed``."""
 
 from __future__ import annotations
 
@@ -447,7 +448,7 @@ def test_small_partitions_fall_back_to_exact_search(tmp_path: Path) -> None:
         assert [texts(r) for r in approx] == [texts(r) for r in exact]
 
 
-# --- embedding cache --------------------------------------------------------------------------------------------
+# --- mining through the embedding cache --------------------------------------------------------------------------
 
 
 def test_cache_avoids_reencoding_and_survives_reopening(tmp_path: Path) -> None:
