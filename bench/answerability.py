@@ -32,6 +32,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from retrofit.config import load_params
 from retrofit.generate.pipeline import EXAMPLE_ROW
 from retrofit.io import read_jsonl
 
@@ -116,7 +117,7 @@ def counts_table(live: list[dict], which: str, below: int | None = None) -> list
     return lines
 
 
-def write_markdown(doc: dict, live: list[dict], stale: list[dict], missing: list[str], out: Path, k: int = 3) -> None:
+def write_markdown(doc: dict, live: list[dict], stale: list[dict], missing: list[str], out: Path, k: int) -> None:
     """``answerability.md``: the criterion, the tallies, the labels by round-trip rank, then every labelled row;
     ``k`` is ``generate.roundtrip_top_k``, the rank the stage accepts below."""
     crit = doc["criterion"]
@@ -167,9 +168,7 @@ def main() -> None:
     current = current_queries(args.examples, args.best_of, args.pivot)
     live, stale = tally(doc["labels"], current)
     missing = unread(live, current)
-    pivot = json.loads(args.pivot.read_text(encoding="utf-8")) if args.pivot.is_file() else None
-    k = pivot["settings"]["roundtrip_top_k"] if pivot else 3
-    write_markdown(doc, live, stale, missing, args.out, k)
+    write_markdown(doc, live, stale, missing, args.out, load_params("params.yaml").generate.roundtrip_top_k)
     print(f"{len(live)} labels counted, {len(stale)} stale, {len(missing)} rows unread; wrote {args.out}")
 
 
