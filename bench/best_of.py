@@ -32,16 +32,15 @@ from pathlib import Path
 
 from retrofit.cli import resolved
 from retrofit.config import GenerateParams, load_params
-from retrofit.embed.cache import EmbeddingCache
-from retrofit.embed.encoder import SentenceTransformerEncoder
 from retrofit.generate.base import GenRequest, GenResponse
-from retrofit.generate.cache import ResponseCache, generate_with_cache
+from retrofit.generate.cache import ResponseCache, answer_all
 from retrofit.generate.ledger import Ledger
 from retrofit.generate.pipeline import (
     Planned,
     Planner,
     RoundTrip,
     backend_from_params,
+    base_embedder,
     markdown_cell,
     response_cache_path,
 )
@@ -170,9 +169,7 @@ def main() -> None:
     ledger = Ledger(g.openai.price_per_1m_input, g.openai.price_per_1m_output)
     backend = backend_from_params(g, ledger, cache_dir, params.base.bf16_inference, 1)
     identity = backend.identity()
-    encoder = SentenceTransformerEncoder("models/base", batch_size=64, bf16=params.base.bf16_inference)
-    embeddings = EmbeddingCache(cache_dir / "embeddings")
-    roundtrip = RoundTrip(lambda texts, kind: embeddings.embed(encoder, texts, kind), g.roundtrip_top_k)
+    roundtrip = RoundTrip(base_embedder(cache_dir, params.base.bf16_inference), g.roundtrip_top_k)
     langid = LanguageIdentifier(g.languages)
     cache_path = response_cache_path(identity, cache_dir / "bench", "best_of")
     result = {"settings": {"generator": identity.get("model", identity.get("backend")), "plans": args.plans,
@@ -182,12 +179,7 @@ def main() -> None:
         for lang in args.languages.split(","):
             plans = [planner.plan(lang, i) for i in range(args.plans)]
             requests = [r for p in plans for r in samples(p.request, args.n, args.temperature)]
-            answers: dict[str, GenResponse] = {}
-
-            def keep(req: GenRequest, resp: GenResponse, answers: dict[str, GenResponse] = answers) -> None:
-                answers[req.key] = resp
-
-            failures = generate_with_cache(backend, requests, cache, keep, ledger)
+            answers, failures = answer_all(backend, requests, cache, ledger)
             if failures:
                 raise SystemExit(f"{lang}: {len(failures)} requests failed; rerun to retry them (answers are cached)")
             m = measure_language(lang, plans, answers, args.n, args.temperature, g, langid, roundtrip,

@@ -48,14 +48,13 @@ from ruamel.yaml import YAML
 
 from retrofit.cli import resolved
 from retrofit.config import GenerateParams, load_params
-from retrofit.embed.cache import EmbeddingCache
-from retrofit.embed.encoder import SentenceTransformerEncoder
 from retrofit.errors import AssetError
 from retrofit.generate import pipeline
 from retrofit.generate.bundled import bundled
 from retrofit.generate.ledger import Ledger
 from retrofit.generate.pipeline import (
     backend_from_params,
+    base_embedder,
     markdown_cell,
     run_generation,
 )
@@ -166,8 +165,7 @@ def _measure(name, local, n, params, encode, spec, langs, ledger, bf16) -> dict:
 def run_yield(args) -> None:
     params = resolved(load_params("params.yaml"))
     set_threads(1)
-    encoder = SentenceTransformerEncoder("models/base", batch_size=64, bf16=params.base.bf16_inference)
-    cache = EmbeddingCache(Path(params.base.cache_dir) / "embeddings")
+    encode = base_embedder(Path(params.base.cache_dir), params.base.bf16_inference)
     result = load()
     previous = result.get("yield", {})
     keep = previous.get("candidates", {}) if previous.get("per_language") == args.per_language else {}
@@ -175,8 +173,7 @@ def run_yield(args) -> None:
     for name in args.candidates or CANDIDATES:  # re-measured candidates replace their earlier entry
         local = CANDIDATES[name]
         try:
-            out = measure_yield(name, local, args.per_language, params,
-                                lambda texts, kind: cache.embed(encoder, texts, kind))
+            out = measure_yield(name, local, args.per_language, params, encode)
         except AssetError as e:  # an optional model that is not installed
             out = {"local": local, "skipped": str(e)}
         result["yield"]["candidates"][name] = out

@@ -36,9 +36,7 @@ import numpy as np
 from retrofit.cli import resolved
 from retrofit.config import load_params
 from retrofit.data.xquad import PARAGRAPH_ROW, QUESTION_ROW
-from retrofit.embed.cache import EmbeddingCache
-from retrofit.embed.encoder import SentenceTransformerEncoder
-from retrofit.generate.pipeline import EXAMPLE_ROW, POOL_ROW, RoundTrip
+from retrofit.generate.pipeline import EXAMPLE_ROW, POOL_ROW, RoundTrip, base_embedder
 from retrofit.io import read_jsonl
 
 KS = (1, 3, 5, 10)
@@ -58,9 +56,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("reports/bench/grounding"))
     args = ap.parse_args()
     params = resolved(load_params("params.yaml"))
-    encoder = SentenceTransformerEncoder("models/base", batch_size=64, bf16=params.base.bf16_inference)
-    cache = EmbeddingCache(Path(params.base.cache_dir) / "embeddings")
-    roundtrip = RoundTrip(lambda texts, kind: cache.embed(encoder, texts, kind), params.generate.roundtrip_top_k)
+    roundtrip = RoundTrip(base_embedder(Path(params.base.cache_dir), params.base.bf16_inference),
+                          params.generate.roundtrip_top_k)
 
     pool = defaultdict(list)
     for row in read_jsonl("data/generated/pool.jsonl", POOL_ROW):

@@ -40,16 +40,15 @@ from pathlib import Path
 
 from retrofit.cli import resolved
 from retrofit.config import GenerateParams, load_params
-from retrofit.embed.cache import EmbeddingCache
-from retrofit.embed.encoder import SentenceTransformerEncoder
 from retrofit.generate.base import Backend, GenRequest, GenResponse
-from retrofit.generate.cache import ResponseCache, generate_with_cache
+from retrofit.generate.cache import ResponseCache, answer_all
 from retrofit.generate.ledger import Ledger
 from retrofit.generate.pipeline import (
     Planned,
     Planner,
     RoundTrip,
     backend_from_params,
+    base_embedder,
     markdown_cell,
     response_cache_path,
 )
@@ -128,13 +127,8 @@ def chat_request(messages: tuple[tuple[str, str], ...], g: GenerateParams, seed:
 
 
 def answer(backend: Backend, requests: list[GenRequest], cache: ResponseCache) -> dict[str, GenResponse]:
-    """Every request's response, from the cache or the backend."""
-    got: dict[str, GenResponse] = {}
-
-    def keep(req: GenRequest, resp: GenResponse) -> None:
-        got[req.key] = resp
-
-    failed = generate_with_cache(backend, requests, cache, keep)
+    """Every request's response, from the cache or the backend; a failed request ends the bench."""
+    got, failed = answer_all(backend, requests, cache)
     if failed:
         raise SystemExit(f"{len(failed)} requests failed; rerun to retry them (answers are cached)")
     return got
@@ -201,9 +195,7 @@ def main() -> None:
         got |= answer(gemma, list(gm_req.values()), gcache)
 
     # validate and rank as the stage does
-    encoder = SentenceTransformerEncoder("models/base", batch_size=64, bf16=params.base.bf16_inference)
-    embeddings = EmbeddingCache(cache_dir / "embeddings")
-    roundtrip = RoundTrip(lambda texts, kind: embeddings.embed(encoder, texts, kind), g.roundtrip_top_k)
+    roundtrip = RoundTrip(base_embedder(cache_dir, params.base.bf16_inference), g.roundtrip_top_k)
     langid = LanguageIdentifier(g.languages)
     result: dict = {"settings": {"plans": args.plans, "roundtrip_top_k": g.roundtrip_top_k, "shots": SHOTS,
                                  "qwen": qwen.identity(), "gemma": gemma.identity()}, "languages": {}}

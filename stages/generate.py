@@ -10,9 +10,7 @@ requests.
 from pathlib import Path
 
 from retrofit import cli
-from retrofit.embed.cache import EmbeddingCache
-from retrofit.embed.encoder import SentenceTransformerEncoder
-from retrofit.generate.pipeline import run_generation, write_sample
+from retrofit.generate.pipeline import base_embedder, run_generation, write_sample
 from retrofit.io import write_json
 from retrofit.models.load import check_model_dir
 from retrofit.runtime import runtime_choices
@@ -23,15 +21,13 @@ def main() -> None:
     params = cli.init_stage(args)
     check_model_dir("models/base", "base_model")  # the round-trip filter's embedder, before any request
     cache_dir = Path(params.base.cache_dir)
-    encoder = SentenceTransformerEncoder("models/base", batch_size=64, bf16=params.base.bf16_inference)
-    embeddings = EmbeddingCache(cache_dir / "embeddings")
     metrics = run_generation(
         params.generate,
         params.base.seed,
         Path("data/prepared"),
         Path("data/generated"),
         cache_dir,
-        encode=lambda texts, kind: embeddings.embed(encoder, texts, kind),
+        encode=base_embedder(cache_dir, params.base.bf16_inference),
         bf16=params.base.bf16_inference,
         threads=params.base.threads,
     )

@@ -263,6 +263,19 @@ def generate_with_cache(
     return list(result) if isinstance(result, list) else []
 
 
+def answer_all(
+    backend: Backend, requests: Sequence[GenRequest], cache: ResponseCache, ledger: Ledger | None = None
+) -> tuple[dict[str, GenResponse], list[FailedRequest]]:
+    """:func:`generate_with_cache`, collected: every answered request's response by request key, and the failures."""
+    answers: dict[str, GenResponse] = {}
+
+    def keep(req: GenRequest, resp: GenResponse) -> None:
+        answers[req.key] = resp
+
+    return answers, generate_with_cache(backend, requests, cache, keep, ledger)
+
+
+
 def _parse_row(line: bytes) -> dict[str, Any] | None:
     try:
         row = json.loads(line)

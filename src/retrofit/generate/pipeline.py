@@ -68,7 +68,7 @@ from retrofit.config import GenerateParams, ParamsError
 from retrofit.errors import RetrofitError
 from retrofit.generate.base import Backend, GenRequest, GenResponse
 from retrofit.generate.bundled import resolve_gguf
-from retrofit.generate.cache import ResponseCache, generate_with_cache
+from retrofit.generate.cache import ResponseCache, answer_all
 from retrofit.generate.ledger import Ledger
 from retrofit.generate.pools import ExemplarPool, Passage, load_exemplars, load_passages
 from retrofit.generate.prompts import (
@@ -231,6 +231,21 @@ class Planner:
             meta={"lang": lang, "index": index, "task_type": task},
         )
         return Planned(lang, index, task, passage, positive, target, attrs, [e.query for e in shots], seed, request)
+
+
+def base_embedder(
+    cache_dir: Path, bf16: bool, model_dir: str | Path = "models/base"
+) -> Callable[[list[str], str], np.ndarray]:
+    """The round-trip filter's embedding function: the base model, through the shared on-disk embedding cache
+    (``<base.cache_dir>/embeddings``, which the mine stage reuses), for :class:`RoundTrip` and the benches that rank
+    as the stage does."""
+    # heavy (torch, sentence-transformers): imported only when an embedder is built
+    from retrofit.embed.cache import EmbeddingCache
+    from retrofit.embed.encoder import SentenceTransformerEncoder
+
+    encoder = SentenceTransformerEncoder(model_dir, batch_size=64, bf16=bf16)
+    cache = EmbeddingCache(Path(cache_dir) / "embeddings")
+    return lambda texts, kind: cache.embed(encoder, texts, kind)
 
 
 class RoundTrip:
@@ -502,12 +517,7 @@ def _answer(
     backend: Backend, todo: list[Planned], cache: ResponseCache, ledger: Ledger
 ) -> tuple[dict[str, GenResponse], set[str]]:
     """Answer ``todo`` from the cache or the backend: the answers by request key, and the keys refused with a 4xx."""
-    answers: dict[str, GenResponse] = {}
-
-    def keep(req: GenRequest, resp: GenResponse) -> None:
-        answers[req.key] = resp
-
-    failures = generate_with_cache(backend, [p.request for p in todo], cache, keep, ledger)
+    answers, failures = answer_all(backend, [p.request for p in todo], cache, ledger)
     return answers, {f.key for f in failures if f.reason == "4xx"}
 
 
