@@ -1,8 +1,13 @@
-"""Wall time of a clean ``dvc repro``, stage by stage.
+"""Wall time of a clean ``dvc repro``, stage by stage: the project's time budget in one place.
 
 Runs every stage of the pipeline once, in DVC's topological order, with ``dvc repro --single-item --force``, and
-times each. Writes ``reports/timings.json`` and ``reports/timings.md``. Run it on an idle machine: it measures
-this machine, not the code alone.
+times each. Writes ``reports/timings.json`` and ``reports/timings.md``: each stage's seconds and share of the
+total, the CPU's flags, and every thread and dtype decision the stages recorded (``reports/generate/ledger.json``,
+``reports/mine/work.json``, ``reports/train/*/info.json``, ``reports/eval/*/stage_timing.json``). Run it on an
+idle machine with empty caches (a fresh clone): it measures this machine, not the code alone.
+
+The budget: the full default ``dvc repro`` takes at most 45 minutes on 2 cores with ``RETROFIT_CPU_BF16=0``
+(``RETROFIT_CPU_BF16=0 python bench/repro.py --out reports/timings_fp32``).
 
 Usage::
 
@@ -20,6 +25,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+BUDGET_S = 45 * 60  # the project's time budget for the full default, on 2 cores without native bf16
 
 
 def stage_order() -> list[str]:
@@ -28,6 +36,63 @@ def stage_order() -> list[str]:
         [sys.executable, "-m", "dvc", "repro", "--dry", "--force"], capture_output=True, text=True, check=True
     ).stdout
     return [line.split("'")[1] for line in dry.splitlines() if line.startswith("Running stage '")]
+
+
+def stage_record(stage: str) -> dict[str, Any] | None:
+    """The runtime record (threads, thread decisions, bf16, backend) that ``stage`` wrote about its own run."""
+    name = stage.split("@", 1)[1] if "@" in stage else None
+    paths = {"generate": ["reports/generate/ledger.json"], "mine": ["reports/mine/work.json"],
+             "evaluate_base": ["reports/eval/base/stage_timing.json"]}
+    if stage.startswith("train"):
+        folder = f"scale_{name}" if stage.startswith("train@") else name
+        paths[stage] = [f"reports/train/{folder}/info.json"]
+    elif stage.startswith("evaluate"):
+        folder = f"scale_{name}" if stage.startswith("evaluate@") else name
+        paths.setdefault(stage, [f"reports/eval/{folder}/stage_timing.json"])
+    for path in paths.get(stage, []):
+        if Path(path).is_file():
+            data = json.loads(Path(path).read_text())
+            run = data.get("runtime") or {}
+            return {"threads": [d["threads"] for d in run.get("thread_decisions", [])] or run.get("threads"),
+                    "bf16_inference": run.get("bf16_inference"), "train_bf16": run.get("train_bf16"),
+                    "bf16_reason": run.get("bf16_reason"), "backend": data.get("backend"),
+                    "trunk_cache": data.get("trunk_cache")}
+    return None
+
+
+def cpu_flags() -> str:
+    """The vector-extension flags of this CPU (what decides bf16 and the kernels)."""
+    from retrofit.runtime import _cpu_flags
+
+    return " ".join(sorted(f for f in _cpu_flags() if f.startswith(("avx", "amx", "fma", "f16c", "sse4"))))
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """``reports/timings.md``."""
+    total = report["total_seconds"]
+    lines = [
+        "# Wall time of a clean `dvc repro`",
+        "",
+        f"Measured by `bench/repro.py` on {report['machine']['cpus']} CPUs ({report['machine']['platform']}).",
+        f"CPU flags: {report['machine']['flags']}. `RETROFIT_CPU_BF16`: {report['machine']['bf16_env']}.",
+        "",
+        f"Total: **{total:.0f} s ({total / 60:.1f} min)**; the project's budget is {BUDGET_S // 60} min on 2 cores "
+        "with `RETROFIT_CPU_BF16=0`.",
+        "",
+        "| stage | seconds | share | threads (decisions) | bf16 inference / training | encoder | trunk cache hits |",
+        "|---|---:|---:|---|---|---|---|",
+    ]
+    for r in report["stages"]:
+        rec = r.get("record") or {}
+        trunk = rec.get("trunk_cache") or {}
+        hits = f"{trunk.get('hits')}/{(trunk.get('hits') or 0) + (trunk.get('misses') or 0)}" if trunk else "-"
+        bf16 = "-" if not rec else f"{rec.get('bf16_inference')} / {rec.get('train_bf16')} ({rec.get('bf16_reason')})"
+        lines.append(f"| {r['stage']} | {r['seconds']} | {100 * r['seconds'] / total:.1f}% | "
+                     f"{rec.get('threads', '-') if rec else '-'} | {bf16} | {rec.get('backend') or '-'} | {hits} |")
+    lines += [f"| **total** | **{total}** | 100% | | | | |", ""]
+    if report["note"]:
+        lines += [f"Conditions: {report['note']}", ""]
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -46,29 +111,18 @@ def main() -> None:
         if res.returncode != 0:
             sys.exit(f"stage {name} failed (exit {res.returncode})")
         total += dt
-        rows.append({"stage": name, "seconds": round(dt, 1)})
+        rows.append({"stage": name, "seconds": round(dt, 1), "record": stage_record(name)})
         print(f"{name}: {dt:.1f} s", flush=True)
     report = {
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                    "flags": cpu_flags(), "bf16_env": os.environ.get("RETROFIT_CPU_BF16", "unset")},
         "stages": rows,
         "total_seconds": round(total, 1),
         "note": args.note,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(f"{args.out}.json").write_text(json.dumps(report, indent=2) + "\n")
-    lines = [
-        "# Wall time of a clean `dvc repro`",
-        "",
-        f"Measured by `bench/repro.py` on {report['machine']['cpus']} CPUs ({report['machine']['platform']}).",
-        "",
-        "| stage | seconds |",
-        "|---|---:|",
-        *[f"| {r['stage']} | {r['seconds']} |" for r in rows],
-        f"| **total** | **{report['total_seconds']}** |",
-        "",
-        *([f"Conditions: {args.note}", ""] if args.note else []),
-    ]
-    Path(f"{args.out}.md").write_text("\n".join(lines))
+    Path(f"{args.out}.md").write_text(markdown(report))
 
 
 if __name__ == "__main__":

@@ -17,13 +17,14 @@ batch before (:mod:`retrofit.embed.trunk`: time only, never the numbers). ``--ou
   pre-populated ``HF_HOME``; an unreachable dataset fails before the model is loaded.
 """
 
+import time
 from pathlib import Path
 
 from retrofit import cli
 from retrofit.data.xquad import PARAGRAPH_ROW, QUESTION_ROW
 from retrofit.eval import mmteb, official
 from retrofit.eval.encoder import load_encoder
-from retrofit.eval.score import evaluate_encoder
+from retrofit.eval.score import evaluate_encoder, write_stage_timing
 from retrofit.eval.xquad import build_tasks
 from retrofit.io import atomic_dir, read_jsonl
 from retrofit.models.load import check_model_dir
@@ -48,6 +49,7 @@ def main() -> None:
     if "xquad" in cfg.benchmarks:
         paragraphs = read_jsonl(xq / "paragraphs.jsonl", PARAGRAPH_ROW)
         questions = read_jsonl(xq / "questions.jsonl", QUESTION_ROW)
+    started = time.perf_counter()
     with atomic_dir(args.out) as out:
         if "mmteb" in cfg.benchmarks:  # first: a missing hub dataset fails before any other work
             mm = cfg.mmteb
@@ -59,7 +61,7 @@ def main() -> None:
                   f"over {metrics['tasks_done']} task(s)")
         encoder = load_encoder(
             args.model, args.name, batch_size=cfg.batch_size, bf16=bf16, max_seq_length=cfg.max_seq_length,
-            trunk_layers=cfg.trunk_layers, cache_dir=params.base.cache_dir,
+            trunk_layers=cfg.trunk_layers, cache_dir=params.base.cache_dir, backend=cfg.backend,
         )
         if "xquad" in cfg.benchmarks:
             families = build_tasks(
@@ -75,6 +77,7 @@ def main() -> None:
                                         encoder=encoder, per_query=True)
             print(f"evaluate: {args.name} official: " + ", ".join(
                 f"{n} {t['main_score']:.4f}" for n, t in done["tasks"].items()))
+        write_stage_timing(out / "stage_timing.json", encoder, started)
 
 
 if __name__ == "__main__":

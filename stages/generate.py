@@ -3,13 +3,14 @@
 Writes ``data/generated/`` (``examples.jsonl``, ``metrics.json``, ``rejected.jsonl``; schema in
 :mod:`retrofit.generate.pipeline`), ``reports/generate/sample.md`` (a few rows per language, committed so a
 reader can judge quality) and ``reports/generate/ledger.json`` (requests, cache hits, tokens and cost of this
-run). Raw responses are cached under ``base.cache_dir``, so a killed run resumes without re-sending finished
+run, its wall time, thread decisions and the round-trip embedder's work). Raw responses are cached under ``base.cache_dir``, so a killed run resumes without re-sending finished
 requests.
 """
 
 from pathlib import Path
 
 from retrofit import cli
+from retrofit.embed.work import WORK
 from retrofit.generate.pipeline import base_embedder, run_generation, write_sample
 from retrofit.io import write_json
 from retrofit.models.load import check_model_dir
@@ -34,7 +35,9 @@ def main() -> None:
     gen = Path("data/generated")
     write_sample(gen / "examples.jsonl", Path("reports/generate/sample.md"), per_language=5,
                  rejected=gen / "rejected.jsonl", metrics=gen / "metrics.json")
-    write_json(Path("reports/generate/ledger.json"), {**metrics["ledger"], "runtime": runtime_choices()})
+    write_json(Path("reports/generate/ledger.json"), {**metrics["ledger"], "runtime": runtime_choices(),
+                                                      "wall_seconds": metrics["wall_seconds"],
+                                                      "round_trip_work": WORK.to_json()})
     print(
         f"generate: {metrics['examples']} examples ({metrics['shortfall']} short of {metrics['target']}) "
         f"from {metrics['requests']} requests in {metrics['wall_seconds']} s"

@@ -8,7 +8,8 @@ nested sample containing the rows' own, decontaminated against ``data/prepared/x
 :mod:`retrofit.data.english_pool`: English queries are mined against them besides the other rows of their dataset) and
 the teacher (``models/teacher``, from the ``teacher`` stage); writes ``data/mined/train.jsonl`` (schema in
 :mod:`retrofit.mine`) and ``data/mined/report.json`` (score distributions, candidates dropped per filter, the
-English pool's counts; a DVC metric). With ``negatives.hard: false`` rows keep no mined negatives (in-batch
+English pool's counts; a DVC metric) and ``reports/mine/work.json`` (this run's encoder work, threads and embedding
+cache hits, for ``bench/roofline.py``: about the run, not the data). With ``negatives.hard: false`` rows keep no mined negatives (in-batch
 negatives only), no model is loaded and no English pool is read. Embeddings are cached under ``base.cache_dir``
 keyed by model and text, so changing a mining param re-encodes nothing.
 """
@@ -19,11 +20,13 @@ from retrofit import cli
 from retrofit.data.english_pool import english_pool
 from retrofit.embed.cache import EmbeddingCache
 from retrofit.embed.encoder import SentenceTransformerEncoder
+from retrofit.embed.work import WORK
 from retrofit.filter.dedupe import PAIR_ROW
 from retrofit.generate.pipeline import POOL_ROW
 from retrofit.io import atomic_dir, read_jsonl, write_json, write_jsonl
 from retrofit.mine import mine
 from retrofit.models.load import check_model_dir, resolve_teacher
+from retrofit.runtime import runtime_choices
 from retrofit.schema import CROSS, ORACLE, SYNTHETIC
 
 
@@ -53,10 +56,14 @@ def main() -> None:
                         search_batch_size=cfg.search_batch_size, pool=pool, seed=params.base.seed)
     report["english_pool"] = english_counts  # passages sampled and dropped as contaminated, per dataset
     # Cache hits describe this run, not the data: logged, kept out of the output (and its hash).
-    print(f"mine: embeddings {report.pop('encoding', {})}")
+    encoding = report.pop("encoding", {})
+    print(f"mine: embeddings {encoding}")
     with atomic_dir("data/mined") as out:
         write_jsonl(out / "train.jsonl", rows)
         write_json(out / "report.json", report)
+    # The encoder work and threads of this run (the roofline bench's input): about the run, not the data
+    write_json(Path("reports/mine/work.json"), {"work": WORK.to_json(), "runtime": runtime_choices(),
+                                                "encoding": encoding})
     print(f"mine: {len(rows)} rows, hard negatives {'on' if cfg.hard else 'off'}")
 
 

@@ -10,6 +10,7 @@ rank trains and only rank 0 writes.
 from pathlib import Path
 
 from retrofit import cli
+from retrofit.embed.work import WORK
 from retrofit.io import atomic_dir, read_jsonl, write_json
 from retrofit.mine import TRAIN_ROW
 from retrofit.models.load import check_model_dir
@@ -35,7 +36,7 @@ def main() -> None:
         return
     with atomic_dir(Path("reports/train") / args.name) as report:
         info = train_model(Path("models/base"), rows, cfg, Path("models") / args.name, live_dir=report / "live", **run)
-        write_json(report / "info.json", {**info, "runtime": runtime_choices()})
+        write_json(report / "info.json", {**info, "runtime": runtime_choices(), "work": WORK.to_json()})
     print(f"train: {args.name}: {info['mixture']['rows']} rows, {info['steps']} steps, loss {info['train_loss']}")
 
 

@@ -85,3 +85,24 @@ def test_bad_runtime_values_are_refused() -> None:
     for bad in ("base.threads=0", "base.threads=many", "base.bf16_inference=sometimes", "train.bf16=maybe"):
         with pytest.raises(ParamsError):
             load_params("params.yaml", [bad])
+
+
+def test_a_long_stage_decides_auto_threads_again_and_records_each_decision(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runtime, "usable_cores", lambda: 2)
+    monkeypatch.setattr(runtime, "busy_cores", lambda window_s=0.25: 0.9)  # a core taken at the stage's start
+    runtime.resolve_runtime("auto", {"bf16_inference": False})
+    assert torch.get_num_threads() == 1
+    monkeypatch.setattr(runtime, "busy_cores", lambda window_s=0.25: 0.0)  # free again a round later
+    assert runtime.redecide_threads("round 2") == 2
+    assert torch.get_num_threads() == 2
+    decisions = runtime.runtime_choices()["thread_decisions"]
+    assert decisions == [{"at": "start", "threads": 1, "busy_cores": 0.9},
+                         {"at": "round 2", "threads": 2, "busy_cores": 0.0}]
+    assert runtime.runtime_choices()["threads"] == 2
+
+
+def test_a_fixed_thread_count_is_never_decided_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    runtime.resolve_runtime(1, {"bf16_inference": False})
+    monkeypatch.setattr(runtime, "busy_cores", lambda window_s=0.25: pytest.fail("sampled a fixed count"))
+    assert runtime.redecide_threads("round 2") is None
+    assert runtime.runtime_choices()["thread_decisions"] == [{"at": "start", "threads": 1, "busy_cores": None}]

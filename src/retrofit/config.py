@@ -181,6 +181,9 @@ class EvaluateParams(_Group):
     #: Lower encoder layers shared by every model through the frozen-trunk cache (retrofit.embed.trunk); 0 turns it off.
     #: A speed setting only: embeddings are bit-identical at any value.
     trunk_layers: int = Field(ge=0)
+    #: The encoder's runtime: torch's padding-free forward, or OpenVINO (retrofit.embed.openvino); auto: OpenVINO in
+    #: fp32 where it is installed and supports the model, torch under bf16 (retrofit.eval.encoder.resolve_backend).
+    backend: Literal["auto", "torch", "openvino"]
 
     families: list[Literal["mono", "cross", "pooled"]] = Field(min_length=1)
     languages: XQuADLanguages = Field(min_length=1)

@@ -123,10 +123,39 @@ def resolve_threads(setting: int | str) -> int:
     torch with 2 threads on a 2-core host where another process holds a core ran 4-12x slower than with 1, so
     ``auto`` counts a core as taken when other processes kept it busy over a quarter second, and never goes below 1.
     """
+    return _decide_threads(setting)[0]
+
+
+def _decide_threads(setting: int | str) -> tuple[int, float | None]:
+    """:func:`resolve_threads`, and the busy cores it saw (``None`` for a fixed count)."""
     if setting != "auto":
-        return int(setting)
-    cores = usable_cores()
-    return max(1, min(cores, cores - int(busy_cores() + 0.5)))
+        return int(setting), None
+    cores, busy = usable_cores(), busy_cores()
+    return max(1, min(cores, cores - int(busy + 0.5))), round(busy, 2)
+
+
+def redecide_threads(at: str) -> int | None:
+    """Decide an ``auto`` thread count again at a point of a long stage (a generation round), pin and record it.
+
+    A quarter-second sample at a stage's start must not fix a half-hour stage to 1 thread because another process
+    held a core for a moment: long stages call this between units of work. Every decision goes into
+    :func:`runtime_choices` (``thread_decisions``).
+
+    Args:
+        at: Where in the stage the decision is made (for the record), e.g. ``"round 2"``.
+
+    Returns:
+        The thread count now pinned; ``None`` when :func:`resolve_runtime` has not run in this process or the stage's
+        count is fixed (then nothing changes).
+    """
+    if _CHOICES.get("threads_param") != "auto":
+        return None
+    n, busy = _decide_threads("auto")
+    if n != _CHOICES["threads"]:
+        set_threads(n)
+    _CHOICES["threads"] = n
+    _CHOICES["thread_decisions"].append({"at": at, "threads": n, "busy_cores": busy})
+    return n
 
 
 def resolve_runtime(threads: int | str, bf16: Mapping[str, bool | str], device: str = "cpu") -> dict[str, Any]:
@@ -138,14 +167,15 @@ def resolve_runtime(threads: int | str, bf16: Mapping[str, bool | str], device: 
         device: The device the bf16 switches apply to.
 
     Returns:
-        ``{"threads": n, "cores": n, "device": ..., "native_bf16": bool, "bf16_reason": ..., <name>: bool, ...}``,
-        also kept for :func:`runtime_choices`.
+        ``{"threads": n, "cores": n, "device": ..., "native_bf16": bool, "bf16_reason": ..., "thread_decisions":
+        [{"at", "threads", "busy_cores"}], <name>: bool, ...}``, also kept for :func:`runtime_choices`.
     """
-    n = resolve_threads(threads)
+    n, busy = _decide_threads(threads)
     set_threads(n)
     native, reason = native_bf16(device)
     choices = {"threads": n, "threads_param": threads, "cores": usable_cores(), "device": device,
-               "native_bf16": native, "bf16_reason": reason}
+               "native_bf16": native, "bf16_reason": reason,
+               "thread_decisions": [{"at": "start", "threads": n, "busy_cores": busy}]}
     choices.update({name: native if value == "auto" else bool(value) for name, value in bf16.items()})
     _CHOICES.clear()
     _CHOICES.update(choices)
@@ -154,7 +184,7 @@ def resolve_runtime(threads: int | str, bf16: Mapping[str, bool | str], device: 
 
 def runtime_choices() -> dict[str, Any]:
     """What :func:`resolve_runtime` chose in this process (empty before it ran), for a stage's metrics."""
-    return dict(_CHOICES)
+    return {k: (list(v) if isinstance(v, list) else v) for k, v in _CHOICES.items()}
 
 
 def seed_everything(seed: int) -> None:

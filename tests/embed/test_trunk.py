@@ -106,7 +106,7 @@ def test_fingerprint_covers_depth_and_weights(three_layer_model: Path) -> None:
     assert b == trunk_fingerprint(backbone, 2)
 
 
-def test_key_follows_tokens_threads_and_autocast(three_layer_model: Path, tmp_path: Path) -> None:
+def test_key_follows_tokens_and_autocast_but_not_threads(three_layer_model: Path, tmp_path: Path) -> None:
     from sentence_transformers import SentenceTransformer
 
     cache = TrunkCache(tmp_path, SentenceTransformer(str(three_layer_model), device="cpu")[0].auto_model, 1)
@@ -118,7 +118,7 @@ def test_key_follows_tokens_threads_and_autocast(three_layer_model: Path, tmp_pa
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(threads + 1)
-        assert base != cache.key(ids, mask)
+        assert base == cache.key(ids, mask)  # the trunk's bits do not depend on it (module docstring)
     finally:
         torch.set_num_threads(threads)
     with inference_autocast(True):
@@ -147,3 +147,26 @@ def test_depth_beyond_the_model_or_a_non_bert_model_keeps_the_plain_forward(thre
         TrunkCache(tmp_path, SentenceTransformer(str(three_layer_model), device="cpu")[0].auto_model, 0)
     with pytest.raises(ValueError, match="cache_dir"):
         load_encoder(three_layer_model, "m", trunk_layers=1)
+
+
+@pytest.mark.parametrize("backend", ["torch", "openvino"])
+def test_entries_are_shared_across_thread_counts_and_give_the_same_bits(
+    three_layer_model: Path, tmp_path: Path, backend: str
+) -> None:
+    """A retrofit evaluated at another thread count than the base hits the base's entries, bit for bit."""
+    if backend == "openvino":
+        pytest.importorskip("openvino")
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        base = load_encoder(three_layer_model, "b", batch_size=2, trunk_layers=2, cache_dir=tmp_path, backend=backend)
+        base.encode_texts(TEXTS, PromptType.document)
+        torch.set_num_threads(2)
+        top = _retrofit(three_layer_model, tmp_path / "top", layer=2)
+        warm = load_encoder(top, "t", batch_size=2, trunk_layers=2, cache_dir=tmp_path, backend=backend)
+        shared = warm.encode_texts(TEXTS, PromptType.document)
+        plain = load_encoder(top, "t", batch_size=2, trunk_layers=0, backend=backend)
+        np.testing.assert_array_equal(shared, plain.encode_texts(TEXTS, PromptType.document))
+    finally:
+        torch.set_num_threads(threads)
+    assert (warm.trunk.hits, warm.trunk.misses) == (3, 0)

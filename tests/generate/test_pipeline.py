@@ -24,7 +24,7 @@ from retrofit.config import GenerateParams
 from retrofit.generate.base import GenRequest, GenResponse
 from retrofit.generate.ledger import FailedRequest, Ledger
 from retrofit.generate.openai_backend import CircuitOpen, EndpointError, OpenAIBackend
-from retrofit.generate.pipeline import Planner, RoundTrip, run_generation, write_sample
+from retrofit.generate.pipeline import Planner, RoundTrip, run_generation, wilson_upper, write_sample
 from retrofit.generate.pools import load_exemplars, load_passages
 from retrofit.generate.validate import LanguageIdentifier, validate
 from retrofit.io import read_jsonl
@@ -435,3 +435,51 @@ def test_stage_fails_without_output_below_min_examples_or_on_a_bad_key(
     (error,) = [line for line in res.stderr.splitlines() if line.startswith("error: ")]
     assert server.url in error and "FAKE_KEY" in error
     assert ("0 examples, fewer than generate.min_examples=1" if case == "no valid answer" else "HTTP 401") in error
+
+
+def test_wilson_upper_bound_by_hand():
+    assert wilson_upper(0, 0) == 1.0
+    assert wilson_upper(2, 48) == pytest.approx(0.1184, abs=5e-4)  # (p + z²/2n + z·sqrt(p(1-p)/n + z²/4n²)) / (1 + z²/n)
+    assert wilson_upper(48, 48) == 1.0
+    assert wilson_upper(10, 100) > 0.10 > wilson_upper(1, 100)
+
+
+class EmptyFor(FakeChatBackend):
+    """Answers every request of ``lang`` with nothing: a language the generator cannot write."""
+
+    def __init__(self, lang: str) -> None:
+        super().__init__()
+        self.lang = lang
+        self.by_lang: dict[str, int] = {}
+
+    def generate(self, requests, on_response):
+        for req in requests:
+            lang = req.meta["lang"]
+            self.by_lang[lang] = self.by_lang.get(lang, 0) + 1
+            if lang == self.lang:
+                self.sent.append(req.key)
+                on_response(req, GenResponse(req.key, "", "stop", 100, 1, "fake"))
+            else:
+                super().generate([req], on_response)
+        return []
+
+
+def test_a_language_that_cannot_reach_its_quota_stops_early(prepared: Path, tmp_path: Path):
+    p = params(per_language=16, max_requests_per_language=160, oversample=2.0)
+    backend = EmptyFor("zh")
+    m = run_generation(p, 3, prepared, tmp_path / "o", tmp_path / "c", encode=None, backend=backend)
+    zh, de = m["per_language"]["zh"], m["per_language"]["de"]
+    assert de["accepted"] == 16 and de["stopped_early"] is None
+    assert zh["accepted"] == 0 and m["stopped_early"] == ["zh"]
+    assert zh["requested"] == backend.by_lang["zh"] == 32 < 160  # one round of 16 x 2, then no fresh plans
+    # 0 of 32: the rate may still be up to 7.8%, and 7.8% of the 128 requests left gives 10 < 16
+    assert zh["stopped_early"]["pass_rate_upper_95"] == pytest.approx(0.078, abs=1e-3)
+    on_disk = json.loads((tmp_path / "o/metrics.json").read_text())
+    assert on_disk["per_language"]["zh"]["stopped_early"] == zh["stopped_early"]
+    assert on_disk["per_language"]["de"]["requests_per_accepted"] == round(de["requested"] / 16, 2)
+
+
+def test_a_language_that_still_could_reach_its_quota_goes_on(prepared: Path, tmp_path: Path):
+    p = params(per_language=8, oversample=4.0)
+    m = run_generation(p, 3, prepared, tmp_path / "o", tmp_path / "c", encode=None, backend=FakeChatBackend(8))
+    assert m["stopped_early"] == [] and m["shortfall"] == 0

@@ -27,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 from tqdm.auto import tqdm
 
+from retrofit.embed.work import WORK
 from retrofit.io import fingerprint_model_dir
 from retrofit.models.load import check_model_dir
 from retrofit.runtime import inference_autocast
@@ -180,9 +181,11 @@ class SentenceTransformerEncoder:
         if not texts:
             return out
         fn = model.encode_query if kind == "query" else model.encode_document
-        groups = self.length_groups(texts, kind)
+        groups, lengths = self.length_groups(texts, kind, with_lengths=True)
+        layers = getattr(getattr(getattr(model[0], "auto_model", None), "config", None), "num_hidden_layers", 0)
         with inference_autocast(self.bf16, str(model.device)):
             for group in tqdm(groups, desc=f"encoding {kind}s", unit="length", disable=not self.show_progress_bar):
+                WORK.add(lengths[group].tolist(), layers)
                 out[group] = fn(
                     [texts[i] for i in group],
                     prompt_name=self.prompt_names[kind],
@@ -193,7 +196,7 @@ class SentenceTransformerEncoder:
                 )  # (len(group), dim)
         return out
 
-    def length_groups(self, texts: Sequence[str], kind: Kind) -> list[npt.NDArray[np.int64]]:
+    def length_groups(self, texts: Sequence[str], kind: Kind, with_lengths: bool = False) -> Any:
         """Indices of ``texts`` grouped by token length (prompt included, after truncation), shortest first.
 
         The lengths come from the model's own ``preprocess`` with the kind's prompt, so they are the lengths that
@@ -202,9 +205,11 @@ class SentenceTransformerEncoder:
         Args:
             texts: Texts to embed.
             kind: ``"query"`` or ``"passage"``.
+            with_lengths: Also return every text's token length.
 
         Returns:
-            One ascending index array per distinct token length.
+            One ascending index array per distinct token length (and, ``with_lengths``, the lengths:
+            ``(groups, lengths)``).
         """
         model = self.model
         prompt = model.prompts[self.prompt_names[kind]]
@@ -215,4 +220,5 @@ class SentenceTransformerEncoder:
         ])  # (len(texts),)
         order = np.argsort(lengths, kind="stable")
         cuts = np.flatnonzero(np.diff(lengths[order])) + 1
-        return np.split(order.astype(np.int64), cuts)
+        groups = np.split(order.astype(np.int64), cuts)
+        return (groups, lengths) if with_lengths else groups

@@ -12,7 +12,13 @@ Correctness does not rest on the params: an entry's key is a hash of
   whose lower layers moved (another ``trainable_layers``, another base) has its own entries and never reads
   another model's;
 - the batch's token ids, attention mask and segment ids, so a hit holds exactly the tokens being encoded;
-- what changes the floating-point result: torch's version, its thread count and the autocast dtype.
+- what changes the floating-point result: the runtime that computes the trunk (torch's version and the autocast
+  dtype, or OpenVINO's version and precision: :mod:`retrofit.embed.openvino`).
+
+The thread count is *not* in the key: the trunk forward gives the same bits at 1 and 2 threads, in torch and in
+OpenVINO, at both precisions (measured on every evaluation batch by ``bench/eval_backends.py``, and tested in
+``tests/embed/test_trunk.py``), so a retrofit evaluated at another thread count than the base still hits the base's
+entries.
 
 A hit is therefore the very tensor the forward would have computed: the embeddings and results are
 bit-identical with and without the cache (``tests/embed/test_trunk.py``), and a cold cache only costs time. Entries are
@@ -33,6 +39,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from retrofit.embed.openvino import OpenVINOStack, check_segments
 from retrofit.embed.unpad import (
     Packing,
     embed_packed,
@@ -40,11 +47,13 @@ from retrofit.embed.unpad import (
     run_layers,
     unsupported_reason,
 )
+from retrofit.embed.work import WORK
 
 log = logging.getLogger(__name__)
 
-#: Bumped whenever the stored layout or the computation behind an entry changes.
-TRUNK_FORMAT = 1
+#: Bumped whenever the stored layout or the computation behind an entry changes (2: the key names the runtime, not
+#: the thread count).
+TRUNK_FORMAT = 2
 
 
 def trunk_fingerprint(backbone: Any, depth: int) -> str:
@@ -73,8 +82,15 @@ class TrunkCache:
         misses: Batches whose trunk states were computed (and stored).
     """
 
-    def __init__(self, root: str | Path, backbone: Any, depth: int) -> None:
+    def __init__(self, root: str | Path, backbone: Any, depth: int, runtime: OpenVINOStack | None = None) -> None:
         """A cache for ``backbone``'s first ``depth`` layers under ``root/trunk/``.
+
+        Args:
+            root: The cache root (``base.cache_dir``).
+            backbone: The BERT-family backbone.
+            depth: Encoder layers served from the cache.
+            runtime: An OpenVINO compilation of ``backbone`` split at ``depth`` that computes both parts; ``None``:
+                torch's padding-free forward.
 
         Raises:
             ValueError: ``depth`` is not between 1 and the backbone's layer count.
@@ -82,18 +98,25 @@ class TrunkCache:
         n_layers = len(backbone.encoder.layer)
         if not 1 <= depth <= n_layers:
             raise ValueError(f"trunk depth {depth} is not between 1 and the model's {n_layers} layers")
+        if runtime is not None and runtime.depth != depth:
+            raise ValueError(f"the OpenVINO graphs split at layer {runtime.depth}, not at the trunk depth {depth}")
         self.depth = depth
+        self.runtime = runtime
         self.directory = Path(root) / "trunk" / trunk_fingerprint(backbone, depth)[:24]
         self.hits = 0
         self.misses = 0
 
     def key(self, input_ids: Any, attention_mask: Any, token_type_ids: Any = None) -> str:
-        """The entry key of one batch under the current torch build, thread count and autocast state."""
+        """The entry key of one batch under the runtime that computes it (never the thread count: see the module)."""
         import torch
 
         device = input_ids.device.type
-        autocast = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
-        h = hashlib.sha256(f"{torch.__version__}|threads={torch.get_num_threads()}|{device}|{autocast}".encode())
+        if self.runtime is not None:
+            computed_by = f"{self.runtime.identity}|{device}"
+        else:
+            autocast = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
+            computed_by = f"torch-{torch.__version__}|{device}|{autocast}"
+        h = hashlib.sha256(computed_by.encode())
         for t in (input_ids, attention_mask, token_type_ids):
             if t is None:
                 h.update(b"none")
@@ -141,22 +164,33 @@ class TrunkCache:
         h = self.load(key)
         if h is not None and h.shape[0] == packing.idx.shape[0]:
             self.hits += 1
+            WORK.skip(attention_mask.sum(1).tolist(), self.depth)
             h = h.to(input_ids.device)
         else:
             self.misses += 1
-            h = embed_packed(backbone, packing, input_ids, token_type_ids)
-            h = run_layers(backbone.encoder.layer[: self.depth], h, packing)
+            if self.runtime is not None:
+                check_segments(token_type_ids)
+                h = self.runtime.lower_packed(input_ids, attention_mask, packing)
+            else:
+                h = embed_packed(backbone, packing, input_ids, token_type_ids)
+                h = run_layers(backbone.encoder.layer[: self.depth], h, packing)
             self.store(key, h)
+        if self.runtime is not None:
+            return self.runtime.upper_packed(h, attention_mask, packing)
         return packing.pad(run_layers(backbone.encoder.layer[self.depth :], h, packing))
 
 
-def enable_trunk_cache(model: Any, root: str | Path, depth: int) -> TrunkCache | None:
+def enable_trunk_cache(
+    model: Any, root: str | Path, depth: int, openvino: dict[str, Any] | None = None
+) -> TrunkCache | None:
     """Serve a SentenceTransformer's first ``depth`` layers from a :class:`TrunkCache` under ``root``, in place.
 
     Args:
         model: A ``SentenceTransformer`` whose first module is a BERT-family ``Transformer``.
         root: The cache root (``base.cache_dir``).
         depth: Frozen encoder layers shared with the other models (``evaluate.trunk_layers``), at least 1.
+        openvino: ``{"bf16": bool, "threads": int}`` to compute both parts with OpenVINO
+            (:class:`~retrofit.embed.openvino.OpenVINOStack`); ``None``: torch.
 
     Returns:
         The cache (its ``hits``/``misses`` count batches), or ``None`` when ``depth`` exceeds the model's layers or
@@ -171,7 +205,8 @@ def enable_trunk_cache(model: Any, root: str | Path, depth: int) -> TrunkCache |
     if depth > n_layers:
         log.info("trunk cache: off: depth %d exceeds the model's %d layers", depth, n_layers)
         return None
-    cache = TrunkCache(root, backbone, depth)
+    runtime = OpenVINOStack(backbone, depth, **openvino) if openvino is not None else None
+    cache = TrunkCache(root, backbone, depth, runtime)
     enable_unpadding(model, hidden_states=cache.hidden_states)
     log.info("trunk cache: layers 1-%d of %d from %s", depth, n_layers, cache.directory)
     return cache

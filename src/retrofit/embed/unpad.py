@@ -24,6 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from retrofit.embed.work import WORK
+
 log = logging.getLogger(__name__)
 
 SUPPORTED_MODEL_TYPES = frozenset({"bert", "roberta", "xlm-roberta"})
@@ -154,6 +156,7 @@ def enable_unpadding(model: Any, hidden_states: Callable[..., Any] = unpadded_hi
     def forward(self: Any, features: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         if "input_ids" not in features or "attention_mask" not in features:
             return type(self).forward(self, features, **kwargs)
+        WORK.add(features["attention_mask"].sum(1).tolist(), len(self.auto_model.encoder.layer))
         features["token_embeddings"] = hidden_states(
             self.auto_model, features["input_ids"], features["attention_mask"], features.get("token_type_ids")
         )

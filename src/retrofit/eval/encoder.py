@@ -29,6 +29,7 @@ from mteb.types import PromptType
 from tqdm.auto import tqdm
 
 from retrofit.config import ParamsError
+from retrofit.embed.openvino import OpenVINOStack, unavailable_reason
 from retrofit.embed.trunk import TrunkCache, enable_trunk_cache
 from retrofit.embed.unpad import enable_unpadding
 from retrofit.io import fingerprint_model_dir
@@ -99,6 +100,7 @@ class PromptCachedEncoder(AbsEncoder):
         show_progress_bar: bool = True,
         bf16: bool = False,
         trunk: TrunkCache | None = None,
+        backend: str = "torch",
     ) -> None:
         """Wrap ``model``.
 
@@ -110,6 +112,8 @@ class PromptCachedEncoder(AbsEncoder):
             bf16: Encode under bf16 autocast (see :func:`retrofit.runtime.inference_autocast`).
             trunk: The frozen-trunk cache :func:`~retrofit.embed.trunk.enable_trunk_cache` put on ``model``, if any (its
                 hit counts go into ``timing.json``).
+            backend: ``"torch"`` or ``"openvino"``: what computes the model's forward (recorded in ``timing.json``);
+                torch runs under bf16 autocast when ``bf16``, OpenVINO was compiled for its precision already.
         """
         self.model = model
         self.bf16 = bf16
@@ -119,6 +123,7 @@ class PromptCachedEncoder(AbsEncoder):
         self.query_prompt, self.passage_prompt = resolve_prompts(getattr(model, "prompts", None))
         self._cache: dict[tuple[str, str], np.ndarray] = {}
         self.trunk = trunk
+        self.backend = backend
         self.n_encoded = 0
         self.n_requested = 0
 
@@ -144,7 +149,8 @@ class PromptCachedEncoder(AbsEncoder):
         with tqdm(total=len(todo), desc=f"Encoding {label}", unit="text", disable=not self.show_progress_bar) as bar:
             for start in range(0, len(todo), self.batch_size):
                 chunk = todo[start : start + self.batch_size]
-                with inference_autocast(self.bf16, str(getattr(self.model, "device", "cpu"))):
+                autocast = self.bf16 and self.backend == "torch"
+                with inference_autocast(autocast, str(getattr(self.model, "device", "cpu"))):
                     emb = self.model.encode(chunk, prompt=prompt, batch_size=len(chunk), show_progress_bar=False)
                 emb = np.asarray(emb, dtype=np.float32)  # (len(chunk), dim)
                 if emb.shape[0] != len(chunk):
@@ -189,6 +195,7 @@ def load_encoder(
     max_seq_length: int | None = None,
     trunk_layers: int = 0,
     cache_dir: str | Path | None = None,
+    backend: str = "torch",
 ) -> PromptCachedEncoder:
     """Load a local sentence-transformers model (no hub calls) and wrap it for mteb.
 
@@ -207,6 +214,8 @@ def load_encoder(
             condition. ``None`` keeps the saved length.
         trunk_layers: Lower encoder layers served from the frozen-trunk cache (``evaluate.trunk_layers``); 0 off.
         cache_dir: The cache root (``base.cache_dir``); needed when ``trunk_layers`` is set.
+        backend: ``evaluate.backend``: ``"torch"``, ``"openvino"`` (:mod:`retrofit.embed.openvino`), or ``"auto"``
+            (OpenVINO where it is installed and supports the model, else torch; the choice is logged).
 
     Returns:
         The wrapped model.
@@ -241,19 +250,53 @@ def load_encoder(
             "framework": ["Sentence Transformers", "PyTorch"],
         }
     )
+    backend = resolve_backend(backend, model, bf16)
+    openvino = None
+    if backend == "openvino":
+        import torch
+
+        openvino = {"bf16": bf16, "threads": torch.get_num_threads()}
     trunk = None
     if trunk_layers:
         if cache_dir is None:
             raise ValueError("load_encoder: trunk_layers needs a cache_dir")
-        trunk = enable_trunk_cache(model, cache_dir, trunk_layers)
+        trunk = enable_trunk_cache(model, cache_dir, trunk_layers, openvino)
     if trunk is None:
-        enable_unpadding(model)
-    encoder = PromptCachedEncoder(model, meta, batch_size=batch_size, bf16=bf16, trunk=trunk)
+        if openvino is not None:
+            enable_unpadding(model, hidden_states=OpenVINOStack(model[0].auto_model, 0, **openvino).hidden_states)
+        else:
+            enable_unpadding(model)
+    encoder = PromptCachedEncoder(model, meta, batch_size=batch_size, bf16=bf16, trunk=trunk, backend=backend)
     log.info(
-        "loaded %s as %s@%s; query prompt %r, passage prompt %r; max_seq_length %d",
-        model_path, meta.name, meta.revision, encoder.query_prompt, encoder.passage_prompt, model.max_seq_length,
+        "loaded %s as %s@%s on %s; query prompt %r, passage prompt %r; max_seq_length %d",
+        model_path, meta.name, meta.revision, backend, encoder.query_prompt, encoder.passage_prompt,
+        model.max_seq_length,
     )
     return encoder
+
+
+def resolve_backend(setting: str, model: Any, bf16: bool = False) -> str:
+    """``evaluate.backend`` for ``model``: ``"auto"`` is OpenVINO in fp32 where it is installed and supports the model.
+
+    The rule behind ``auto`` (``reports/bench/eval_backends.md``): a faster runtime is adopted only where every
+    task's main score stays within 0.01 (x100) of torch's at the same precision. OpenVINO fp32 does; OpenVINO bf16,
+    although faster than torch's bf16 autocast, moves some tasks by more (the two round differently), so under
+    bf16 ``auto`` keeps torch.
+
+    Raises:
+        ParamsError: ``"openvino"`` was asked for and cannot serve the model (the reason is named).
+    """
+    if setting == "torch":
+        return "torch"
+    backbone = getattr(model[0], "auto_model", None)
+    reason = "the first module has no auto_model" if backbone is None else unavailable_reason(backbone)
+    if reason is None and (setting == "openvino" or not bf16):
+        return "openvino"
+    if setting == "openvino":
+        raise ParamsError(f"evaluate.backend openvino: {reason}; use torch or auto")
+    reason = reason or "bf16: OpenVINO's bf16 scores differ from torch's by more than the 0.01 rule"
+    log.info("evaluate.backend auto: torch (%s)", reason)
+    return "torch"
 
 
 def _position_limit(model: Any) -> int | None:

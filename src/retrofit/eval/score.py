@@ -17,8 +17,12 @@
   (:func:`check_per_query`, whose largest gap is ``per_query_check``);
 - ``table.md``: one table per metric, a row per language, columns mono / X->en / en->X / pooled;
 - ``summary.json``: just ``primary`` and ``families`` (what ``dvc metrics show`` prints);
-- ``timing.json``: wall-clock seconds per phase and encoding counts (kept out of ``metrics.json`` so that a
-  metrics diff shows only scores).
+- ``timing.json``: wall-clock seconds per phase and encoding counts of the XQuAD run (kept out of ``metrics.json``
+  so that a metrics diff shows only scores);
+- ``stage_timing.json`` (written by the evaluate stage through :func:`write_stage_timing`, after every benchmark):
+  ``{"stage_s", "backend", "runtime", "texts_encoded", "trunk_cache": {"layers", "hits", "misses"} | null,
+  "work": {"texts", "tokens", "layer_tokens", "layer_attention"}}``, the whole stage's wall time, its encoder's
+  runtime choices and counts over all tasks, and the encoder work it did (:mod:`retrofit.embed.work`).
 
 Scores are mteb's (pytrec_eval) under its own keys: ``ndcg_at_10`` (the main score), ``recall_at_10`` and
 ``mrr_at_10``. Every unique text is encoded once, longest first, before mteb runs, so the mteb pass itself only
@@ -43,6 +47,7 @@ import numpy as np
 from mteb.models.abs_encoder import AbsEncoder
 from mteb.types import PromptType
 
+from retrofit.embed.work import WORK
 from retrofit.eval.encoder import PromptCachedEncoder, load_encoder
 from retrofit.eval.stats import task_score
 from retrofit.eval.xquad import (
@@ -195,9 +200,25 @@ def _timing(encoder: AbsEncoder, start: float, encoded: float, scored: float) ->
         timing["texts_encoded"] = encoder.n_encoded
         timing["texts_requested_by_mteb"] = encoder.n_requested
         timing["runtime"] = runtime_choices()
+        timing["backend"] = encoder.backend
         if encoder.trunk is not None:
             timing["trunk_cache"] = {"layers": encoder.trunk.depth, "hits": encoder.trunk.hits,
                                      "misses": encoder.trunk.misses}
+    return timing
+
+
+def write_stage_timing(path: Path, encoder: PromptCachedEncoder, started: float) -> dict[str, Any]:
+    """Write ``stage_timing.json`` (module docstring): the stage's wall time since ``started`` (``perf_counter``)."""
+    trunk = encoder.trunk
+    timing = {
+        "stage_s": round(time.perf_counter() - started, 3),
+        "backend": encoder.backend,
+        "runtime": runtime_choices(),
+        "texts_encoded": encoder.n_encoded,
+        "trunk_cache": None if trunk is None else {"layers": trunk.depth, "hits": trunk.hits, "misses": trunk.misses},
+        "work": WORK.to_json(),
+    }
+    write_json(path, timing)
     return timing
 
 

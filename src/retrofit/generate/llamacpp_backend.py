@@ -47,6 +47,10 @@ def _api() -> Any:
         meta.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t]
         meta.restype = ctypes.c_int32
         C.meta_val_str = meta
+        set_threads = lib.llama_set_n_threads
+        set_threads.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint32]
+        set_threads.restype = None
+        C.set_n_threads = set_threads
         if os.environ.get("RETROFIT_LLAMA_LOG") != "1":
             lib.llama_log_set.argtypes = [_LOG_CALLBACK, ctypes.c_void_p]
             lib.llama_log_set.restype = None
@@ -161,6 +165,10 @@ class LlamaCppModel:
             seen[token] = True
         return out, False
 
+    def set_threads(self, n: int) -> None:
+        """Use ``n`` CPU threads for prompt and generation from the next request on."""
+        self.C.set_n_threads(self._ctx.ctx, n, n)
+
     def close(self) -> None:
         """Free the context and the model (idempotent)."""
         self._ctx.close()
@@ -236,6 +244,12 @@ class LlamaCppBackend:
     def identity(self) -> dict[str, str]:
         """Backend, runtime, model and the GGUF's sha256; the weights stay quantised, so no dtype choice."""
         return {"backend": "local", "runtime": "llamacpp", "model": self.spec, "sha256": self.sha256, "dtype": "gguf"}
+
+    def set_threads(self, n: int) -> None:
+        """Use ``n`` CPU threads from the next request on (the stage decides again each round)."""
+        self.threads = n
+        if self._model is not None:
+            self._model.set_threads(n)
 
     def _prompt_tokens(self, model: LlamaCppModel, req: GenRequest) -> list[int]:
         if req.messages is None:

@@ -43,6 +43,11 @@ which the same request would get again). Before the first request is sent, a bac
 :class:`~retrofit.generate.openai_backend.EndpointError`, with finished answers kept in the cache). A run with fewer
 than ``min_examples`` examples raises :class:`~retrofit.errors.RetrofitError` and writes nothing.
 
+Requests that cannot pass: a language stops getting fresh plans once even the optimistic (95% upper) bound of its
+pass rate could not fill its quota within ``max_requests_per_language`` (``_Run.hopeless``); it keeps what it has,
+and ``metrics.json`` records why (``stopped_early``) and each language's ``requests_per_accepted``. Between rounds
+an ``auto`` thread count is decided again (:func:`retrofit.runtime.redecide_threads`).
+
 Plan determinism: example ``i`` of language ``L`` draws its passage, task type, attributes and exemplars from
 ``random.Random(f"{seed}:{L}:{i}")``, so the plan does not depend on how many examples are requested, and the first
 ``n`` accepted examples of a larger run are those of a smaller one with the same backend.
@@ -81,6 +86,7 @@ from retrofit.generate.prompts import (
 )
 from retrofit.generate.validate import REASONS, LanguageIdentifier, validate
 from retrofit.io import atomic_dir, iter_jsonl, write_json, write_jsonl
+from retrofit.runtime import redecide_threads
 from retrofit.schema import RowSchema
 
 log = logging.getLogger(__name__)
@@ -359,6 +365,8 @@ class _Run:
     # change which plans the output keeps), unless the server refused it (4xx), which a resend would repeat.
     unanswered: dict[str, list[Planned]] = field(init=False)
     refused: Counter[str] = field(default_factory=Counter)
+    # lang -> why it got no fresh plans any more (its pass rate shows it cannot reach its quota): see hopeless()
+    stopped: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         """Start every language with nothing accepted, planned or unanswered."""
@@ -375,6 +383,10 @@ class _Run:
             if need <= 0:
                 continue
             done = self.next_index[lang]
+            if lang in self.stopped or self.hopeless(lang, need):
+                todo += self.unanswered[lang]  # a failed plan is still sent again: it was already counted
+                self.unanswered[lang] = []
+                continue
             rate = len(self.accepted[lang]) / self.answered[lang] if self.answered[lang] else 1.0 / params.oversample
             n = min(max(need, math.ceil(need / max(rate, 0.05))), 20 * max(need, 1))
             # a language the generator cannot write stops at its request budget instead of eating the run's
@@ -384,6 +396,28 @@ class _Run:
             self.next_index[lang] = done + fresh
             self.requested[lang] += fresh
         return todo
+
+    def hopeless(self, lang: str, need: int) -> bool:
+        """Whether ``lang`` cannot reach its quota within its request budget even at an optimistic pass rate.
+
+        The rate is the one-sided 95% Wilson upper bound of accepted / answered, after at least
+        :data:`MIN_ANSWERED_TO_STOP` answers: only a language whose every plausible rate leaves it short is stopped
+        (it keeps what it has; ``metrics.json`` says so), so the stage stops paying for requests that cannot pass.
+        The round trip's bar is unchanged. Records the decision in :attr:`stopped`.
+        """
+        answered = self.answered[lang]
+        if answered < MIN_ANSWERED_TO_STOP:
+            return False
+        left = self.params.max_requests_per_language - self.requested[lang]
+        upper = wilson_upper(len(self.accepted[lang]), answered)
+        if upper * (left + len(self.unanswered[lang])) >= need:
+            return False
+        self.stopped[lang] = {"accepted": len(self.accepted[lang]), "answered": answered,
+                              "pass_rate_upper_95": round(upper, 4), "requests_left": left, "needed": need}
+        log.info("generate: %s stops early: %d accepted of %d answered (pass rate <= %.3f at 95%%) cannot give the "
+                 "%d still needed from the %d requests left", lang, len(self.accepted[lang]), answered, upper, need,
+                 left)
+        return True
 
     def judge(
         self, todo: list[Planned], answers: dict[str, GenResponse], refused_keys: set[str]
@@ -477,7 +511,28 @@ class _Run:
             ),
             "task_types": dict(Counter(r["task_type"] for r in kept)),
             "unsupported_task_types": self.planner.unsupported[lang],
+            "requests_per_accepted": round(self.requested[lang] / len(kept), 2) if kept else None,
+            "stopped_early": self.stopped.get(lang),
         }
+
+
+#: Answers a language needs before :meth:`_Run.hopeless` may stop it (one first round at the default sizes).
+MIN_ANSWERED_TO_STOP = 32
+
+
+def wilson_upper(successes: int, trials: int, z: float = 1.645) -> float:
+    """One-sided upper confidence bound of a binomial rate (Wilson score; ``z`` 1.645: 95%).
+
+    References:
+        Wilson, "Probable Inference, the Law of Succession, and Statistical Inference", JASA 22 (1927).
+    """
+    if trials <= 0:
+        return 1.0
+    p = successes / trials
+    z2 = z * z
+    centre = p + z2 / (2 * trials)
+    spread = z * math.sqrt(p * (1 - p) / trials + z2 / (4 * trials * trials))
+    return min(1.0, (centre + spread) / (1 + z2 / trials))
 
 
 def response_cache_path(identity: dict[str, str], folder: Path, name: str) -> Path:
@@ -503,7 +558,11 @@ def _run_rounds(run: _Run, backend: Backend, cache_path: Path, ledger: Ledger) -
             if not todo:
                 rounds -= 1
                 break
-            log.info("generate: round %d, %d requests", rounds, len(todo))
+            threads = redecide_threads(f"round {rounds}")  # auto threads: a busy moment at start must not last
+            if threads is not None and hasattr(backend, "set_threads"):
+                backend.set_threads(threads)
+            log.info("generate: round %d, %d requests%s", rounds, len(todo),
+                     f" at {threads} thread(s)" if threads is not None else "")
             if preflight is not None and any(p.request.key not in cache for p in todo):
                 preflight()  # once, and only when something must be sent: a cached rerun needs no endpoint
                 preflight = None
@@ -554,6 +613,7 @@ def _metrics(
         "target": params.per_language * len(params.languages),
         "shortfall": sum(v["shortfall"] for v in per_lang.values()),
         "requests": sum(run.requested.values()),
+        "stopped_early": sorted(run.stopped),
         "rejected": {r: sum(run.rejected[(lang, r)] for lang in params.languages) for r in (*REASONS, "roundtrip")},
         "roundtrip_top_k": params.roundtrip_top_k,
         "per_language": per_lang,

@@ -284,6 +284,7 @@ def train_model(
         "mixture": counts,
         "parameters": frozen,
         "steps": int(result.global_step),
+        "train_seconds": round(float(result.metrics.get("train_runtime", 0.0)), 1),  # this process's share
         "train_loss": round(float(result.training_loss), 6),
         "hard_negatives": hard_negatives,
         "resumed_from": Path(last).name if last else None,
