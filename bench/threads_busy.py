@@ -7,6 +7,9 @@ pipeline, on this machine:
 - llama.cpp (the generate stage's backend) answering the stage's first ``--requests`` plans;
 - torch encoding ``--texts`` XQuAD passages with the base model (the round trip's and mining's encoder).
 
+It also checks that llama.cpp's greedy answers are the same at 1 and 2 threads (the generate stage decides an
+``auto`` thread count again each round, so an answer must not depend on it).
+
 Each at 1 and 2 threads, on an idle machine and with one core held by a spinning process (a stand-in for a
 neighbour). Writes ``reports/bench/threads_busy.{json,md}``.
 
@@ -75,11 +78,14 @@ def main() -> None:
     gguf, sha = resolve_gguf(gen.local.model, Path(params.base.cache_dir) / "llm")
     texts = [r["text"] for r in read_jsonl("data/prepared/xquad/paragraphs.jsonl")][: args.texts]
     rows = []
+    answers: dict[int, dict[str, str]] = {}
     for threads in (1, 2):
         set_threads(threads)
         backend = LlamaCppBackend(gguf, gen.local.model, sha, threads, gen.local.repetition_penalty, gen.local.top_p,
                                   progress=False)
-        backend.generate([plans[0].request], lambda r, a: None)  # load outside the timing
+        got: dict[str, str] = {}
+        backend.generate([q.request for q in plans], lambda r, a: got.__setitem__(r.key, a.text))  # and load
+        answers[threads] = got
         encoder = SentenceTransformerEncoder("models/base", batch_size=64, bf16=params.base.bf16_inference)
         encoder.encode(texts[:8], "passage")
         for busy in (False, True):
@@ -92,15 +98,18 @@ def main() -> None:
     base = {(r["runtime"], r["threads"]): r["seconds"] for r in rows if not r["other core busy"]}
     for r in rows:
         r["vs idle 1 thread"] = round(r["seconds"] / base[(r["runtime"], 1)], 2)
+    same = sum(answers[1][k] == answers[2][k] for k in answers[1])
     lines = ["# Threads against a busy core: llama.cpp and torch", "",
              f"Written by `bench/threads_busy.py`: {args.requests} generate requests (Gemma 3 270M, llama.cpp) and "
              f"{args.texts} XQuAD passages encoded by the base model (torch, bf16 {params.base.bf16_inference}); "
              "busy: another process spins on one of the 2 cores.", "",
+             f"llama.cpp's greedy answers at 1 and 2 threads: {same} of {len(plans)} identical.", "",
              "| runtime | threads | other core busy | seconds | x idle 1 thread |", "|---|---:|---|---:|---:|"]
     lines += [f"| {r['runtime']} | {r['threads']} | {r['other core busy']} | {r['seconds']} | {r['vs idle 1 thread']} |"
               for r in rows]
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    Path(f"{args.out}.json").write_text(json.dumps({"rows": rows}, indent=2) + "\n")
+    Path(f"{args.out}.json").write_text(json.dumps({"rows": rows, "answers_equal_1_vs_2_threads": same,
+                                                     "requests": len(plans)}, indent=2) + "\n")
     Path(f"{args.out}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -49,7 +49,9 @@ def tiny_params(model_dir: Path, cache: Path, base_url: str) -> dict:
     )
     params["dedupe"]["english_per_source"] = 12
     params["negatives"].update(range_min=0, range_max=6, num_negatives=1)
-    params["train"].update(max_steps=2, batch_size=4, checkpoint_every=1, bf16=False, max_seq_length=32)
+    params["train"].update(max_steps=2, batch_size=4, checkpoint_every=1, bf16=False, max_seq_length=32,
+                           trainable_layers=1)
+    params["evaluate"]["trunk_layers"] = 1  # the frozen embeddings and layer 1 of 2: shared by every model
     params["train"]["mix"].update(english=["qed_nq", "snli_via_esnli"], english_per_source=8,
                                   languages=["de", "zh"], task_types=["short_query", "title"], per_language=4)
     params["scale"] = {"per_language": [0, 4]}
@@ -116,6 +118,10 @@ def test_dvc_repro_tiny(tiny_project: Path, tmp_path: Path):
         for name in ("base", "scale_0", "scale_4", "seed2", "seed3", "nohard", "div_lang", "div_task", "oracle"):
             metrics = json.loads((tiny_project / f"reports/eval/{name}/metrics.json").read_text())
             assert set(metrics["families"]) == {"mono", "cross", "pooled"} and metrics["max_seq_length"] == 128
+            timing = json.loads((tiny_project / f"reports/eval/{name}/stage_timing.json").read_text())
+            assert timing["backend"] == "openvino"  # auto, in fp32 (bf16_inference: false)
+            if name != "base":  # every retrofit reads the frozen trunk the base's evaluation stored
+                assert timing["trunk_cache"]["misses"] == 0 < timing["trunk_cache"]["hits"], name
             if name in ("nohard", "div_lang", "div_task"):  # not in evaluate.official.models
                 assert not (tiny_project / f"reports/eval/{name}/official").exists(), name
                 continue

@@ -154,8 +154,6 @@ def test_entries_are_shared_across_thread_counts_and_give_the_same_bits(
     three_layer_model: Path, tmp_path: Path, backend: str
 ) -> None:
     """A retrofit evaluated at another thread count than the base hits the base's entries, bit for bit."""
-    if backend == "openvino":
-        pytest.importorskip("openvino")
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
