@@ -11,7 +11,7 @@ them), this measures for the sequential loop and for the server at each ``--slot
 - whether the greedy answers equal the sequential ones, and how many validation verdicts change.
 
 The server gets the stage's sampling: greedy, the repetition penalty over the whole context (``repeat_last_n``
--1), the answer cut at the first newline, no prompt cache (an answer must not depend on the request before it).
+2048, a slot's context; the API refuses -1), the answer cut at the first newline, no prompt cache (an answer must not depend on the request before it).
 Writes ``reports/bench/generate_server.{json,md}``. A benchmark: it changes no pipeline output.
 
 Usage::
@@ -72,8 +72,10 @@ def server(gguf: Path, plans: list[Any], slots: int, threads: int, penalty: floa
         req = plan.request
         out = srv.handle_completions({
             "prompt": req.prompt, "max_tokens": req.max_tokens, "temperature": 0.0, "repeat_penalty": penalty,
-            "repeat_last_n": -1, "stop": ["\n"], "cache_prompt": False, "seed": req.seed,
+            "repeat_last_n": 2048, "stop": ["\n"], "cache_prompt": False, "seed": req.seed,
         })
+        if "choices" not in out:
+            raise RuntimeError(f"llama.cpp server refused the request: {out.get('error', out)}")
         choice = out["choices"][0]
         text = choice["text"].strip().split("\n")[0].strip()
         return req.key, (text, "stop" if choice.get("finish_reason") == "stop" else "length")
