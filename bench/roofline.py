@@ -18,7 +18,8 @@ heavy stage's work against its time:
 - **train**: the forward work counted, plus the backward through the trainable top layers (2 x their forward).
 
 The *ceiling time* is the work at the binding ceiling; the *fraction* is ceiling time over the stage's measured
-wall time (``--timings``, default ``reports/timings.json``, which includes start-up). Writes ``reports/bench/roofline.json`` and the
+wall time (``--timings``, default ``reports/timings.json``, which includes start-up). Writes
+``reports/bench/roofline.json`` and the
 generated page ``docs/performance.md``, with the generation's requests per accepted example by language beside
 those of an earlier revision (``--before``).
 
@@ -207,6 +208,20 @@ def generation_yield(before_rev: str | None) -> list[dict[str, Any]]:
     return rows
 
 
+#: The measuring tools, for the page's reader (no numbers: those come from the runs).
+HOW = (
+    "`bench/repro.py` times a clean `dvc repro` stage by stage with each stage's share, the CPU's flags and every "
+    "thread, dtype and encoder decision the stages recorded (`reports/timings.md`); `bench/roofline.py` then "
+    "measures this CPU's ceilings (fp32, bf16 and int8 matmul peaks, copy bandwidth) and sets each heavy stage's "
+    "counted work against them (`docs/performance.md`, generated). `bench/eval_backends.py` compares the "
+    "evaluation's runtimes (torch, ONNX Runtime, OpenVINO) on its own texts, checks that the trunk is bit-"
+    "identical at 1 and 2 threads, and scores the base model under each (`reports/bench/eval_backends.md`). "
+    "`bench/generate_server.py` measures llama.cpp's own server with parallel slots (`xllamacpp`) against the "
+    "stage's sequential loop, and `bench/threads_busy.py` both runtimes against a core another process holds "
+    "(`pip install -e .[bench]` for the extra runtimes)."
+)
+
+
 def markdown(report: dict[str, Any]) -> str:
     """``docs/performance.md``: the ceilings, then the table."""
     p = report["peaks"]
@@ -221,6 +236,8 @@ def markdown(report: dict[str, Any]) -> str:
         "| ceiling | measured |",
         "|---|---:|",
         *[f"| {k} | {v} |" for k, v in p.items()],
+        "",
+        "How it is measured: " + HOW,
         "",
         "A stage's *ceiling time* is its work at the binding ceiling; *fraction* = ceiling time / measured wall time "
         "(start-up, tokenisation, mteb's scoring and Python included, so no stage reaches 1).",
@@ -239,7 +256,8 @@ def markdown(report: dict[str, Any]) -> str:
     if gy:
         rev = report.get("before_rev")
         lines += ["", "## Generation: requests per accepted example, by language", "",
-                  f"Now (`data/generated/metrics.json`) and before (`{rev}`'s `reports/generate/sample.md`); a language "
+                  f"Now (`data/generated/metrics.json`) and before (`{rev}`'s `reports/generate/sample.md`); "
+                  "a language "
                   "that stopped early is marked.", "",
                   "| language | requested | accepted | requests / accepted | before: requested | accepted | "
                   "requests / accepted | stopped early |", "|---|---:|---:|---:|---:|---:|---:|---|"]

@@ -181,7 +181,8 @@ class SentenceTransformerEncoder:
         if not texts:
             return out
         fn = model.encode_query if kind == "query" else model.encode_document
-        groups, lengths = self.length_groups(texts, kind, with_lengths=True)
+        lengths = self.token_lengths(texts, kind)  # (len(texts),)
+        groups = group_by_length(lengths)
         layers = getattr(getattr(getattr(model[0], "auto_model", None), "config", None), "num_hidden_layers", 0)
         with inference_autocast(self.bf16, str(model.device)):
             for group in tqdm(groups, desc=f"encoding {kind}s", unit="length", disable=not self.show_progress_bar):
@@ -196,29 +197,34 @@ class SentenceTransformerEncoder:
                 )  # (len(group), dim)
         return out
 
-    def length_groups(self, texts: Sequence[str], kind: Kind, with_lengths: bool = False) -> Any:
+    def length_groups(self, texts: Sequence[str], kind: Kind) -> list[npt.NDArray[np.int64]]:
         """Indices of ``texts`` grouped by token length (prompt included, after truncation), shortest first.
 
-        The lengths come from the model's own ``preprocess`` with the kind's prompt, so they are the lengths that
-        ``encode`` will see; a group therefore encodes without padding.
+        The lengths are :meth:`token_lengths`, the lengths that ``encode`` will see; a group therefore encodes
+        without padding.
 
         Args:
             texts: Texts to embed.
             kind: ``"query"`` or ``"passage"``.
-            with_lengths: Also return every text's token length.
 
         Returns:
-            One ascending index array per distinct token length (and, ``with_lengths``, the lengths:
-            ``(groups, lengths)``).
+            One ascending index array per distinct token length.
         """
+        return group_by_length(self.token_lengths(texts, kind))
+
+    def token_lengths(self, texts: Sequence[str], kind: Kind) -> npt.NDArray[np.int64]:
+        """Each text's token count from the model's own ``preprocess`` with the kind's prompt (after truncation)."""
         model = self.model
         prompt = model.prompts[self.prompt_names[kind]]
-        lengths = np.concatenate([
+        return np.concatenate([
             model.preprocess(list(texts[start : start + _LENGTH_CHUNK]), prompt=prompt)["attention_mask"]
             .sum(-1).numpy()
             for start in range(0, len(texts), _LENGTH_CHUNK)
         ])  # (len(texts),)
-        order = np.argsort(lengths, kind="stable")
-        cuts = np.flatnonzero(np.diff(lengths[order])) + 1
-        groups = np.split(order.astype(np.int64), cuts)
-        return (groups, lengths) if with_lengths else groups
+
+
+def group_by_length(lengths: npt.NDArray[np.int64]) -> list[npt.NDArray[np.int64]]:
+    """Ascending index arrays of equal ``lengths``, shortest length first."""
+    order = np.argsort(lengths, kind="stable")
+    cuts = np.flatnonzero(np.diff(lengths[order])) + 1
+    return np.split(order.astype(np.int64), cuts)

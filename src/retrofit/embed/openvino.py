@@ -152,8 +152,7 @@ class OpenVINOStack:
 
     def lower_packed(self, input_ids: Any, attention_mask: Any, packing: Packing) -> Any:
         """:meth:`lower` at the real tokens only, packed as ``[tokens, hidden]`` (the trunk cache's layout)."""
-        h = self.lower(input_ids, attention_mask)
-        return h.reshape(packing.batch * packing.length, -1).index_select(0, packing.idx)
+        return packing.pack(self.lower(input_ids, attention_mask))
 
     def upper_packed(self, h: Any, attention_mask: Any, packing: Packing) -> Any:
         """:meth:`upper` from packed ``[tokens, hidden]`` lower states."""

@@ -75,6 +75,10 @@ class Packing:
         real = attention_mask.bool()
         return cls(batch, length, real.reshape(-1).nonzero().squeeze(1), real[:, None, None, :])
 
+    def pack(self, x: Any) -> Any:
+        """``[batch, length, d]`` (or ``[batch * length, d]``) padded rows to the real tokens' ``[tokens, d]``."""
+        return x.reshape(self.batch * self.length, -1).index_select(0, self.idx)
+
     def pad(self, x: Any) -> Any:
         """``[tokens, d]`` packed rows back to ``[batch, length, d]``, zero at padding."""
         out = x.new_zeros(self.batch * self.length, x.shape[-1])
@@ -84,7 +88,7 @@ class Packing:
 def embed_packed(backbone: Any, packing: Packing, input_ids: Any, token_type_ids: Any = None) -> Any:
     """The embedding layer's output at the real tokens: ``[tokens, hidden]``."""
     emb = backbone.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
-    return emb.reshape(packing.batch * packing.length, -1).index_select(0, packing.idx)
+    return packing.pack(emb)
 
 
 def run_layers(layers: Any, h: Any, packing: Packing) -> Any:
@@ -108,7 +112,7 @@ def run_layers(layers: Any, h: Any, packing: Packing) -> Any:
             q, k, v, attn_mask=packing.key_mask, dropout_p=attn.dropout.p if attn.training else 0.0,
             scale=attn.scaling,
         )
-        ctx = ctx.transpose(1, 2).reshape(batch * length, heads * head_dim).index_select(0, packing.idx)
+        ctx = packing.pack(ctx.transpose(1, 2))  # (tokens, heads * head_dim)
         h = layer.attention.output(ctx, h)  # dense, dropout, residual, LayerNorm: token-wise
         h = layer.output(layer.intermediate(h), h)
     return h
