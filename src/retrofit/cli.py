@@ -56,13 +56,14 @@ def resolved(params: Params) -> Params:
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     choice = resolve_runtime(
-        params.base.threads, {"bf16_inference": params.base.bf16_inference, "train_bf16": params.train.bf16}, device
+        params.base.threads, {"bf16_inference": params.base.bf16_inference, "train_bf16": params.train.bf16}, device,
+        params.base.fp32_linear,
     )
     seed_everything(params.base.seed)
     logging.getLogger(__name__).info(
-        "runtime: %d thread(s) of %d usable core(s); bf16 %s for inference, %s for training (%s)",
+        "runtime: %d thread(s) of %d usable core(s); bf16 %s for inference, %s for training (%s); fp32 linear: %s",
         choice["threads"], choice["cores"], "on" if choice["bf16_inference"] else "off",
-        "on" if choice["train_bf16"] else "off", choice["bf16_reason"],
+        "on" if choice["train_bf16"] else "off", choice["bf16_reason"], choice["fp32_linear"],
     )
     return params.model_copy(update={
         "base": params.base.model_copy(update={"threads": choice["threads"],

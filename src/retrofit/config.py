@@ -79,6 +79,8 @@ class BaseParams(_Group):
     cache_dir: str = Field(min_length=1)
     #: bf16 autocast for encoding and generation; ``auto``: only where the device computes bf16 natively.
     bf16_inference: bool | Literal["auto"]
+    #: fp32 ``nn.Linear`` products on the CPU (retrofit.embed.linear): ``auto`` = oneDNN where torch has it.
+    fp32_linear: Literal["auto", "onednn", "aten"]
 
 
 class HubEnglishDefaults(_Group):

@@ -81,6 +81,31 @@ def native_bf16(device: str = "cpu") -> tuple[bool, str]:
     return False, f"no native bf16 ({torch.backends.cpu.get_cpu_capability()})"
 
 
+#: Values of ``base.fp32_linear`` (:mod:`retrofit.embed.linear`): ``auto`` resolves to ``onednn`` where torch has it, else ``aten``.
+LINEAR_KERNELS = ("auto", "onednn", "aten")
+
+
+def onednn_available() -> bool:
+    """Whether this torch build can run a dense fp32 linear through oneDNN on the CPU."""
+    import torch
+
+    return bool(torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
+
+
+def resolve_linear_kernel(setting: str) -> str:
+    """``base.fp32_linear``'s concrete value: ``auto`` -> ``onednn`` where available, else ``aten``.
+
+    Raises:
+        ValueError: For a value outside :data:`LINEAR_KERNELS`, or ``onednn`` asked for where torch lacks it.
+    """
+    if setting not in LINEAR_KERNELS:
+        raise ValueError(f"fp32_linear must be one of {list(LINEAR_KERNELS)}, got {setting!r}")
+    available = onednn_available()
+    if setting == "onednn" and not available:
+        raise ValueError("fp32_linear: onednn asked for, but this torch build has no oneDNN linear; use auto or aten")
+    return "onednn" if setting == "onednn" or (setting == "auto" and available) else "aten"
+
+
 def resolve_bf16(setting: bool | str, device: str = "cpu") -> bool:
     """A bf16 param's value: ``True``/``False`` as given, ``"auto"`` from :func:`native_bf16`."""
     if setting == "auto":
@@ -158,28 +183,37 @@ def redecide_threads(at: str) -> int | None:
     return n
 
 
-def resolve_runtime(threads: int | str, bf16: Mapping[str, bool | str], device: str = "cpu") -> dict[str, Any]:
-    """Resolve a stage's thread count and bf16 switches once, pin the threads and remember the choice.
+def resolve_runtime(threads: int | str, bf16: Mapping[str, bool | str], device: str = "cpu",
+                    fp32_linear: str = "auto") -> dict[str, Any]:
+    """Resolve a stage's thread count, bf16 switches and fp32 linear kernel once, pin the threads, remember the choice.
 
     Args:
         threads: ``base.threads`` (an int or ``"auto"``).
         bf16: The stage's bf16 params by name (``{"bf16_inference": "auto", ...}``).
         device: The device the bf16 switches apply to.
+        fp32_linear: ``base.fp32_linear`` (:func:`resolve_linear_kernel`).
 
     Returns:
         ``{"threads": n, "cores": n, "device": ..., "native_bf16": bool, "bf16_reason": ..., "thread_decisions":
-        [{"at", "threads", "busy_cores"}], <name>: bool, ...}``, also kept for :func:`runtime_choices`.
+        [{"at", "threads", "busy_cores"}], "fp32_linear": "onednn"|"aten", <name>: bool, ...}``, also kept for
+        :func:`runtime_choices`.
     """
     n, busy = _decide_threads(threads)
     set_threads(n)
     native, reason = native_bf16(device)
     choices = {"threads": n, "threads_param": threads, "cores": usable_cores(), "device": device,
                "native_bf16": native, "bf16_reason": reason,
-               "thread_decisions": [{"at": "start", "threads": n, "busy_cores": busy}]}
+               "thread_decisions": [{"at": "start", "threads": n, "busy_cores": busy}],
+               "fp32_linear": resolve_linear_kernel(fp32_linear) if device == "cpu" else "aten"}
     choices.update({name: native if value == "auto" else bool(value) for name, value in bf16.items()})
     _CHOICES.clear()
     _CHOICES.update(choices)
     return dict(choices)
+
+
+def fp32_linear() -> str:
+    """The fp32 linear kernel :func:`resolve_runtime` chose in this process (``aten``, torch's own, before it ran)."""
+    return str(_CHOICES.get("fp32_linear", "aten"))
 
 
 def runtime_choices() -> dict[str, Any]:

@@ -27,10 +27,11 @@ import numpy as np
 import numpy.typing as npt
 from tqdm.auto import tqdm
 
+from retrofit.embed.linear import kernel_identity, use_kernel
 from retrofit.embed.work import WORK
 from retrofit.io import fingerprint_model_dir
 from retrofit.models.load import check_model_dir
-from retrofit.runtime import inference_autocast
+from retrofit.runtime import fp32_linear, inference_autocast
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +145,9 @@ class SentenceTransformerEncoder:
                                      "torch": torch.__version__}
             if self.bf16:
                 extra["dtype"] = "bf16-autocast"
+            kernel = kernel_identity(fp32_linear(), self.bf16) if self.device == "cpu" else None
+            if kernel:
+                extra["linear"] = kernel
             self._fingerprint = fingerprint_model_dir(self.model_dir, extra=extra)
         return self._fingerprint
 
@@ -154,6 +158,7 @@ class SentenceTransformerEncoder:
             from sentence_transformers import SentenceTransformer
 
             model = SentenceTransformer(str(self.model_dir), device=self.device, local_files_only=True)
+            use_kernel(model, fp32_linear())
             absent = {k: n for k, n in self.prompt_names.items() if not (model.prompts or {}).get(n)}
             if absent:
                 raise ValueError(
@@ -214,13 +219,21 @@ class SentenceTransformerEncoder:
 
     def token_lengths(self, texts: Sequence[str], kind: Kind) -> npt.NDArray[np.int64]:
         """Each text's token count from the model's own ``preprocess`` with the kind's prompt (after truncation)."""
-        model = self.model
-        prompt = model.prompts[self.prompt_names[kind]]
-        return np.concatenate([
-            model.preprocess(list(texts[start : start + _LENGTH_CHUNK]), prompt=prompt)["attention_mask"]
-            .sum(-1).numpy()
-            for start in range(0, len(texts), _LENGTH_CHUNK)
-        ])  # (len(texts),)
+        return token_lengths(self.model, texts, self.model.prompts[self.prompt_names[kind]])
+
+
+def token_lengths(model: Any, texts: Sequence[str], prompt: str | None) -> npt.NDArray[np.int64]:
+    """Each text's token count under a ``SentenceTransformer``'s own ``preprocess`` with ``prompt`` (after truncation).
+
+    These are the lengths its ``encode`` will see, so batches of sorted lengths carry little padding.
+    """
+    if not texts:
+        return np.zeros(0, dtype=np.int64)
+    return np.concatenate([
+        model.preprocess(list(texts[start : start + _LENGTH_CHUNK]), prompt=prompt)["attention_mask"]
+        .sum(-1).numpy()
+        for start in range(0, len(texts), _LENGTH_CHUNK)
+    ]).astype(np.int64)  # (len(texts),)
 
 
 def group_by_length(lengths: npt.NDArray[np.int64]) -> list[npt.NDArray[np.int64]]:

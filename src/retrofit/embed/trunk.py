@@ -13,7 +13,8 @@ Correctness does not rest on the params: an entry's key is a hash of
   another model's;
 - the batch's token ids, attention mask and segment ids, so a hit holds exactly the tokens being encoded;
 - what changes the floating-point result: the runtime that computes the trunk (torch's version and the autocast
-  dtype, or OpenVINO's version and precision: :mod:`retrofit.embed.openvino`).
+  dtype and, in fp32, the linear kernel of :mod:`retrofit.embed.linear`; or OpenVINO's version and precision:
+  :mod:`retrofit.embed.openvino`).
 
 The thread count is *not* in the key: the trunk forward gives the same bits at 1 and 2 threads, in torch and in
 OpenVINO, at both precisions (measured on every evaluation batch by ``bench/eval_backends.py``, and tested in
@@ -39,6 +40,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from retrofit.embed.linear import kernel_identity
 from retrofit.embed.openvino import OpenVINOStack, check_segments
 from retrofit.embed.unpad import (
     Packing,
@@ -48,6 +50,7 @@ from retrofit.embed.unpad import (
     unsupported_reason,
 )
 from retrofit.embed.work import WORK
+from retrofit.runtime import fp32_linear
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +119,8 @@ class TrunkCache:
         else:
             autocast = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
             computed_by = f"torch-{torch.__version__}|{device}|{autocast}"
+            kernel = kernel_identity(fp32_linear(), autocast is not None) if device == "cpu" else None
+            computed_by += f"|{kernel}" if kernel else ""
         h = hashlib.sha256(computed_by.encode())
         for t in (input_ids, attention_mask, token_type_ids):
             if t is None:

@@ -30,11 +30,13 @@ from tqdm.auto import tqdm
 
 from retrofit.config import ParamsError
 from retrofit.embed.openvino import OpenVINOStack, unavailable_reason
+from retrofit.embed.encoder import token_lengths
+from retrofit.embed.linear import use_kernel
 from retrofit.embed.trunk import TrunkCache, enable_trunk_cache
 from retrofit.embed.unpad import enable_unpadding
 from retrofit.io import fingerprint_model_dir
 from retrofit.models.load import check_model_dir
-from retrofit.runtime import inference_autocast
+from retrofit.runtime import fp32_linear, inference_autocast
 
 if TYPE_CHECKING:
     from torch.utils.data import DataLoader
@@ -132,7 +134,7 @@ class PromptCachedEncoder(AbsEncoder):
         return self.passage_prompt if prompt_type == PromptType.document else self.query_prompt
 
     def precompute(self, texts: Iterable[str], prompt_type: PromptType) -> int:
-        """Embed the texts not cached yet, longest first (little padding per batch), with a progress bar.
+        """Embed the texts not cached yet, longest token count first (little padding per batch), with a progress bar.
 
         Args:
             texts: Texts to embed.
@@ -142,9 +144,14 @@ class PromptCachedEncoder(AbsEncoder):
             How many texts were newly embedded.
         """
         prompt = self.prompt_for(prompt_type)
-        todo = sorted({t for t in texts if (prompt, t) not in self._cache}, key=lambda t: (-len(t), t))
+        todo = sorted({t for t in texts if (prompt, t) not in self._cache})
         if not todo:
             return 0
+        if hasattr(self.model, "preprocess"):  # longest token count first: 32% of XQuAD's tokens were padding by characters
+            lengths = token_lengths(self.model, todo, prompt)  # (len(todo),)
+            todo = [todo[i] for i in np.lexsort((np.arange(len(todo)), -lengths))]
+        else:
+            todo.sort(key=lambda t: -len(t))
         label = "passages" if prompt_type == PromptType.document else "queries"
         with tqdm(total=len(todo), desc=f"Encoding {label}", unit="text", disable=not self.show_progress_bar) as bar:
             for start in range(0, len(todo), self.batch_size):
@@ -256,6 +263,8 @@ def load_encoder(
         import torch
 
         openvino = {"bf16": bf16, "threads": torch.get_num_threads()}
+    else:
+        use_kernel(model, fp32_linear())
     trunk = None
     if trunk_layers:
         if cache_dir is None:

