@@ -32,7 +32,7 @@ def main() -> None:
         summary = build_report(
             evals, params.scale.per_language, params.plot.seed_runs, out, Path("reports/RESULTS.md"),
             resamples=params.plot.bootstrap_resamples, seed=params.plot.bootstrap_seed,
-            extra_sections=mined + mmteb,
+            extra_sections=mined + mmteb, arm_seeds=params.plot.arm_seeds, margin=params.plot.equivalence_margin,
         )
     for name, f in summary["findings"].items():
         print(f"plot: {name}: {f['verdict'] if f else 'not run'}")

@@ -260,3 +260,40 @@ def test_a_bug_keeps_its_traceback(ws: Path, tmp_path: Path) -> None:
     script.write_text("from retrofit import cli\n\ndef main():\n    raise ValueError('a bug')\n\ncli.run(main)\n")
     res = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert res.returncode == 1 and "Traceback" in res.stderr and "ValueError: a bug" in res.stderr
+
+
+def test_a_failure_partway_leaves_no_output_and_no_lock_entry(ws: Path) -> None:
+    """The endpoint answers two requests, then fails every other (HTTP 500): ``generate`` stops after its work began.
+
+    Run by ``dvc repro`` as a user runs it: the circuit breaker stops the stage (exit 2, one ``error:`` line), which
+    leaves no output (not even a partial one), and ``dvc.lock`` gains no entry for it; the two paid answers stay in the
+    response cache, so a rerun does not pay for them again.
+    """
+    answer = json.dumps({"query": "Was steht im Text?"})
+    with FakeOpenAIServer(responder=lambda prompt: answer, fail_after=2) as server:
+        _openai(ws, server.url)
+        _set_params(ws, lambda p: (p["generate"].update(per_language=4), p["generate"]["openai"].update(
+            concurrency=1, max_retries=0, breaker_window=2, breaker_failure_rate=0.5)))  # two answers, then failures
+        env = {**os.environ, "FAKE_KEY": "fake-key", "HF_HUB_OFFLINE": "1"}
+        for cmd in (["init", "--no-scm", "-q"], ["config", "core.analytics", "false"]):
+            subprocess.run([sys.executable, "-m", "dvc", *cmd], cwd=ws, check=True, env=env)
+        (ws / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"generate": {
+            "cmd": f"{sys.executable} stages/generate.py",
+            "deps": ["data/prepared", "models/base"], "params": ["base", "generate"],
+            "outs": ["data/generated", {"reports/generate/sample.md": {"cache": False}},
+                     {"reports/generate/ledger.json": {"cache": False}}]}}}))
+        for out in ("data/generated", "reports/generate"):
+            shutil.rmtree(ws / out, ignore_errors=True)
+        res = subprocess.run([sys.executable, "-m", "dvc", "repro", "generate"], cwd=ws, capture_output=True,
+                             text=True, timeout=300, env=env)
+        answered = server.requests_total
+    assert res.returncode != 0, res.stdout[-2000:]
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "HTTP 500" in errors[0] and "Traceback" not in res.stderr, res.stderr[-3000:]
+    assert answered > 2  # it had begun: two answers, then at least one refusal
+    for out in ("data/generated", "reports/generate/sample.md", "reports/generate/ledger.json"):
+        assert not (ws / out).exists(), f"generate left {out} behind"
+    lock = ws / "dvc.lock"
+    assert not lock.exists() or "generate" not in (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
+    cached = [line for p in (ws.parent / "cache").rglob("responses-*.jsonl") for line in p.read_text().splitlines()]
+    assert len(cached) == 2  # nothing paid for is lost

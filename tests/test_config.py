@@ -108,3 +108,12 @@ def test_official_models_must_name_models():
         validate_params(_with({"scale": {"per_language": [0, 4]}, "evaluate": {"official": {"models": ["scale_5"]}}}))
     with pytest.raises(ParamsError, match="train.batch_groups"):
         validate_params(_with({"train": {"batch_groups": "by_language"}}))
+
+
+def test_arm_seeds_must_name_models_and_the_margin_be_positive():
+    ok = validate_params(_with({"runs": {"s2": "train.seed=43"}, "plot": {"arm_seeds": {"scale_0": ["s2"]}}}))
+    assert ok.plot.arm_seeds == {"scale_0": ["s2"]}
+    with pytest.raises(ParamsError, match=r"plot.arm_seeds.scale_0: \['s9'\] are not models"):
+        validate_params(_with({"plot": {"arm_seeds": {"scale_0": ["s9"]}}}))
+    with pytest.raises(ParamsError, match="equivalence_margin"):
+        validate_params(_with({"plot": {"equivalence_margin": 0}}))

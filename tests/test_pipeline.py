@@ -24,6 +24,8 @@ from tests.generate.fake_openai_server import FakeOpenAIServer
 from tests.generate.test_pipeline import reversed_query
 from tests.mirror import mirror_or_skip
 
+from retrofit.report import Comparer, load_evaluations
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -42,7 +44,8 @@ def tiny_params(model_dir: Path, cache: Path, base_url: str) -> dict:
     params["base"].update(cache_dir=str(cache), bf16_inference=False)
     params["model"]["base"] = str(model_dir)
     params["generate"].update(
-        backend="openai", languages=["de", "zh"], per_language=4, roundtrip_top_k=0,
+        # the round trip runs as in the default (top 3), on a pool small enough for the tiny model to pass some
+        backend="openai", languages=["de", "zh"], per_language=4, roundtrip_top_k=3, passages_per_language=6,
         task_types={"short_query": 1.0, "title": 1.0},
         openai={**params["generate"]["openai"], "base_url": base_url, "model": "fake", "api_key_env": "FAKE_KEY",
                 "concurrency": 2, "timeout_s": 10, "max_retries": 1},
@@ -62,11 +65,14 @@ def tiny_params(model_dir: Path, cache: Path, base_url: str) -> dict:
         "div_lang": "train.mix.english=[] train.mix.task_types=[short_query] train.mix.per_language=4 train.mix.allow_shortfall=true",
         "div_task": "train.mix.languages=[de] train.mix.english_per_source=2 train.mix.per_language=4",
         "oracle": "train.mix.synthetic_source=oracle",
+        "taskbatch": "train.batch_groups=task",
+        "crossling": "train.mix.cross_lingual=0.5",
+        "scale_0_s2": "train.mix.per_language=0 train.seed=7",  # a second arm with seeds: seed noise in its interval
     }
     params["evaluate"].update(languages=["de", "en", "zh"], max_queries_per_lang=8, batch_size=16, max_seq_length=128,
                               official={"tasks": ["LegalBenchCorporateLobbying"], "base_only": ["BelebeleRetrieval"],
                                         "models": ["base", "scale_0", "scale_4", "seed2", "seed3", "oracle"]})
-    params["plot"].update(bootstrap_resamples=200)
+    params["plot"].update(bootstrap_resamples=200, arm_seeds={"scale_0": ["scale_0_s2"]})
     return params
 
 
@@ -115,6 +121,18 @@ def test_dvc_repro_tiny(tiny_project: Path, tmp_path: Path):
         findings = json.loads((tiny_project / "reports/results/findings.json").read_text())
         assert set(findings["findings"]) >= {"plateau", "hard_negatives", "task_over_language_diversity"}
         assert findings["seed_sd"]["primary"] is not None and findings["seed_models"] == ["scale_4", "seed2", "seed3"]
+        assert findings["findings"]["hard_negatives"]["noise"] == "one seed: query noise only"  # nohard ran once
+        gain = findings["findings"]["gain_from_synthetic"]  # scale_4 (3 seeds) - scale_0 (2 seeds): both noises
+        assert gain["noise"] == "seeds and questions" and (gain["seeds_a"], gain["seeds_b"]) == (3, 2)
+        for run in ("taskbatch", "crossling"):
+            assert f"(`scale_4` - `{run}`)" in results, run
+        # on real per-query files: a mean of mono and cross, under draws of questions shared by all three, is never
+        # more uncertain than the more uncertain of the two (the old row-wise resampling broke this)
+        evals = load_evaluations(tiny_project / "reports/eval", ["base", "scale_0", "scale_4", "seed2", "nohard"])
+        cmp = Comparer(evals, {}, "scale_4", resamples=300, seed=0)
+        for name in evals:
+            width = {m: (lambda iv: iv[1] - iv[0])(cmp.own_interval(name, m)) for m in ("primary", "mono", "cross")}
+            assert width["primary"] <= max(width["mono"], width["cross"]) + 0.02, (name, width)
         for name in ("base", "scale_0", "scale_4", "seed2", "seed3", "nohard", "div_lang", "div_task", "oracle"):
             metrics = json.loads((tiny_project / f"reports/eval/{name}/metrics.json").read_text())
             assert set(metrics["families"]) == {"mono", "cross", "pooled"} and metrics["max_seq_length"] == 128
@@ -130,12 +148,19 @@ def test_dvc_repro_tiny(tiny_project: Path, tmp_path: Path):
             assert set(official["tasks"]) == want, name  # base-only tasks run for the base model alone
         assert "## Oracle: human questions at the same counts (`scale_4` - `oracle`)" in results
         assert "## Hard negatives: teacher scores" in results and "| random negative |" in results
-        oracle_info = json.loads((tiny_project / "reports/train/oracle/info.json").read_text())
-        assert oracle_info["mixture"]["synthetic_by_lang"] == {"de": 4, "zh": 4}
-        assert oracle_info["mixture"]["by_group"].get("oracle_short_query") == 8
-        assert "scale_4 | " in results and "[" in results.split("## Findings")[1]  # intervals are printed
+        # the round trip ran as in the default (top 3, here of a 6-passage pool): it embedded every query it judged
+        generated = json.loads((tiny_project / "data/generated/metrics.json").read_text())
+        ledger = json.loads((tiny_project / "reports/generate/ledger.json").read_text())
+        assert generated["roundtrip_top_k"] == 3 and generated["examples"] > 0
+        pool = 2 * 6  # passages_per_language in each of the two languages
+        assert ledger["round_trip_work"]["texts"] > pool, ledger["round_trip_work"]  # the queries were embedded too
         info = json.loads((tiny_project / "reports/train/scale_4/info.json").read_text())
-        assert info["mixture"]["synthetic_by_lang"] == {"de": 4, "zh": 4} and info["steps"] == 2
+        by_lang = info["mixture"]["synthetic_by_lang"]
+        assert set(by_lang) == {"de", "zh"} and all(1 <= n <= 4 for n in by_lang.values()) and info["steps"] == 2
+        oracle_info = json.loads((tiny_project / "reports/train/oracle/info.json").read_text())
+        assert oracle_info["mixture"]["synthetic_by_lang"] == by_lang  # the same slots, human questions in them
+        assert oracle_info["mixture"]["by_group"].get("oracle_short_query") == sum(by_lang.values())  # all questions
+        assert "scale_4 | " in results and "[" in results.split("## Findings")[1]  # intervals are printed
         assert json.loads((tiny_project / "reports/train/scale_0/info.json").read_text())["mixture"][
             "synthetic_by_lang"] == {}
         assert "up to date" in _run(*dvc, "repro", cwd=tiny_project, env=env).lower()

@@ -1,7 +1,7 @@
-"""The README's sharing recipe, run for real: a local-directory DVC remote and a shared cache directory.
+"""The sharing recipe of docs/sharing.md, run for real: a local-directory DVC remote and a shared cache directory.
 
 A tiny DVC project (one stage) stands in for this pipeline so the test stays fast; the commands are exactly the
-ones the README gives.
+ones docs/sharing.md gives.
 """
 
 import shutil

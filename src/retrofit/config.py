@@ -394,6 +394,11 @@ class PlotParams(_Group):
     bootstrap_seed: int = Field(ge=0)
     #: Runs that repeat the top scale point with other training seeds; with it they give the seed spread.
     seed_runs: list[str]
+    #: Seed replicas of other arms, ``{arm: [run, ...]}``: a comparison of two arms that each have 2 or more seeds
+    #: carries seed noise in its interval (retrofit.eval.stats.seeded_difference); otherwise it is labelled one seed.
+    arm_seeds: dict[str, list[str]]
+    #: nDCG@10 x100 within which a difference counts as no effect, for every "no effect" claim (TOST at 5% per side).
+    equivalence_margin: float = Field(gt=0)
 
 
 class Params(_Group):
@@ -439,7 +444,7 @@ class Params(_Group):
             try:
                 run = apply_overrides(copy.deepcopy(raw), sets.split())
                 run["evaluate"]["official"]["models"] = None  # names runs, which a run's own check has none of
-                Params.model_validate({**run, "runs": {}, "plot": {**raw["plot"], "seed_runs": []}})
+                Params.model_validate({**run, "runs": {}, "plot": {**raw["plot"], "seed_runs": [], "arm_seeds": {}}})
             except ValidationError as exc:
                 raise ValueError(_format_error(exc, f"runs.{name}")) from None
         return self
@@ -459,6 +464,12 @@ class Params(_Group):
         unknown = [r for r in self.plot.seed_runs if r not in self.runs]
         if unknown:
             raise ValueError(f"plot.seed_runs: {unknown} are not runs; define them under runs (e.g. train.seed=44)")
+        known = {"base", *(f"scale_{n}" for n in self.scale.per_language), *self.runs}
+        for arm, replicas in self.plot.arm_seeds.items():
+            unknown = [m for m in (arm, *replicas) if m not in known]
+            if unknown:
+                raise ValueError(f"plot.arm_seeds.{arm}: {unknown} are not models; define the runs under runs "
+                                 "(e.g. scale_0_s2: train.mix.per_language=0 train.seed=43)")
         return self
 
 

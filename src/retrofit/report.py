@@ -7,7 +7,8 @@ base model, every data-scale point (``scale_<n>``) and the named runs of ``param
 enter the paper's findings:
 
 - the top scale point and ``plot.seed_runs`` (``seed2``, ``seed3``): one configuration under several training
-  seeds; the sample standard deviation of their scores is the *seed sd*;
+  seeds; the sample standard deviation of their scores is the *seed sd*; ``plot.arm_seeds`` gives other arms'
+  seed replicas;
 - ``nohard``: the top scale point without mined hard negatives;
 - ``div_lang`` and ``div_task``: one example budget spent on many languages with one task type, or on many task
   types in fewer languages;
@@ -17,19 +18,24 @@ enter the paper's findings:
 - ``crossling``: the top scale point with half its non-English synthetic rows paired with the English version of
   their passage (``train.mix.cross_lingual``, :mod:`retrofit.data.cross_lingual`), compared on the cross family too.
 
-Every difference is ``A - B`` on the same queries, with a paired bootstrap 95% interval over queries
-(:func:`retrofit.eval.stats.paired_bootstrap`); a finding counts only by the rule of :func:`retrofit.eval.stats.verdict`
-(interval excludes zero and the difference exceeds twice the seed sd). The primary metric is the mean of the mono
-and cross families of held-out XQuAD (pooled is a diagnostic; see the README).
+Every difference is ``A - B`` on the same queries (:func:`retrofit.eval.stats.seeded_difference`): the mean over
+each arm's seeds, with one 95% interval for seeds and questions where both arms have 2 or more seeds, and a paired
+bootstrap over questions, labelled "one seed: query noise only", where not. Questions are resampled as units: an XQuAD
+question with its values in every language (:func:`retrofit.eval.xquad.question_of`), the same draws for the primary
+metric and its families. A difference is resolved when its interval excludes zero
+(:func:`retrofit.eval.stats.verdict`); a claim of no effect (the plateau) needs the 90% interval inside
+``plot.equivalence_margin`` (TOST, :func:`retrofit.eval.stats.equivalent`). The primary metric is the mean of the mono
+and cross families of held-out XQuAD (pooled is a diagnostic; see docs/evaluation.md).
 
 Outputs (``out_dir``; every file is rewritten):
 
 - ``scores.csv``: one tidy row per (model, benchmark, family or subset): ``model, scale, benchmark, family,
   subset, score``; scores in [0, 1] (nDCG@10; F1 for Tatoeba);
 - ``comparisons.csv``: every compared pair: ``a, b`` (model names), ``metric, score_a, score_b, delta, lo, hi,
-  seed_sd, verdict``;
-- ``scale.csv``, ``ablation.csv``, ``diversity.csv``: the plots' data with each score's own 95% interval
-  (``lo``, ``hi``), drawn by ``dvc plots show`` with the templates in ``.dvc/plots/``;
+  lo90, hi90, noise, seeds_a, seeds_b, verdict``;
+- ``scale.csv``: each scale point's gain over ``scale_0`` per metric with its 95% interval (``gain, lo, hi``);
+  ``ablation.csv``, ``diversity.csv``: each comparison as its difference with its interval and the equivalence
+  margin (a forest plot); drawn by ``dvc plots show`` with the templates in ``.dvc/plots/``;
 - ``models.json``: ``{model: {metric: score}}`` (a DVC metric: ``dvc exp show`` compares every model);
 - ``findings.json``: seed sd per metric, the findings and every model against the base, with intervals;
 - ``figures/*.png``: the same with error bars and bands;
@@ -48,6 +54,7 @@ from typing import Any
 from retrofit.errors import InputError
 from retrofit.eval import stats
 from retrofit.eval.official import published_markdown
+from retrofit.eval.xquad import question_of
 from retrofit.schema import EVAL_FAMILIES, OFFICIAL_TASK_NAMES
 
 #: Mean main score (x100) over the 18 Retrieval tasks of MTEB(Multilingual), as the README's anchor table quotes it.
@@ -73,7 +80,9 @@ BATCH_ABLATION_RUN = "taskbatch"
 CROSS_RUN = "crossling"
 #: How each official task's per-query values are resampled (see retrofit.eval.stats).
 _STATISTIC = {"Tatoeba": "bitext_f1"}
-_CLUSTERED = {"BelebeleRetrieval"}  # its subsets ask the same questions (parallel eng/deu)
+#: The resampling unit of each official task (absent: each subset on its own, as Tatoeba's languages hold different
+#: sentences); Belebele's subsets ask the same questions (parallel eng/deu) under the same ids.
+_UNIT: dict[str, stats.Unit] = {"BelebeleRetrieval": lambda query_id: query_id}
 _LABELS = {"primary": "primary (mono+cross)", "BelebeleRetrieval": "Belebele",
            "LegalBenchCorporateLobbying": "LegalBench"}
 
@@ -97,13 +106,13 @@ class Evaluation:
         task = self.official.get("tasks", {}).get(metric)
         return None if task is None else float(task["main_score"])
 
-    def values(self, metric: str) -> tuple[dict[str, Any], bool]:
-        """Per-query values of ``metric`` as ``({subset: {id: value}}, clustered)``."""
+    def values(self, metric: str) -> tuple[dict[str, Any], stats.Unit | None]:
+        """Per-query values of ``metric`` as ``({subset: {id: value}}, resampling unit)``."""
         if metric == "primary":
-            return {"all": self.per_query["primary"]}, False
+            return {"all": self.per_query["primary"]}, question_of  # keyed by the bare question id
         if metric in self.per_query["ndcg_at_10"]:
-            return self.per_query["ndcg_at_10"][metric], True  # XQuAD subsets ask the same questions
-        return self.official_per_query[metric], metric in _CLUSTERED
+            return self.per_query["ndcg_at_10"][metric], question_of  # "<lang>:q:<question>" in every language
+        return self.official_per_query[metric], _UNIT.get(metric)
 
 
 def load_evaluations(eval_dir: Path, names: Sequence[str]) -> dict[str, Evaluation]:
@@ -182,44 +191,69 @@ def mmteb_markdown(mmteb: Mapping[str, Mapping[str, Any]], anchors: Mapping[str,
 
 
 class Comparer:
-    """Paired bootstrap comparisons between loaded evaluations, with the seed sd of each metric."""
+    """Comparisons between loaded evaluations: seed-and-question intervals, verdicts and the equivalence margin."""
 
-    def __init__(self, evals: Mapping[str, Evaluation], seed_models: Sequence[str], resamples: int, seed: int):
-        """Args: evals: every model; seed_models: the top configuration under each training seed."""
+    def __init__(self, evals: Mapping[str, Evaluation], seeds: Mapping[str, Sequence[str]], top: str, resamples: int,
+                 seed: int, margin: float = 0.005):
+        """Args:
+            evals: Every model.
+            seeds: Each arm's seed replicas ``{arm: [run, ...]}`` (the top point's ``plot.seed_runs`` among them).
+            top: The top scale point, whose seeds give the seed spread section.
+            resamples, seed: The bootstrap's.
+            margin: ``plot.equivalence_margin`` as a fraction (x100 in params).
+        """
         self.evals = evals
         self.resamples = resamples
         self.seed = seed
-        self.seed_models = [m for m in seed_models if m in evals]
+        self.margin = margin
+        self.arms = {arm: [m for m in (arm, *runs) if m in evals] for arm, runs in seeds.items()}
+        self.seed_models = self.arms.get(top, [top] if top in evals else [])
         self.seed_sd = {m: stats.seed_sd([s for s in (evals[x].score(m) for x in self.seed_models) if s is not None])
                         for m in (*XQUAD_METRICS, *OFFICIAL)}
         self._own: dict[tuple[str, str], tuple[float, float]] = {}  # the plot tables and RESULTS.md both ask
 
-    def compare(self, a: str, b: str, metric: str = "primary", expected_sign: int = 1) -> dict[str, Any] | None:
-        """``score(a) - score(b)`` with its interval and verdict; ``None`` when either model lacks the metric."""
+    def runs(self, arm: str, metric: str) -> list[str]:
+        """The models of ``arm`` (itself and its seed replicas) that have ``metric``."""
+        return [m for m in self.arms.get(arm, [arm]) if m in self.evals and self.evals[m].score(metric) is not None]
+
+    def compare(self, a: str, b: str, metric: str = "primary", expected_sign: int = 1,
+                arms: bool = True) -> dict[str, Any] | None:
+        """``score(a) - score(b)`` with its interval and verdict; ``None`` when either model lacks the metric.
+
+        With ``arms`` each side is its arm (the model and its seed replicas, scores averaged); without, the two
+        models alone (the every-model table).
+        """
         if a not in self.evals or b not in self.evals or None in (self.evals[a].score(metric),
                                                                   self.evals[b].score(metric)):
             return None
-        va, clustered = self.evals[a].values(metric)
-        vb, _ = self.evals[b].values(metric)
-        interval = stats.paired_bootstrap(va, vb, statistic=_STATISTIC.get(metric, "mean"), cluster=clustered,
-                                          resamples=self.resamples, seed=self.seed)
-        sd = self.seed_sd.get(metric)
+        unit = self.evals[a].values(metric)[1]
+        runs_a, runs_b = (self.runs(a, metric), self.runs(b, metric)) if arms else ([a], [b])
+        c = stats.seeded_difference([self.evals[m].values(metric)[0] for m in runs_a],
+                                    [self.evals[m].values(metric)[0] for m in runs_b],
+                                    statistic=_STATISTIC.get(metric, "mean"), unit=unit, resamples=self.resamples,
+                                    seed=self.seed)
         # the interval's own "a"/"b" are the two scores: kept as score_a/score_b, the names stay the models'
-        return {**interval, "a": a, "b": b, "score_a": interval["a"], "score_b": interval["b"], "metric": metric,
-                "seed_sd": sd, "verdict": stats.verdict(interval, sd, expected_sign)}
+        return {**c, "a": a, "b": b, "score_a": c["a"], "score_b": c["b"], "metric": metric,
+                "runs_a": runs_a, "runs_b": runs_b,
+                "verdict": stats.verdict(c, expected_sign), "equivalent": stats.equivalent(c, self.margin)}
 
     def own_interval(self, model: str, metric: str) -> tuple[float, float]:
         """The 95% bootstrap interval of one model's own XQuAD score (a difference against zero), computed once."""
         if (model, metric) not in self._own:
-            values, clustered = self.evals[model].values(metric)
+            values, unit = self.evals[model].values(metric)
             zero = {s: dict.fromkeys(v, 0.0) for s, v in values.items()}
-            r = stats.paired_bootstrap(values, zero, cluster=clustered, resamples=self.resamples, seed=self.seed)
+            r = stats.paired_bootstrap(values, zero, unit=unit, resamples=self.resamples, seed=self.seed)
             self._own[(model, metric)] = (r["lo"], r["hi"])
         return self._own[(model, metric)]
 
 
 def findings(cmp: Comparer, points: Sequence[int]) -> dict[str, dict[str, Any] | None]:
-    """The paper's three findings on the primary metric, plus the composite plateau verdict."""
+    """The paper's three findings on the primary metric, plus the composite plateau verdict.
+
+    The plateau is a claim of no effect, so it is reproduced only by equivalence: a resolved gain from synthetic data,
+    and the last step's 90% interval inside ``+-margin`` (TOST). A last step that is merely not resolved is *not* a
+    plateau: "gain reproduced; plateau not resolved at this scale".
+    """
     top, first = f"scale_{points[-1]}", f"scale_{points[0]}"
     out: dict[str, dict[str, Any] | None] = {
         "gain_from_synthetic": cmp.compare(top, first),
@@ -229,23 +263,30 @@ def findings(cmp: Comparer, points: Sequence[int]) -> dict[str, dict[str, Any] |
         "generated_vs_oracle": cmp.compare(top, ORACLE_RUN),
     }
     gain, last = out["gain_from_synthetic"], out["plateau_last_step"]
+    margin = f"+-{100 * cmp.margin:.2f}"
     if gain is None or last is None:
         plateau = "not run"
     elif gain["verdict"] == "opposite to the paper":
         plateau = "opposite to the paper: synthetic data lowers the primary metric, so there is no gain to plateau"
     elif gain["verdict"] != "reproduced":
         plateau = f"{gain['verdict']}: no resolved gain from synthetic data, so no plateau can be shown"
+    elif last["equivalent"]:
+        plateau = (f"reproduced: a resolved gain, and the last step's 90% interval [{100 * last['lo90']:+.2f}, "
+                   f"{100 * last['hi90']:+.2f}] lies inside the margin {margin} (TOST; {last['noise']})")
     elif last["verdict"] == "not resolved at this scale":
-        plateau = "reproduced: a resolved gain, and the last step adds nothing resolved"
+        plateau = (f"gain reproduced; plateau not resolved at this scale: the last step's 90% interval "
+                   f"[{100 * last['lo90']:+.2f}, {100 * last['hi90']:+.2f}] is not inside the margin {margin} "
+                   f"({last['noise']})")
     else:
         plateau = "not reproduced: the last step still changes the score (" + last["verdict"] + ")"
-    out["plateau"] = {"verdict": plateau}
+    out["plateau"] = {"verdict": plateau, "margin": cmp.margin}
     return out
 
 
 def build_report(
     evals: Mapping[str, Evaluation], scale_points: Sequence[int], seed_runs: Sequence[str], out_dir: Path,
     results_md: Path, *, resamples: int = 1000, seed: int = 0, extra_sections: list[str] | None = None,
+    arm_seeds: Mapping[str, Sequence[str]] | None = None, margin: float = 0.5,
 ) -> dict[str, Any]:
     """Write every output listed in the module docstring and return ``findings.json``'s content.
 
@@ -258,15 +299,18 @@ def build_report(
         resamples: Bootstrap resamples per comparison.
         seed: Bootstrap seed.
         extra_sections: Markdown lines appended to ``RESULTS.md`` (the MMTEB table, :func:`mmteb_markdown`).
+        arm_seeds: ``plot.arm_seeds``: other arms' seed replicas.
+        margin: ``plot.equivalence_margin`` (nDCG@10 x100).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     points = sorted(scale_points)
     top = f"scale_{points[-1]}"
-    cmp = Comparer(evals, [top, *seed_runs], resamples, seed)
+    cmp = Comparer(evals, {**(arm_seeds or {}), top: list(seed_runs)}, top, resamples, seed, margin / 100)
     metrics = [*XQUAD_METRICS, *OFFICIAL]
-    versus_base = {m: {k: cmp.compare(m, "base", k) for k in metrics} for m in evals if m != "base"}
+    versus_base = {m: {k: cmp.compare(m, "base", k, arms=False) for k in metrics} for m in evals if m != "base"}
     found = findings(cmp, points)
-    summary = {"seed_models": cmp.seed_models, "seed_sd": cmp.seed_sd, "findings": found, "versus_base": versus_base}
+    summary = {"seed_models": cmp.seed_models, "seed_sd": cmp.seed_sd, "arms": cmp.arms, "margin": cmp.margin,
+               "findings": found, "versus_base": versus_base}
     (out_dir / "findings.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     models = {m: {k: ev.score(k) for k in metrics} for m, ev in evals.items()}
     (out_dir / "models.json").write_text(json.dumps(models, indent=2) + "\n", encoding="utf-8")
@@ -274,7 +318,8 @@ def build_report(
                                                                    "score"])
     rows = [c for c in [*found.values(), *(c for v in versus_base.values() for c in v.values())] if c and "a" in c]
     _write_csv(out_dir / "comparisons.csv", rows,
-               ["a", "b", "metric", "score_a", "score_b", "delta", "lo", "hi", "seed_sd", "verdict"])
+               ["a", "b", "metric", "score_a", "score_b", "delta", "lo", "hi", "lo90", "hi90", "noise", "seeds_a",
+                "seeds_b", "verdict"])
     plots = plot_tables(cmp, points)
     for name, table in plots.items():
         _write_csv(out_dir / f"{name}.csv", table, list(table[0]) if table else ["label"])
@@ -303,21 +348,39 @@ def tidy_rows(evals: Mapping[str, Evaluation], points: Sequence[int]) -> list[di
     return rows
 
 
+def forest_pairs(top: str) -> dict[str, tuple[str, str, str]]:
+    """The forest plots: ``{table: (title, arm A, arm B)}``, each drawn as ``A - B`` on every XQuAD metric."""
+    return {"ablation": ("Hard negatives: top scale point - in-batch negatives only", top, "nohard"),
+            "diversity": ("Task diversity (T) - language diversity (L)", "div_task", "div_lang")}
+
+
 def plot_tables(cmp: Comparer, points: Sequence[int]) -> dict[str, list[dict[str, Any]]]:
-    """The plots' data: each XQuAD metric's score with its own 95% bootstrap interval."""
+    """The plots' data: the scale curve as each point's gain over the first, and each finding as a difference.
 
-    def row(model: str, metric: str, **extra: Any) -> dict[str, Any]:
-        lo, hi = cmp.own_interval(model, metric)
-        return {**extra, "model": model, "family": metric, "ndcg_at_10": cmp.evals[model].score(metric),
-                "lo": lo, "hi": hi}
-
-    scale = [row(f"scale_{n}", m, scale=n) for m in XQUAD_METRICS for n in points if f"scale_{n}" in cmp.evals]
-    top = f"scale_{points[-1]}"
-    tables = {"scale": scale}
-    for name, pairs in (("ablation", (("hard negatives", top), ("in-batch only", "nohard"))),
-                        ("diversity", (("(L) languages", "div_lang"), ("(T) tasks", "div_task")))):
-        tables[name] = [row(m, k, label=f"{k}: {v}", variant=v) for k in XQUAD_METRICS for v, m in pairs
-                        if m in cmp.evals]
+    Every row carries its 95% interval (``lo``, ``hi``); the forest rows also the equivalence margin
+    (``margin_lo``, ``margin_hi``), the noise the interval carries and the verdict.
+    """
+    first = f"scale_{points[0]}"
+    scale = []
+    for metric in XQUAD_METRICS:
+        for n in points:
+            model = f"scale_{n}"
+            c = cmp.compare(model, first, metric) if model != first else None
+            if model == first and model in cmp.evals:
+                scale.append({"scale": n, "model": model, "family": metric, "gain": 0.0, "lo": 0.0, "hi": 0.0})
+            elif c is not None:
+                scale.append({"scale": n, "model": model, "family": metric, "gain": c["delta"], "lo": c["lo"],
+                              "hi": c["hi"], "noise": c["noise"]})
+    tables: dict[str, list[dict[str, Any]]] = {"scale": scale}
+    for name, (_, a, b) in forest_pairs(f"scale_{points[-1]}").items():
+        rows = []
+        for metric in XQUAD_METRICS:
+            c = cmp.compare(a, b, metric)
+            if c is not None:
+                rows.append({"label": _LABELS.get(metric, metric), "comparison": f"{a} - {b}", "family": metric,
+                             "delta": c["delta"], "lo": c["lo"], "hi": c["hi"], "margin_lo": -cmp.margin,
+                             "margin_hi": cmp.margin, "noise": c["noise"], "verdict": c["verdict"]})
+        tables[name] = rows
     return tables
 
 
@@ -342,58 +405,62 @@ def format_diff(c: Mapping[str, Any] | None) -> str:
 
 def _figures(plots: Mapping[str, list[dict[str, Any]]], evals: Mapping[str, Evaluation], cmp: Comparer,
              points: Sequence[int], fig_dir: Path) -> None:
+    """``scale.png`` (each point's gain over the first, with bands) and one forest plot per finding pair."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig_dir.mkdir(parents=True, exist_ok=True)
+    first = f"scale_{points[0]}"
     fig, ax = plt.subplots(figsize=(6.8, 4.4))
     for metric, style in zip(XQUAD_METRICS, ("-o", "--s", "--^", ":d"), strict=True):
         pts = [r for r in plots["scale"] if r["family"] == metric]
         if not pts:
             continue
         xs = [r["scale"] for r in pts]
-        line, = ax.plot(xs, [100 * r["ndcg_at_10"] for r in pts], style, label=_LABELS.get(metric, metric),
+        line, = ax.plot(xs, [100 * r["gain"] for r in pts], style, label=_LABELS.get(metric, metric),
                         lw=2 if metric == "primary" else 1)
         ax.fill_between(xs, [100 * r["lo"] for r in pts], [100 * r["hi"] for r in pts], color=line.get_color(),
                         alpha=0.15)
-    seeds = [evals[m].score("primary") for m in cmp.seed_models]
-    if len(seeds) > 1:
-        ax.plot([points[-1]] * len(seeds), [100 * s for s in seeds], "k_", ms=12, label="primary, each training seed")
-    if "base" in evals:
-        ax.axhline(100 * evals["base"].score("primary"), color="grey", ls=":", lw=1.5, label="primary, base model")
+    if first in evals and len(cmp.seed_models) > 1:
+        ref = evals[first].score("primary")
+        ax.plot([points[-1]] * len(cmp.seed_models), [100 * (evals[m].score("primary") - ref) for m in cmp.seed_models],
+                "k_", ms=12, label="primary, each training seed")
+    if "base" in evals and first in evals:
+        ax.axhline(100 * (evals["base"].score("primary") - evals[first].score("primary")), color="grey", ls=":",
+                   lw=1.5, label="primary, base model")
+    ax.axhline(0, color="black", lw=0.8)
     ax.set_xlabel("synthetic examples per language")
-    ax.set_ylabel("nDCG@10 x100 (held-out XQuAD)")
-    ax.set_title("Data scale (bands: 95% bootstrap interval over queries)")
+    ax.set_ylabel(f"gain over {first}, nDCG@10 x100 (held-out XQuAD)")
+    ax.set_title("Data scale: gain over English-only training (bands: 95% intervals)", fontsize=10)
     ax.set_xticks(list(points))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(fig_dir / "scale.png", dpi=120)
     plt.close(fig)
-    for name, title in (("ablation", "Hard negatives vs in-batch negatives only"),
-                        ("diversity", "Task diversity (T) vs language diversity (L)")):
-        data = plots[name]
-        if not data:
+    for name, (title, a, b) in forest_pairs(f"scale_{points[-1]}").items():
+        rows = plots.get(name) or []
+        if not rows:
             continue
-        fig, ax = plt.subplots(figsize=(6.8, 4.4))
-        variants = list(dict.fromkeys(r["variant"] for r in data))
-        width = 0.8 / len(variants)
-        for i, v in enumerate(variants):
-            vals = {r["family"]: r for r in data if r["variant"] == v}
-            xs = [j + i * width for j, m in enumerate(XQUAD_METRICS) if m in vals]
-            rs = [vals[m] for m in XQUAD_METRICS if m in vals]
-            ys = [100 * r["ndcg_at_10"] for r in rs]
-            err = [[y - 100 * r["lo"] for y, r in zip(ys, rs, strict=True)],
-                   [100 * r["hi"] - y for y, r in zip(ys, rs, strict=True)]]
-            ax.bar(xs, ys, width, yerr=err, capsize=3, label=v)
-        ax.set_xticks([j + width * (len(variants) - 1) / 2 for j in range(len(XQUAD_METRICS))],
-                      [_LABELS.get(m, m) for m in XQUAD_METRICS], fontsize=8)
-        ax.set_ylabel("nDCG@10 x100 (held-out XQuAD)")
-        ax.set_title(title + " (95% intervals)", fontsize=10)
-        ax.legend()
-        ax.grid(axis="y", alpha=0.3)
+        fig, ax = plt.subplots(figsize=(6.8, 3.6))
+        ys = list(range(len(rows)))[::-1]
+        ax.axvspan(-100 * cmp.margin, 100 * cmp.margin, color="green", alpha=0.1,
+                   label=f"equivalence margin +-{100 * cmp.margin:.2f}")
+        ax.axvline(0, color="grey", ls="--", lw=1)
+        for y, r in zip(ys, rows, strict=True):
+            ax.plot([100 * r["lo"], 100 * r["hi"]], [y, y], color="C0", lw=2)
+            ax.plot(100 * r["delta"], y, "o", color="C0", ms=7)
+            b_mean = sum(evals[m].score(r["family"]) for m in cmp.runs(b, r["family"])) / len(cmp.runs(b, r["family"]))
+            seeds = [100 * (evals[m].score(r["family"]) - b_mean) for m in cmp.runs(a, r["family"])]
+            ax.plot(seeds, [y + 0.18] * len(seeds), "|", color="black", ms=8)
+        ax.plot([], [], "|", color="black", ms=8, label=f"each seed of {a} against {b}'s mean")
+        ax.set_yticks(ys, [f"{r['label']}\n({r['noise']})" for r in rows], fontsize=7)
+        ax.set_xlabel(f"{a} - {b}, nDCG@10 x100 (95% interval)")
+        ax.set_title(title, fontsize=10)
+        ax.legend(fontsize=7, loc="best")
+        ax.grid(axis="x", alpha=0.3)
         fig.tight_layout()
         fig.savefig(fig_dir / f"{name}.png", dpi=120)
         plt.close(fig)
@@ -404,20 +471,30 @@ def results_markdown(evals: Mapping[str, Evaluation], cmp: Comparer, points: Seq
     """``RESULTS.md``: the instrument check, the seed spread, the findings and every model, all with intervals."""
     top = f"scale_{points[-1]}"
     base = evals.get("base")
-    any_ev = next(iter(evals.values()))
+    lengths = sorted({ev.metrics.get("max_seq_length") for ev in evals.values()}, key=str)
+    condition = (f"Every model is evaluated at {lengths[0]} tokens per text on the same queries and corpora (every "
+                 "comparison checks that both asked the same queries)." if len(lengths) == 1 else
+                 f"**Models were evaluated at different lengths ({lengths} tokens per text)**: their differences mix "
+                 "the models with the condition.")
     lines = [
         "# Results on the embedded default",
         "",
         "Generated by the `plot` stage from `reports/eval/*/`; do not edit by hand. Scores are x100.",
-        f"Every model is evaluated under one condition: {any_ev.metrics.get('max_seq_length')} tokens per text, "
-        "the same queries and corpora.",
+        condition,
         "**Primary metric**: the mean of the mono and cross family means of held-out XQuAD (nDCG@10); the mono",
-        "and cross corpora hold all 240 paragraphs of a language, and the queries come from held-out articles only.",
+        "and cross corpora are a language's paragraphs as `evaluate.corpus` sets them, and the queries come from "
+        "held-out articles only.",
         "Pooled is a diagnostic family outside the primary metric.",
         "",
-        "Every difference is `A - B` with a paired bootstrap 95% interval over queries "
-        f"({cmp.resamples} resamples). A finding counts only when the interval excludes zero **and** the",
-        "difference exceeds twice the seed standard deviation; otherwise it is *not resolved at this scale*.",
+        "Every difference is `A - B`, each arm's score the mean over its training seeds. Its 95% interval carries",
+        "both sources of noise where both arms were trained under 2 or more seeds (questions by a bootstrap, "
+        f"{cmp.resamples} resamples,",
+        "seeds by each arm's seed variance; `retrofit.eval.stats.seeded_difference`), and questions only where not:",
+        f"those rows say *{stats.QUERY_ONLY}*. Questions are resampled as units: an XQuAD question brings its values",
+        "in every language and direction, with the same draws for the primary metric and its families.",
+        "A difference is resolved when its interval excludes zero; otherwise it is *not resolved at this scale*. A",
+        f"claim of no effect (the plateau) needs the 90% interval inside +-{100 * cmp.margin:.2f} "
+        "(`plot.equivalence_margin`, TOST).",
         "",
     ]
     lines += _instrument_section(base, published_markdown)
@@ -464,7 +541,6 @@ def _seed_section(cmp: Comparer, top: str) -> list[str]:
 
 def _findings_section(found: Mapping[str, Any], cmp: Comparer, points: Sequence[int]) -> list[str]:
     top = f"scale_{points[-1]}"
-    sd = cmp.seed_sd.get("primary")
     rows = [
         ("1. synthetic data helps", f"`{top}` - `scale_{points[0]}`", found["gain_from_synthetic"]),
         ("1. gains plateau (last step)", f"`{top}` - `scale_{points[-2] if len(points) > 1 else points[0]}`",
@@ -473,9 +549,15 @@ def _findings_section(found: Mapping[str, Any], cmp: Comparer, points: Sequence[
         ("3. task diversity beats language diversity", "`div_task` - `div_lang`",
          found["task_over_language_diversity"]),
     ]
-    lines = ["## Findings (primary metric)", "", f"Twice the seed sd: {_pct(2 * sd if sd is not None else None)}.", "",
-             "| finding (paper) | comparison | Δ [95% interval] | verdict |", "|---|---|---:|---|"]
-    lines += [f"| {n} | {c} | {format_diff(f)} | {f['verdict'] if f else 'not run'} |" for n, c, f in rows]
+    lines = ["## Findings (primary metric)", "",
+             "| finding (paper) | comparison | seeds | Δ [95% interval] | 90% interval | noise | verdict |",
+             "|---|---|---|---:|---:|---|---|"]
+    for n, c, f in rows:
+        if f is None:
+            lines.append(f"| {n} | {c} | - | - | - | - | not run |")
+            continue
+        lines.append(f"| {n} | {c} | {f['seeds_a']} vs {f['seeds_b']} | {format_diff(f)} | "
+                     f"[{100 * f['lo90']:+.2f}, {100 * f['hi90']:+.2f}] | {f['noise']} | {f['verdict']} |")
     lines += ["", f"Plateau (finding 1): {found['plateau']['verdict']}.", ""]
     return lines
 
@@ -490,8 +572,8 @@ def _models_section(evals: Mapping[str, Evaluation], versus_base: Mapping[str, M
     for m, c in versus_base.items():
         verdict = c["primary"]["verdict"] if c.get("primary") else "not run"
         verdict = {"reproduced": "beats the base", "opposite to the paper": "below the base"}.get(verdict, verdict)
-        lines.append(f"| {m} | {format_diff(c.get('primary'))} | {verdict} | " + " | ".join(format_diff(c.get(t)) for t in OFFICIAL)
-                     + " |")
+        lines.append(f"| {m} | {format_diff(c.get('primary'))} | {verdict} | "
+                     + " | ".join(format_diff(c.get(t)) for t in OFFICIAL) + " |")
     return [*lines, ""]
 
 
@@ -517,13 +599,13 @@ def _pair_section(cmp: Comparer, top: str, other: str, title: str, note: list[st
     if other not in cmp.evals or top not in cmp.evals:
         return []
     lines = [f"## {title} (`{top}` - `{other}`)", "", *note, "",
-             f"| metric | `{top}` | `{other}` | Δ [95% interval] | verdict |", "|---|---:|---:|---:|---|"]
+             f"| metric | `{top}` | `{other}` | Δ [95% interval] | noise | verdict |", "|---|---:|---:|---:|---|---|"]
     words = {"reproduced": f"`{top}` higher", "opposite to the paper": f"`{other}` higher"}
     for metric in metrics:
         c = cmp.compare(top, other, metric)
         if c is not None:
-            lines.append(f"| {_LABELS.get(metric, metric)} | {_pct(cmp.evals[top].score(metric))} | "
-                         f"{_pct(cmp.evals[other].score(metric))} | {format_diff(c)} | {words.get(c['verdict'], c['verdict'])} |")
+            lines.append(f"| {_LABELS.get(metric, metric)} | {_pct(c['score_a'])} | {_pct(c['score_b'])} | "
+                         f"{format_diff(c)} | {c['noise']} | {words.get(c['verdict'], c['verdict'])} |")
     return [*lines, ""]
 
 
@@ -570,15 +652,16 @@ def readme_table(results_dir: Path) -> str:
         lines.append(f"| `{name}` | " + " | ".join(_pct(scores.get(c)) for c in cols) + f" | {format_diff(vs)} |")
     sd = summary["seed_sd"].get("primary")
     lines += ["", f"Seed sd of the primary metric over {', '.join(f'`{m}`' for m in summary['seed_models'])}: "
-              f"{_pct(sd)} (a finding needs |Δ| > {_pct(2 * sd if sd is not None else None)} and an interval "
-              "excluding zero).", "", "| finding | Δ primary [95%] | verdict |", "|---|---:|---|"]
+              f"{_pct(sd)}. A finding is resolved when its 95% interval excludes zero; the interval carries seed noise "
+              "only where both arms have 2 or more seeds (the noise column).", "",
+              "| finding | Δ primary [95%] | noise | verdict |", "|---|---:|---|---|"]
     names = {"gain_from_synthetic": "1. synthetic data helps", "plateau_last_step": "1. plateau (last step)",
              "hard_negatives": "2. hard negatives are essential",
              "task_over_language_diversity": "3. task diversity beats language diversity"}
     for key, label in names.items():
         f = summary["findings"].get(key)
-        lines.append(f"| {label} | {format_diff(f)} | {f['verdict'] if f else 'not run'} |")
-    lines.append(f"| 1. plateau (overall) | | {summary['findings']['plateau']['verdict']} |")
+        lines.append(f"| {label} | {format_diff(f)} | {f['noise'] if f else '-'} | {f['verdict'] if f else 'not run'} |")
+    lines.append(f"| 1. plateau (overall) | | | {summary['findings']['plateau']['verdict']} |")
     return "\n".join(lines)
 
 

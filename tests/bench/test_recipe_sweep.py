@@ -1,6 +1,6 @@
 """The recipe sweep's bookkeeping: its grid parses, stale results are dropped, and the selection rule is the issue's.
 
-The README and ``params.yaml`` cite ``reports/recipe_sweep.md``'s choice, so the rule that makes it is tested here;
+docs/training.md and ``params.yaml`` cite ``reports/recipe_sweep.md``'s choice, so the rule that makes it is tested here;
 the training and evaluation it drives are the pipeline's own, tested under ``tests/train`` and ``tests/eval``.
 """
 

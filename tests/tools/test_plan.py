@@ -168,10 +168,10 @@ def test_totals_and_disk_add_up(paper_plan: dict):
     assert tot["cost_usd"] == st["generate"]["cost_usd"]
     parts = st["generate"]["roundtrip_gpu_hours"] + st["mine"]["gpu_hours"] + st["train"]["gpu_hours"]
     assert tot["gpu_hours"] == pytest.approx(parts + st["evaluate"]["gpu_hours"])
-    assert tot["gpu_hours"] == pytest.approx(4.0027, abs=1e-3)  # pinned: the README quotes it
+    assert tot["gpu_hours"] == pytest.approx(4.0027, abs=1e-3)  # pinned: docs/paper-scale.md quotes it
     disk = st["disk"]
     assert disk["total_bytes"] == sum(v for k, v in disk.items() if k.endswith("_bytes") and k != "total_bytes")
-    assert disk["total_bytes"] == 94_323_498_114  # pinned: the README quotes about 94 GB
+    assert disk["total_bytes"] == 94_323_498_114  # pinned: docs/paper-scale.md quotes about 94 GB
     for stage in st.values():
         assert stage["does"] and stage["method"]
 

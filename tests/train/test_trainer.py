@@ -263,6 +263,17 @@ def test_two_process_training_writes_the_model_from_rank_zero_only(tiny_model_di
     assert not list(tmp_path.glob(".model*")), "no leftover temporary model directory from a second writer"
 
 
+def _change_training_code(code: Path, name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Copy src/retrofit's training code to ``code`` with one comment added to ``name``, and point the trainer at it."""
+    import retrofit.train.trainer as train_module
+
+    for part in train_module._TRAINING_CODE:
+        (code / part).parent.mkdir(parents=True, exist_ok=True)
+        (code / part).write_text((Path(train_module.__file__).parents[1] / part).read_text())
+    (code / name).write_text((code / name).read_text() + "\n# changed\n")
+    monkeypatch.setattr(train_module, "__file__", str(code / "train" / "trainer.py"))
+
+
 def test_checkpoint_key_changes_with_everything_that_decides_the_weights(tiny_model_path: Path, tmp_path: Path,
                                                                         monkeypatch: pytest.MonkeyPatch):
     import retrofit.train.trainer as train_module
@@ -276,30 +287,44 @@ def test_checkpoint_key_changes_with_everything_that_decides_the_weights(tiny_mo
     (tiny_model_path / "config.json").write_text((tiny_model_path / "config.json").read_text() + " ")
     changed_base = checkpoint_key(params, True, data, tiny_model_path)
     assert changed_base != key  # the base model's files
-    code = tmp_path / "code"  # a copy of src/retrofit's training code, with one comment added to unpad.py
-    for name in train_module._TRAINING_CODE:
-        (code / name).parent.mkdir(parents=True, exist_ok=True)
-        (code / name).write_text((Path(train_module.__file__).parents[1] / name).read_text())
-    (code / "embed" / "unpad.py").write_text((code / "embed" / "unpad.py").read_text() + "\n# changed\n")
-    monkeypatch.setattr(train_module, "__file__", str(code / "train" / "trainer.py"))
-    assert checkpoint_key(params, True, data, tiny_model_path) != changed_base  # the training code
+    _change_training_code(tmp_path / "code", "embed/unpad.py", monkeypatch)
+    changed_code = checkpoint_key(params, True, data, tiny_model_path)
+    assert changed_code != changed_base  # the training code
+    other = "onednn" if train_module.fp32_linear() == "aten" else "aten"
+    monkeypatch.setattr(train_module, "fp32_linear", lambda: other)
+    assert checkpoint_key(params, True, data, tiny_model_path) != changed_code  # the fp32 linear kernel
 
 
-def test_changed_code_retrains_instead_of_resuming(tiny_model_dir: Path, tmp_path: Path):
-    """A finished run leaves no checkpoint, and a run keyed differently never resumes another run's checkpoint."""
+def test_changed_code_retrains_instead_of_resuming(tiny_model_dir: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch):
+    """A finished run leaves no checkpoint; a killed run resumes under its own key and never under another's.
+
+    The folders are the stage's own: ``<name>-<checkpoint_key(...)>`` (stages/train.py), the key computed before and
+    after the training code changes.
+    """
+    import retrofit.train.trainer as train_module
+
     params, data = _tiny_params(), rows(8)
     ckpt = tmp_path / "checkpoints"
     first = train_model(tiny_model_dir, data, params, tmp_path / "a", name="a",
                         checkpoint_dir=ckpt / f"a-{checkpoint_key(params, True, data, tiny_model_dir)}", live_dir=None)
     assert first["steps"] == params.max_steps and first["resumed_from"] is None
     assert not any(ckpt.iterdir())  # intermediate checkpoints deleted once the model is written
-    # a killed run leaves its checkpoints; a run of different code (another key) starts from step 0
-    train_model(tiny_model_dir, data, params, tmp_path / "b", name="b", checkpoint_dir=ckpt / "b-old",
-                live_dir=None, callbacks=[StopAt(3)])
-    assert any((ckpt / "b-old").iterdir())
-    fresh = train_model(tiny_model_dir, data, params, tmp_path / "c", name="c", checkpoint_dir=ckpt / "b-new",
+    old_key = checkpoint_key(params, True, data, tiny_model_dir)
+    train_model(tiny_model_dir, data, params, tmp_path / "b", name="b", checkpoint_dir=ckpt / f"b-{old_key}",
+                live_dir=None, callbacks=[StopAt(3)])  # killed at step 3
+    assert any((ckpt / f"b-{old_key}").iterdir())
+    _change_training_code(tmp_path / "code", "train/batching.py", monkeypatch)
+    new_key = checkpoint_key(params, True, data, tiny_model_dir)
+    assert new_key != old_key
+    fresh = train_model(tiny_model_dir, data, params, tmp_path / "c", name="c", checkpoint_dir=ckpt / f"b-{new_key}",
                         live_dir=None)
     assert fresh["resumed_from"] is None and fresh["steps"] == params.max_steps
+    monkeypatch.undo()  # the code as it was: the killed run's own key resumes it
+    assert checkpoint_key(params, True, data, tiny_model_dir) == old_key
+    resumed = train_model(tiny_model_dir, data, params, tmp_path / "d", name="b", checkpoint_dir=ckpt / f"b-{old_key}",
+                          live_dir=None)
+    assert resumed["resumed_from"] is not None and resumed["steps"] == params.max_steps
 
 
 def test_a_long_positive_is_cut_around_its_evidence(tiny_model_path: Path):

@@ -51,6 +51,7 @@ from retrofit.embed.work import WORK
 from retrofit.eval.encoder import PromptCachedEncoder, load_encoder
 from retrofit.eval.stats import task_score
 from retrofit.eval.xquad import (
+    question_of,
     HELDOUT_SPLIT,
     METRIC_LABELS,
     METRICS,
@@ -328,7 +329,7 @@ def primary_per_question(per_query: Mapping[str, Mapping[str, Mapping[str, float
         by_question: dict[str, list[float]] = {}
         for values in per_query[family].values():
             for query_id, value in values.items():
-                by_question.setdefault(query_id.split(":q:", 1)[1], []).append(value)
+                by_question.setdefault(question_of(query_id), []).append(value)
         for question, vals in by_question.items():
             units.setdefault(question, []).append(float(np.mean(vals)))
     return {q: float(np.mean(v)) for q, v in sorted(units.items()) if len(v) == len(families)}

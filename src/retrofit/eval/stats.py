@@ -1,34 +1,47 @@
-"""Statistics that tell a finding from noise: paired bootstrap intervals over queries, seed spread, verdicts.
+"""Statistics that claim no more than the data shows: intervals over questions and seeds, equivalence, verdicts.
 
 Two sources of noise stand between a difference of scores and a finding:
 
-- *which queries were asked*: a paired bootstrap over queries (Efron and Tibshirani; Sakai's paired bootstrap test
-  for IR) resamples the evaluation's queries with replacement, recomputes both models' scores on the same
-  resample, and takes the 2.5th and 97.5th percentiles of the difference;
-- *which training run it was*: the standard deviation of the score over training seeds of one configuration.
+- *which questions were asked*: a paired bootstrap (Efron and Tibshirani; Sakai's paired bootstrap test for IR)
+  resamples the evaluation's questions with replacement, recomputes both models' scores on the same resample and
+  takes percentiles of the difference (:func:`paired_bootstrap`);
+- *which training run it was*: an arm trained under several seeds has a seed variance of its score.
 
-:func:`verdict` counts a finding only when its 95% interval excludes zero **and** the difference exceeds twice the
-seed standard deviation; anything else is "not resolved at this scale", never "reversed".
+:func:`seeded_difference` gives one interval that carries both: the question variance of the seed-averaged
+difference (from the bootstrap) plus each arm's seed variance of its mean (``s^2 / n``), with a Student t quantile
+at the Welch-Satterthwaite degrees of freedom (3 seeds give too few distinct resamples for a bootstrap over seeds:
+the variance-decomposition route of Bouthillier et al., "Accounting for variance in machine learning benchmarks",
+MLSys 2021; rliable's stratified bootstrap, Agarwal et al. 2021, resamples runs where there are many). Its coverage
+is checked by simulation in ``tests/eval/test_stats.py``. A comparison where an arm has one seed carries question
+noise only, and says so (:data:`QUERY_ONLY`).
 
-Per-query data comes from ``per_query.json`` files written by :mod:`retrofit.eval.xquad` and the official tasks
-(schema there): ``{subset: {query id: value}}`` where the value is the query's nDCG@10, or, for bitext mining,
-the index of the nearest ``sentence2`` (mteb's F1 is not a mean over sentences; :func:`bitext_f1` recomputes it).
-Subsets are resampled *clustered* when their query ids denote the same item across subsets (XQuAD's parallel
-questions, Belebele's parallel questions: one draw of ids applies to every subset) and *stratified* otherwise
-(Tatoeba's languages: each subset is resampled on its own). A task's score is the mean of its subset scores.
-``scipy.stats.bootstrap`` resamples independent observations of one sample; the clustered scheme, and a statistic
-(bitext F1) recomputed from nearest-neighbour indices per resample, are why the resampling here is our own.
+:func:`verdict`: a difference is resolved when its 95% interval excludes zero ("reproduced" or "opposite to the
+paper"), and otherwise "not resolved at this scale", never "reversed" and never "no effect". A claim of *no* effect
+(the plateau) needs an equivalence test: :func:`equivalent`, two one-sided tests at 5% each (TOST, Schuirmann 1987),
+i.e. the 90% interval inside a declared margin.
+
+**The resampling unit** is the item that carries the dependence. Per-query data comes from ``per_query.json`` files
+written by :mod:`retrofit.eval.xquad` and the official tasks (schema there): ``{subset: {query id: value}}``, the value
+being the query's nDCG@10, or, for bitext mining, the index of the nearest ``sentence2`` (mteb's F1 is not a mean
+over sentences; :func:`bitext_f1` recomputes it). A ``unit`` function maps a query id to its unit: one draw of units
+applies to every subset, so a resampled XQuAD question brings its values in every language and direction
+(:func:`retrofit.eval.xquad.question_of`), and a Belebele question its values in every subset. Without a unit each
+subset is resampled on its own (Tatoeba's languages hold different sentences). Draws depend only on the seed and the
+set of units, so the primary metric and its families, sharing their questions, share their draws. A task's score is
+the mean of its subset scores. ``scipy.stats.bootstrap`` resamples independent observations of one sample; the
+clustered scheme, and a statistic recomputed from nearest-neighbour indices, are why the resampling here is our own.
 
 References:
     Efron and Tibshirani, *An Introduction to the Bootstrap* (1993). Sakai, "Evaluating evaluation metrics based
     on the bootstrap" (SIGIR 2006). Koehn, "Statistical significance tests for machine translation evaluation"
-    (EMNLP 2004) -- paired bootstrap resampling.
+    (EMNLP 2004). Schuirmann, "A comparison of the two one-sided tests procedure and the power approach for
+    assessing the equivalence of average bioavailability" (1987).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Literal
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal
 
 import numpy as np
 
@@ -37,6 +50,14 @@ Statistic = Literal["mean", "bitext_f1"]
 
 #: ``{subset: {query id: value}}``
 PerQuery = Mapping[str, Mapping[str, float]]
+
+#: Maps a query id to its resampling unit (``None``: each subset resampled on its own).
+Unit = Callable[[str], str]
+
+#: The ``noise`` of a comparison whose arms were not both trained under 2 or more seeds.
+QUERY_ONLY = "one seed: query noise only"
+#: The ``noise`` of a comparison of two arms each trained under 2 or more seeds.
+SEEDS_AND_QUERIES = "seeds and questions"
 
 
 def bitext_f1(pred: np.ndarray, weights: np.ndarray | None = None) -> float:
@@ -101,26 +122,26 @@ def paired_bootstrap(
     b: PerQuery,
     *,
     statistic: Statistic = "mean",
-    cluster: bool = False,
+    unit: Unit | None = None,
     resamples: int = 1000,
     seed: int = 0,
     confidence: float = 0.95,
-) -> dict[str, float]:
-    """Paired bootstrap interval of ``score(a) - score(b)`` over queries.
+) -> dict[str, Any]:
+    """Paired bootstrap interval of ``score(a) - score(b)`` over questions.
 
     Args:
         a: Per-query values of model A (``{subset: {query id: value}}``).
         b: The same for model B, on exactly the same subsets and query ids.
         statistic: ``"mean"`` (nDCG@10 per query) or ``"bitext_f1"`` (nearest-neighbour indices).
-        cluster: Resample one draw of query ids shared by every subset (parallel subsets) instead of each subset
-            on its own.
+        unit: Maps a query id to its resampling unit; one draw of units applies to every subset. ``None``: each
+            subset is resampled on its own (stratified).
         resamples: Bootstrap resamples (1,000 or more for a 95% interval).
         seed: Resampling seed.
-        confidence: Coverage of the percentile interval.
+        confidence: Coverage of the percentile interval (``lo``, ``hi``); ``lo90``/``hi90`` are always the 90% one.
 
     Returns:
-        ``{"delta": observed difference, "lo": ..., "hi": ..., "a": score(a), "b": score(b), "resamples": n,
-        "queries": total query count}``.
+        ``{"delta": observed difference, "lo", "hi", "lo90", "hi90", "se": the bootstrap standard error,
+        "a": score(a), "b": score(b), "resamples": n, "queries": total query count, "units": units drawn}``.
 
     Raises:
         ValueError: The evaluations differ in subsets or queries, or ``resamples < 1``.
@@ -129,14 +150,14 @@ def paired_bootstrap(
         raise ValueError(f"resamples must be at least 1, got {resamples}")
     parts = _aligned(a, b)
     rng = np.random.default_rng(seed)
-    if cluster:
-        universe = sorted({i for _, ids, _, _ in parts for i in ids}, key=_id_order)
+    if unit is not None:
+        universe = sorted({unit(i) for _, ids, _, _ in parts for i in ids}, key=_id_order)
         index = {k: j for j, k in enumerate(universe)}
         draws = rng.multinomial(len(universe), np.full(len(universe), 1 / len(universe)), size=resamples)
     subset_deltas = []
     for _, ids, va, vb in parts:
-        if cluster:
-            w = draws[:, [index[i] for i in ids]].astype(np.float64)  # (resamples, len(ids))
+        if unit is not None:
+            w = draws[:, [index[unit(i)] for i in ids]].astype(np.float64)  # (resamples, len(ids))
         else:
             w = rng.multinomial(len(ids), np.full(len(ids), 1 / len(ids)), size=resamples).astype(np.float64)
         if statistic == "mean":
@@ -145,18 +166,97 @@ def paired_bootstrap(
         else:
             pa, pb = va.astype(np.int64), vb.astype(np.int64)
             subset_deltas.append(np.array([bitext_f1(pa, row) - bitext_f1(pb, row) for row in w]))
-    deltas = np.mean(subset_deltas, axis=0)
+    deltas = np.mean(subset_deltas, axis=0)  # (resamples,)
     tail = 100 * (1 - confidence) / 2
     score_a, score_b = task_score(a, statistic), task_score(b, statistic)
     return {
         "delta": score_a - score_b,
         "lo": float(np.percentile(deltas, tail)),
         "hi": float(np.percentile(deltas, 100 - tail)),
+        "lo90": float(np.percentile(deltas, 5)),
+        "hi90": float(np.percentile(deltas, 95)),
+        "se": float(np.std(deltas, ddof=1)) if resamples > 1 else 0.0,
         "a": score_a,
         "b": score_b,
         "resamples": resamples,
         "queries": sum(len(ids) for _, ids, _, _ in parts),
+        "units": len(universe) if unit is not None else None,
     }
+
+
+def mean_over_seeds(runs: Sequence[PerQuery]) -> dict[str, dict[str, float]]:
+    """Each query's value averaged over an arm's seed runs (which asked the same queries).
+
+    Raises:
+        ValueError: The runs asked different queries.
+    """
+    first = runs[0]
+    for other in runs[1:]:
+        _aligned(first, other)
+    return {s: {q: float(np.mean([r[s][q] for r in runs])) for q in first[s]} for s in first}
+
+
+def seeded_difference(
+    a_runs: Sequence[PerQuery],
+    b_runs: Sequence[PerQuery],
+    *,
+    statistic: Statistic = "mean",
+    unit: Unit | None = None,
+    resamples: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> dict[str, Any]:
+    """``mean score(A) - mean score(B)`` over each arm's seed runs, with one interval for seeds and questions.
+
+    With 2 or more seeds in both arms, the variance of the difference is the question variance of the
+    seed-averaged difference (the bootstrap's squared standard error) plus ``s_A^2/n_A + s_B^2/n_B``, each arm's
+    seed variance of its mean score; the interval is ``delta +- t * se`` with Welch-Satterthwaite degrees of freedom
+    (the question part counts as known). With one seed in either arm it is :func:`paired_bootstrap`'s percentile
+    interval on the seed-averaged values, labelled :data:`QUERY_ONLY`. Bitext F1 is not a mean of per-query values,
+    so it is compared on the first seed of each arm, labelled likewise.
+
+    Args:
+        a_runs: Per-query values of arm A, one mapping per training seed (same queries in each).
+        b_runs: The same for arm B.
+        statistic, unit, resamples, seed, confidence: As :func:`paired_bootstrap`.
+
+    Returns:
+        :func:`paired_bootstrap`'s keys (``delta``, ``a`` and ``b`` now means over seeds; ``lo``/``hi``/``lo90``/
+        ``hi90`` the combined interval when seeded) and ``noise`` (:data:`SEEDS_AND_QUERIES` or :data:`QUERY_ONLY`),
+        ``seeds_a``, ``seeds_b``, ``seed_sd_a``, ``seed_sd_b``, ``se_questions``, ``df``.
+    """
+    from scipy import stats as sps
+
+    if not a_runs or not b_runs:
+        raise ValueError("seeded_difference: each arm needs at least one run")
+    seeded = len(a_runs) >= 2 and len(b_runs) >= 2 and statistic == "mean"
+    if not seeded:  # a mean statistic still averages the seeds there are; bitext F1 takes each arm's first run
+        a_one, b_one = ((mean_over_seeds(a_runs), mean_over_seeds(b_runs)) if statistic == "mean"
+                        else (a_runs[0], b_runs[0]))
+        out = paired_bootstrap(a_one, b_one, statistic=statistic, unit=unit, resamples=resamples, seed=seed,
+                               confidence=confidence)
+        return {**out, "noise": QUERY_ONLY, "seeds_a": len(a_runs), "seeds_b": len(b_runs), "seed_sd_a": None,
+                "seed_sd_b": None, "se_questions": out["se"], "df": None}
+    q = paired_bootstrap(mean_over_seeds(a_runs), mean_over_seeds(b_runs), statistic=statistic, unit=unit,
+                         resamples=resamples, seed=seed, confidence=confidence)
+    scores_a = np.array([task_score(r) for r in a_runs])
+    scores_b = np.array([task_score(r) for r in b_runs])
+    va, vb = scores_a.var(ddof=1) / len(a_runs), scores_b.var(ddof=1) / len(b_runs)
+    total = q["se"] ** 2 + va + vb
+    seed_part = va**2 / (len(a_runs) - 1) + vb**2 / (len(b_runs) - 1)
+    df = float(total**2 / seed_part) if seed_part > 0 else None  # None: no seed variance, a normal quantile
+    se = float(np.sqrt(total))
+    delta = float(scores_a.mean() - scores_b.mean())
+
+    def half(level: float) -> float:
+        q = 1 - (1 - level) / 2
+        return float(sps.t.ppf(q, df) if df is not None else sps.norm.ppf(q)) * se
+
+    h, h90 = half(confidence), half(0.90)
+    return {**q, "delta": delta, "a": float(scores_a.mean()), "b": float(scores_b.mean()), "lo": delta - h,
+            "hi": delta + h, "lo90": delta - h90, "hi90": delta + h90, "se": se, "se_questions": q["se"],
+            "noise": SEEDS_AND_QUERIES, "seeds_a": len(a_runs), "seeds_b": len(b_runs),
+            "seed_sd_a": float(scores_a.std(ddof=1)), "seed_sd_b": float(scores_b.std(ddof=1)), "df": df}
 
 
 def seed_sd(scores: Sequence[float]) -> float | None:
@@ -164,30 +264,29 @@ def seed_sd(scores: Sequence[float]) -> float | None:
     return float(np.std(np.asarray(scores, dtype=np.float64), ddof=1)) if len(scores) >= 2 else None
 
 
-def resolved(interval: Mapping[str, float], sd: float | None) -> bool:
-    """The rule: the interval excludes zero and ``|delta| > 2 * seed sd`` (no seed sd: never resolved)."""
-    if sd is None:
-        return False
-    excludes_zero = interval["lo"] > 0 or interval["hi"] < 0
-    return excludes_zero and abs(interval["delta"]) > 2 * sd
+def resolved(interval: Mapping[str, float]) -> bool:
+    """The rule: the 95% interval (which carries the seed noise where there are seeds) excludes zero."""
+    return interval["lo"] > 0 or interval["hi"] < 0
 
 
-def verdict(interval: Mapping[str, float] | None, sd: float | None, expected_sign: int = 1) -> str:
-    """A finding's verdict by the rule of :func:`resolved`.
+def equivalent(interval: Mapping[str, float], margin: float) -> bool:
+    """TOST at 5% per side: the 90% interval lies inside ``(-margin, +margin)``."""
+    return -margin < interval["lo90"] and interval["hi90"] < margin
+
+
+def verdict(interval: Mapping[str, float] | None, expected_sign: int = 1) -> str:
+    """A difference's verdict by the rule of :func:`resolved`.
 
     Args:
-        interval: From :func:`paired_bootstrap` (``None``: the comparison was not run).
-        sd: The seed standard deviation of the primary metric.
+        interval: From :func:`seeded_difference` or :func:`paired_bootstrap` (``None``: the comparison was not run).
         expected_sign: +1 when the paper expects A > B.
 
     Returns:
-        ``"reproduced"``, ``"opposite to the paper"`` (resolved, wrong sign), ``"not resolved at this scale"``,
-        ``"no seed spread (need 2 or more seeds)"`` or ``"not run"``.
+        ``"reproduced"``, ``"opposite to the paper"`` (resolved, wrong sign), ``"not resolved at this scale"`` or
+        ``"not run"``. Whether seeds are in the interval is the comparison's ``noise``, reported beside it.
     """
     if interval is None:
         return "not run"
-    if sd is None:
-        return "no seed spread (need 2 or more seeds)"
-    if not resolved(interval, sd):
+    if not resolved(interval):
         return "not resolved at this scale"
     return "reproduced" if np.sign(interval["delta"]) == expected_sign else "opposite to the paper"

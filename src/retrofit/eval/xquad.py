@@ -223,6 +223,16 @@ def _query_id(lang: str, question_id: str) -> str:
     return f"{lang}:q:{question_id}"
 
 
+def question_of(query_id: str) -> str:
+    """The XQuAD question behind a query id: ``"de:q:<qid>"`` -> ``"<qid>"`` (a bare question id, as the primary
+    metric's per-question values are keyed, is returned as it is).
+
+    The same question is asked in every language, so it is the unit a bootstrap resamples
+    (:func:`retrofit.eval.stats.paired_bootstrap`): a drawn question brings its values in every language and direction.
+    """
+    return query_id.split(":q:", 1)[1] if ":q:" in query_id else query_id
+
+
 def _check_rows(rows: list[dict[str, Any]], keys: tuple[str, ...], what: str) -> None:
     for i, row in enumerate(rows):
         missing = [k for k in keys if k not in row]
