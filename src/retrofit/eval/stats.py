@@ -230,15 +230,13 @@ def seeded_difference(
     if not a_runs or not b_runs:
         raise ValueError("seeded_difference: each arm needs at least one run")
     seeded = len(a_runs) >= 2 and len(b_runs) >= 2 and statistic == "mean"
-    if not seeded:  # a mean statistic still averages the seeds there are; bitext F1 takes each arm's first run
-        a_one, b_one = ((mean_over_seeds(a_runs), mean_over_seeds(b_runs)) if statistic == "mean"
-                        else (a_runs[0], b_runs[0]))
-        out = paired_bootstrap(a_one, b_one, statistic=statistic, unit=unit, resamples=resamples, seed=seed,
-                               confidence=confidence)
-        return {**out, "noise": QUERY_ONLY, "seeds_a": len(a_runs), "seeds_b": len(b_runs), "seed_sd_a": None,
-                "seed_sd_b": None, "se_questions": out["se"], "df": None}
-    q = paired_bootstrap(mean_over_seeds(a_runs), mean_over_seeds(b_runs), statistic=statistic, unit=unit,
-                         resamples=resamples, seed=seed, confidence=confidence)
+    # a mean statistic averages the seeds there are; bitext F1 takes each arm's first run
+    a_one, b_one = (mean_over_seeds(a_runs), mean_over_seeds(b_runs)) if statistic == "mean" else (a_runs[0], b_runs[0])
+    q = paired_bootstrap(a_one, b_one, statistic=statistic, unit=unit, resamples=resamples, seed=seed,
+                         confidence=confidence)
+    common = {"seeds_a": len(a_runs), "seeds_b": len(b_runs), "se_questions": q["se"]}
+    if not seeded:
+        return {**q, **common, "noise": QUERY_ONLY, "seed_sd_a": None, "seed_sd_b": None, "df": None}
     scores_a = np.array([task_score(r) for r in a_runs])
     scores_b = np.array([task_score(r) for r in b_runs])
     va, vb = scores_a.var(ddof=1) / len(a_runs), scores_b.var(ddof=1) / len(b_runs)
@@ -249,14 +247,13 @@ def seeded_difference(
     delta = float(scores_a.mean() - scores_b.mean())
 
     def half(level: float) -> float:
-        q = 1 - (1 - level) / 2
-        return float(sps.t.ppf(q, df) if df is not None else sps.norm.ppf(q)) * se
+        p = 1 - (1 - level) / 2
+        return float(sps.t.ppf(p, df) if df is not None else sps.norm.ppf(p)) * se
 
     h, h90 = half(confidence), half(0.90)
-    return {**q, "delta": delta, "a": float(scores_a.mean()), "b": float(scores_b.mean()), "lo": delta - h,
-            "hi": delta + h, "lo90": delta - h90, "hi90": delta + h90, "se": se, "se_questions": q["se"],
-            "noise": SEEDS_AND_QUERIES, "seeds_a": len(a_runs), "seeds_b": len(b_runs),
-            "seed_sd_a": float(scores_a.std(ddof=1)), "seed_sd_b": float(scores_b.std(ddof=1)), "df": df}
+    return {**q, **common, "delta": delta, "a": float(scores_a.mean()), "b": float(scores_b.mean()), "lo": delta - h,
+            "hi": delta + h, "lo90": delta - h90, "hi90": delta + h90, "se": se, "noise": SEEDS_AND_QUERIES,
+            "seed_sd_a": seed_sd(scores_a), "seed_sd_b": seed_sd(scores_b), "df": df}
 
 
 def seed_sd(scores: Sequence[float]) -> float | None:
