@@ -35,16 +35,12 @@ from retrofit.config import GenerateParams, load_params
 from retrofit.generate.base import GenRequest, GenResponse
 from retrofit.generate.cache import ResponseCache, answer_all
 from retrofit.generate.ledger import Ledger
-from retrofit.generate.pipeline import (
-    Planned,
-    Planner,
-    RoundTrip,
-    backend_from_params,
-    base_embedder,
-    markdown_cell,
-    response_cache_path,
-)
-from retrofit.generate.pools import load_exemplars, load_passages
+from retrofit.generate.pipeline import backend_from_params, response_cache_path
+from retrofit.generate.planner import Planned, Planner
+from retrofit.generate.roundtrip import RoundTrip, base_embedder
+from retrofit.generate.sample_report import markdown_cell
+from retrofit.data.passages import load_passages
+from retrofit.generate.pools import load_exemplars
 from retrofit.generate.validate import LanguageIdentifier, validate
 from retrofit.io import write_json
 from retrofit.runtime import set_threads

@@ -35,7 +35,9 @@ from retrofit.eval.xquad import build_tasks
 from retrofit.io import read_jsonl
 from retrofit.mine import mine
 from retrofit.models.load import resolve_teacher
-from retrofit.report import Comparer, format_diff, load_evaluations
+from retrofit.report.compare import Comparer
+from retrofit.report.evaluations import load_evaluations
+from retrofit.report.markdown import format_diff
 from retrofit.runtime import resolve_bf16, seed_everything, set_threads
 from retrofit.schema import ORACLE, SYNTHETIC
 from retrofit.train.mixture import select_mixture

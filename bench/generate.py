@@ -23,8 +23,9 @@ from pathlib import Path
 
 from retrofit.config import GenerateParams
 from retrofit.generate.local_backend import LocalBackend
-from retrofit.generate.pipeline import Planner
-from retrofit.generate.pools import load_exemplars, load_passages
+from retrofit.generate.planner import Planner
+from retrofit.data.passages import load_passages
+from retrofit.generate.pools import load_exemplars
 from retrofit.generate.validate import LanguageIdentifier, validate
 from retrofit.runtime import set_threads
 

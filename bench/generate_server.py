@@ -33,8 +33,9 @@ from retrofit.cli import resolved
 from retrofit.config import load_params
 from retrofit.generate.bundled import resolve_gguf
 from retrofit.generate.llamacpp_backend import LlamaCppBackend
-from retrofit.generate.pipeline import Planner
-from retrofit.generate.pools import load_exemplars, load_passages
+from retrofit.generate.planner import Planner
+from retrofit.data.passages import load_passages
+from retrofit.generate.pools import load_exemplars
 from retrofit.generate.validate import LanguageIdentifier, validate
 
 

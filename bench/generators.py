@@ -52,14 +52,13 @@ from retrofit.errors import AssetError
 from retrofit.generate import pipeline
 from retrofit.generate.bundled import bundled
 from retrofit.generate.ledger import Ledger
-from retrofit.generate.pipeline import (
-    backend_from_params,
-    base_embedder,
-    markdown_cell,
-    run_generation,
-)
+from retrofit.generate.pipeline import backend_from_params, run_generation
+from retrofit.generate.roundtrip import base_embedder
+from retrofit.generate.sample_report import markdown_cell
 from retrofit.io import iter_jsonl
-from retrofit.report import Comparer, format_diff, load_evaluations
+from retrofit.report.compare import Comparer
+from retrofit.report.evaluations import load_evaluations
+from retrofit.report.markdown import format_diff
 from retrofit.runtime import set_threads
 
 #: name -> generate.local overrides.

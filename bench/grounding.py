@@ -36,7 +36,8 @@ import numpy as np
 from retrofit.cli import resolved
 from retrofit.config import load_params
 from retrofit.data.xquad import PARAGRAPH_ROW, QUESTION_ROW
-from retrofit.generate.pipeline import EXAMPLE_ROW, POOL_ROW, RoundTrip, base_embedder
+from retrofit.generate.pipeline import EXAMPLE_ROW, POOL_ROW
+from retrofit.generate.roundtrip import RoundTrip, base_embedder
 from retrofit.io import read_jsonl
 
 KS = (1, 3, 5, 10)

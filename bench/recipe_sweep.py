@@ -33,7 +33,9 @@ from retrofit.eval.encoder import load_encoder
 from retrofit.eval.score import evaluate_encoder
 from retrofit.eval.xquad import build_tasks
 from retrofit.io import read_jsonl, sha256_file
-from retrofit.report import Comparer, format_diff, load_evaluations
+from retrofit.report.compare import Comparer
+from retrofit.report.evaluations import load_evaluations
+from retrofit.report.markdown import format_diff
 from retrofit.runtime import resolve_bf16, seed_everything, set_threads
 from retrofit.train.mixture import select_mixture
 from retrofit.train.trainer import train_model

@@ -11,7 +11,9 @@ from pathlib import Path
 
 from retrofit import cli
 from retrofit.embed.work import WORK
-from retrofit.generate.pipeline import base_embedder, run_generation, write_sample
+from retrofit.generate.pipeline import run_generation
+from retrofit.generate.roundtrip import base_embedder
+from retrofit.generate.sample_report import write_sample
 from retrofit.io import write_json
 from retrofit.models.load import check_model_dir
 from retrofit.runtime import runtime_choices

@@ -11,14 +11,9 @@ from pathlib import Path
 
 from retrofit import cli
 from retrofit.io import atomic_dir
-from retrofit.report import (
-    ANCHORS,
-    build_report,
-    load_evaluations,
-    load_mmteb,
-    mining_markdown,
-    mmteb_markdown,
-)
+from retrofit.report.build import build_report
+from retrofit.report.evaluations import load_evaluations, load_mmteb
+from retrofit.report.markdown import ANCHORS, mining_markdown, mmteb_markdown
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ from tests.paper import PROFILE
 
 def test_every_hub_asset_of_the_profile_fails_fast_offline(tmp_path: Path):
     """model.base, negatives.teacher and Wikipedia, as the profile names them: each error names the asset."""
-    from retrofit.generate.pools import wikipedia_passages
+    from retrofit.data.passages import wikipedia_passages
     from retrofit.models.load import materialize_base_model
 
     profile = yaml.safe_load(PROFILE.read_text())
@@ -30,7 +30,7 @@ def test_wikipedia_unreachable_hub_fails_in_the_probe(monkeypatch):
     """Online mode with no route to the Hub: one metadata probe fails; no streaming read is attempted."""
     import huggingface_hub
 
-    from retrofit.generate.pools import wikipedia_passages
+    from retrofit.data.passages import wikipedia_passages
 
     monkeypatch.setattr(hub, "offline", lambda: False)
 

@@ -1,4 +1,5 @@
-"""The package's layout: every module imports on its own, no two modules import each other, functions stay short.
+"""The package's layout: every module imports on its own, imports only point down the layers, no two modules import
+each other, modules and functions stay short.
 
 A cycle hidden behind an import inside a function still runs, so the graph here counts every ``import`` in a module,
 at any depth. Importing each module in a fresh interpreter catches what a shared test process hides: a module that
@@ -17,6 +18,17 @@ ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
 #: Code lines (a docstring aside) a function may have before it must say why in its docstring.
 MAX_FUNCTION_LINES = 80
+#: Lines a module may have: past this it holds more than one concern.
+MAX_MODULE_LINES = 600
+#: The layers, lowest first, by a module's first name under ``retrofit`` (``retrofit.eval.stats`` is ``eval``): a
+#: module imports from its own layer or the ones below, never above (the README's package tree states the same).
+LAYERS = (
+    {"retrofit", "schema", "errors"},
+    {"io", "config", "runtime", "hub", "cli", "profiles", "plots_html"},
+    {"data", "filter", "embed", "models"},
+    {"generate", "mine", "mine_corpus", "mine_search", "mine_report", "train", "eval"},
+    {"report"},
+)
 
 
 def _module_name(path: Path) -> str:
@@ -67,6 +79,37 @@ def test_the_import_graph_has_no_cycle():
     graph = {mod: _imports(path) - {mod} for mod, path in MODULES.items()}
     # a package's __init__ is imported by each of its modules; an __init__ that imported them back would cycle
     assert _cycle(graph) is None, " -> ".join(_cycle(graph) or [])
+
+
+def _layer(mod: str) -> int:
+    """The layer of a ``retrofit`` module (see :data:`LAYERS`)."""
+    parts = mod.split(".")
+    name = parts[1] if len(parts) > 1 else "retrofit"
+    found = [i for i, layer in enumerate(LAYERS) if name in layer]
+    assert found, f"{mod}: in no layer; add {name!r} to LAYERS and to the README's package tree"
+    return found[0]
+
+
+def _upward(graph: dict[str, set[str]]) -> list[str]:
+    """Every import that points to a higher layer, as ``"importer -> imported"``."""
+    return sorted(f"{m} -> {d}" for m, deps in graph.items() for d in deps if _layer(d) > _layer(m))
+
+
+def test_imports_only_point_down_the_layers():
+    graph = {mod: _imports(path) - {mod} for mod, path in MODULES.items()}
+    assert not _upward(graph), _upward(graph)
+
+
+def test_layer_check_finds_a_planted_upward_import():
+    assert _upward({"retrofit.data.oracle": {"retrofit.generate.prompts"}}) == [
+        "retrofit.data.oracle -> retrofit.generate.prompts"]
+    assert _upward({"retrofit.report.build": {"retrofit.eval.stats", "retrofit.io"}}) == []
+
+
+def test_no_module_is_over_the_line_limit():
+    long = {mod: n for mod, path in MODULES.items()
+            if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES}
+    assert not long, f"split these along their concerns (at most {MAX_MODULE_LINES} lines): {long}"
 
 
 def test_cycle_finder_finds_a_planted_cycle():

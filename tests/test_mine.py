@@ -1,6 +1,7 @@
 """Tests for retrofit.mine: the filters and rank windows on hand-built embeddings, mining through the embedding cache,
 and the agreement of the vectorised miner with a plain reference and with sentence-transformers'
-``mine_hard_negatives``. The cache and the encoder on their own: ``tests/embed``."""
+``mine_hard_negatives``. The cache and the encoder on their own: ``tests/embed``; the search kernel and the report's
+statistics on their own: ``tests/test_mine_search.py`` and ``tests/test_mine_report.py``."""
 
 from __future__ import annotations
 
@@ -17,12 +18,12 @@ import pytest
 import torch
 from conftest import params_group
 
-from retrofit import mine as mine_mod
+from retrofit import mine_search
 from retrofit.config import NegativesParams
 from retrofit.embed.cache import EmbeddingCache
 from retrofit.embed.encoder import SentenceTransformerEncoder
 from retrofit.filter.text import normalize
-from retrofit.mine import DROP_REASONS, mine, score_summary
+from retrofit.mine import mine
 from tests.embed.fakes import TableEncoder
 
 torch.set_num_threads(1)
@@ -112,20 +113,6 @@ def test_margin_filter_drops_planted_false_negative(tmp_path: Path) -> None:
 
     out, _ = run(w, tmp_path / "m0", relative_margin=0.0, num_negatives=3)
     assert texts(out["probe"]) == ["near", "n85", "n80"]  # margin 0 keeps everything below the positive
-
-
-def test_margin_is_sign_safe_for_negative_positive_scores() -> None:
-    # positive score -0.5, margin 0.1: threshold -0.55 (stricter), not (1 - 0.1) * -0.5 = -0.45 (looser)
-    idx = np.array([[0, 1, 2]])
-    scores = np.array([[-0.46, -0.52, -0.56]], dtype=np.float32)
-    ps = np.float32(-0.5)
-    threshold = np.array([ps - abs(ps) * np.float32(0.1)], dtype=np.float32)
-    chosen, dropped, _ = mine_mod.select_candidates(
-        idx, scores, np.full((1, 1), -2), np.zeros((1, 1), np.int8), np.zeros(1, np.int64), threshold,
-        np.array([3]), range_min=0, range_max=3,
-    )
-    assert chosen.tolist() == [[False, False, True]]
-    assert dropped[0, DROP_REASONS.index("margin")] == 2
 
 
 @pytest.mark.parametrize(
@@ -303,13 +290,6 @@ def test_rows_are_validated_with_their_id() -> None:
         mine([{**good, "negative": 3}], None, params_group("negatives", hard=False), None)
 
 
-def test_score_summary_known_values() -> None:
-    s = score_summary([0.0, 0.5, 1.0])
-    assert (s["count"], s["mean"], s["min"], s["q50"], s["max"]) == (3, 0.5, 0.0, 0.5, 1.0)
-    assert sum(s["histogram"]["counts"]) == 3 and s["histogram"]["counts"][-1] == 1
-    assert score_summary([])["mean"] is None
-
-
 # --- determinism, batching, agreement with a reference ----------------------------------------------------------
 
 
@@ -403,14 +383,14 @@ def test_determinism(tmp_path: Path) -> None:
 @pytest.mark.parametrize("rank_window", ["search", "filtered"])
 def test_search_runs_in_bounded_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rank_window: str) -> None:
     shapes: list[tuple[int, int]] = []
-    original = mine_mod._Searcher.search
+    original = mine_search._Searcher.search
 
     def spy(self: Any, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         scores, idx = original(self, q, k)
         shapes.append(scores.shape)
         return scores, idx
 
-    monkeypatch.setattr(mine_mod._Searcher, "search", spy)
+    monkeypatch.setattr(mine_search._Searcher, "search", spy)
     rows, enc = random_rows(50, seed=7)
     mine(rows, enc, params_group("negatives", scope="all"), EmbeddingCache(tmp_path), rank_window=rank_window,
          search_batch_size=8)
@@ -431,7 +411,7 @@ def test_approximate_indexes_agree_with_exact(tmp_path: Path, monkeypatch: pytes
     enc = TableEncoder({f"q{i}": v for i, v in enumerate(vecs)}, {f"p{i}": v for i, v in enumerate(vecs)}, "clustered")
     cache = EmbeddingCache(tmp_path)
     exact, _ = mine(rows, enc, params_group("negatives"), cache)
-    monkeypatch.setattr(mine_mod, "APPROX_MIN_PASSAGES", 100)
+    monkeypatch.setattr(mine_search, "APPROX_MIN_PASSAGES", 100)
     approx, report = mine(rows, enc, params_group("negatives", index=index), cache)
     assert report["corpus"]["index"] == {index: 1}
     jaccard = [len(set(texts(a)) & set(texts(b))) / max(1, len(set(texts(a)) | set(texts(b))))

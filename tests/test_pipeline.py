@@ -24,7 +24,8 @@ from tests.generate.fake_openai_server import FakeOpenAIServer
 from tests.generate.test_pipeline import reversed_query
 from tests.mirror import mirror_or_skip
 
-from retrofit.report import Comparer, load_evaluations
+from retrofit.report.compare import Comparer
+from retrofit.report.evaluations import load_evaluations
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -29,6 +29,7 @@ def _write(path: Path, text: str) -> Path:
 def test_paper_profile_merges_and_validates(params_copy: Path):
     out = apply_profile(PROFILE, params_copy, backup=True)
     assert out["written"]
+    assert params_copy.stat().st_mode & 0o777 == 0o644  # an ordinary file, as it was (retrofit.io.atomic_file)
     params = load_params(params_copy)  # what every stage will load
     assert params.model.base == "intfloat/multilingual-e5-base"
     assert params.generate.backend == "openai" and params.generate.openai.model == "gpt-4o-mini"

@@ -56,8 +56,8 @@ from retrofit.config import (
     default_params,
     validate_params,
 )
-from retrofit.eval.mmteb import CHARS_PER_TOKEN, mmteb_eval_stats
-from retrofit.generate.openai_backend import estimate_prompt_tokens
+from retrofit.eval.mmteb_tasks import CHARS_PER_TOKEN, mmteb_eval_stats
+from retrofit.generate.openai_request import estimate_prompt_tokens
 from retrofit.generate.prompts import (
     CLARITY,
     DIFFICULTY,
@@ -78,7 +78,7 @@ PEAK_FLOPS_PER_S = 989e12
 MFU = 0.20
 #: The optimistic end of the range (well-tuned encoder training or length-sorted inference).
 MFU_OPTIMISTIC = 0.35
-#: UTF-8 bytes per token: the LLM ledger's own estimate (retrofit.generate.openai_backend.estimate_tokens), also
+#: UTF-8 bytes per token: the LLM ledger's own estimate (retrofit.generate.openai_request.estimate_tokens), also
 #: used for encoder tokens of texts whose byte length is known. High for Indic and Thai scripts.
 BYTES_PER_TOKEN = 4.0
 #: Typical UTF-8 bytes of a Wikipedia paragraph: measured mean of XQuAD's paragraphs (Wikipedia) for its 12
@@ -215,7 +215,7 @@ def prompt_tokens(task_type: str, lang: str, target_bytes: int) -> float:
 
     The real template (:func:`retrofit.generate.prompts.instruction_messages`) is filled with a placeholder passage
     of ``target_bytes`` UTF-8 bytes and counted with
-    :func:`retrofit.generate.openai_backend.estimate_prompt_tokens` (bytes / 4 plus 4 per message).
+    :func:`retrofit.generate.openai_request.estimate_prompt_tokens` (bytes / 4 plus 4 per message).
     """
     passage = "x" * target_bytes
     counts = [

@@ -1,7 +1,7 @@
 """Hugging Face Hub access that fails fast: offline detection, one reachability probe, and how-to-provide help.
 
 Every hub-facing path of the project (the base model and mining teacher in :mod:`retrofit.models.load`, the English task
-datasets and MMTEB tasks in :mod:`retrofit.eval.mmteb`, Wikipedia passages in :mod:`retrofit.generate.pools`) goes
+datasets and MMTEB tasks in :mod:`retrofit.eval.mmteb`, Wikipedia passages in :mod:`retrofit.data.passages`) goes
 through here. Before a download it sends one metadata request with a :data:`PROBE_TIMEOUT_S` timeout, so an
 unreachable Hub fails in seconds with a message that names the asset and the ways to provide it (a local path, a
 pre-populated ``HF_HOME``, a mirror), instead of hanging in the libraries' retry loops.

@@ -4,6 +4,10 @@ The ``mine`` stage turns the dedupe stage's (query, positive[, negative]) rows i
 negatives: the teacher embeds every query and every candidate passage, FAISS retrieves each query's nearest
 passages, and a chain of filters removes false negatives before the hardest survivors are kept.
 
+This module runs the mining (:func:`mine`) and documents its contracts; its parts live beside it:
+:mod:`retrofit.mine_corpus` builds the candidate partitions, :mod:`retrofit.mine_search` searches them and applies
+the filters to a batch of results, and :mod:`retrofit.mine_report` tallies the outcomes into the report.
+
 Input rows (the dedupe stage's output; that module documents them)::
 
     {"id", "source", "lang", "task_type", "query", "positive", "negative": str | null, "source_id": str | null,
@@ -60,7 +64,8 @@ How negatives are chosen for one row:
    the kernel behind ``IndexFlatIP``, run on the embedding matrix directly so that the corpus is not copied into an
    index), or an approximate ``IndexIVFFlat`` / ``IndexHNSWFlat`` for large corpora.
 3. **Identity filters** (each dropped candidate is counted under the first reason that fits, see
-   :data:`DROP_REASONS`): the positive itself and any text whose :func:`retrofit.filter.text.normalize` form equals it
+   :data:`retrofit.mine_search.DROP_REASONS`): the positive itself and any text whose
+   :func:`retrofit.filter.text.normalize` form equals it
    (``self_or_duplicate``); other positives of rows with the same query text, and pool passages that name that
    query text among their ``queries`` (``same_query_positive``, as sentence-transformers treats repeated
    queries); passages with the row's non-null ``source_id``, i.e. translations of the positive
@@ -93,21 +98,20 @@ References:
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import math
-from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from retrofit.config import NegativesParams
 from retrofit.embed.cache import EmbeddingCache
-from retrofit.embed.encoder import KINDS, Encoder
-from retrofit.filter.text import normalize
+from retrofit.embed.encoder import Encoder
+from retrofit.mine_corpus import _negative_text, _norm_key, _Partition, _partitions, _shared_groups
+from retrofit.mine_report import _index_label, _report, _Tally
+from retrofit.mine_search import RankWindow, _Searcher, select_candidates
 from retrofit.schema import RowSchema
 
 log = logging.getLogger(__name__)
@@ -119,170 +123,12 @@ TRAIN_ROW = RowSchema("mined training row", "mine", {
     "provenance": (dict, type(None)),
 }, nonempty=("id", "query", "positive"))
 
-RankWindow = Literal["search", "filtered"]
-
-#: Why a candidate was dropped, in the order the filters apply; a candidate is counted under the first that fits.
-DROP_REASONS = ("self_or_duplicate", "same_query_positive", "same_source_id", "dataset_negative", "margin")
-_N_IDENTITY = 4  # the first four reasons are identity filters; codes 1..4 in the per-batch reason matrices
-_MARGIN = 4  # column of "margin" in the per-row drop-count matrix
-
-#: Approximate indexes need enough points to train and to pay off; smaller partitions are searched exactly.
-APPROX_MIN_PASSAGES = 10_000
-IVF_MAX_NPROBE = 32
-HNSW_M = 32
-HNSW_EF_CONSTRUCTION = 80
-HNSW_MIN_EF_SEARCH = 64
-
-#: Score histograms cover the cosine range in 0.1-wide bins.
-HIST_EDGES = np.linspace(-1.0, 1.0, 21)
-
 _REQUIRED_STR = ("id", "source", "lang", "task_type", "query", "positive")
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Search
-# ----------------------------------------------------------------------------------------------------------------
-
-
-class _Searcher:
-    """Top-k inner-product search over one partition's passages."""
-
-    def __init__(self, emb: npt.NDArray[np.float32], kind: str) -> None:
-        import faiss
-
-        self._faiss = faiss
-        self.emb = np.ascontiguousarray(emb, dtype=np.float32)  # (n, dim)
-        n, dim = self.emb.shape
-        self.kind = kind if n >= APPROX_MIN_PASSAGES else "flat"
-        if kind != self.kind:
-            log.info("partition of %d passages is below %d: exact search, not %s", n, APPROX_MIN_PASSAGES, kind)
-        self.index: Any = None
-        if self.kind == "ivf":
-            nlist = max(1, min(int(4 * math.sqrt(n)), n // 39))  # faiss wants >= 39 training points per list
-            self._quantizer = faiss.IndexFlatIP(dim)
-            self.index = faiss.IndexIVFFlat(self._quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
-            self.index.train(self.emb)
-            self.index.add(self.emb)
-            self.index.nprobe = min(nlist, IVF_MAX_NPROBE)
-        elif self.kind == "hnsw":
-            self.index = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
-            self.index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
-            self.index.add(self.emb)
-
-    def search(self, q: npt.NDArray[np.float32], k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Scores ``(b, k)`` float32 and passage indices ``(b, k)`` int64 (-1 where fewer than ``k`` were found)."""
-        n = self.emb.shape[0]
-        kk = min(k, n)
-        q = np.ascontiguousarray(q, dtype=np.float32)
-        if self.kind == "flat":
-            scores, idx = self._faiss.knn(q, self.emb, kk, metric=self._faiss.METRIC_INNER_PRODUCT)  # (b, kk)
-        else:
-            if self.kind == "hnsw":
-                self.index.hnsw.efSearch = max(HNSW_MIN_EF_SEARCH, 2 * kk)
-            scores, idx = self.index.search(q, kk)  # (b, kk)
-        if kk < k:
-            pad = ((0, 0), (0, k - kk))
-            scores = np.pad(scores, pad, constant_values=-np.inf)  # (b, k)
-            idx = np.pad(idx, pad, constant_values=-1)  # (b, k)
-        return scores, idx
-
-
-def select_candidates(
-    idx: npt.NDArray[np.int64],
-    scores: npt.NDArray[np.float32],
-    excl_ids: npt.NDArray[np.int64],
-    excl_reason: npt.NDArray[np.int8],
-    n_excluded: npt.NDArray[np.int64],
-    threshold: npt.NDArray[np.float32],
-    n_want: npt.NDArray[np.int64],
-    *,
-    range_min: int,
-    range_max: int,
-    rank_window: RankWindow = "search",
-) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """Apply the filters and the rank window to one batch of search results, vectorised.
-
-    Args:
-        idx: Passage indices ``(b, k)`` by descending score, -1 for none.
-        scores: Their scores ``(b, k)``.
-        excl_ids: Identity-excluded passage indices per row ``(b, m)``, padded with -2.
-        excl_reason: Reason code per excluded passage ``(b, m)``: 1 + its position in :data:`DROP_REASONS`.
-        n_excluded: Distinct excluded passages per row ``(b,)``.
-        threshold: Margin threshold per row ``(b,)``: candidates scoring above it are dropped.
-        n_want: Negatives to mine per row ``(b,)``.
-        range_min: First rank of the window (inclusive).
-        range_max: End of the window (exclusive).
-        rank_window: ``"search"``: ranks of the raw result; ``"filtered"``: ranks among the survivors of the
-            first ``range_max + n_excluded`` results (see the module docstring).
-
-    Returns:
-        ``chosen`` ``(b, k)`` bool mask of the kept candidates (at most ``n_want`` per row, the first ones by
-        rank); ``dropped`` ``(b, len(DROP_REASONS))`` counts per reason; ``below_range_min`` ``(b,)`` survivors
-        skipped by ``range_min`` (only for ``"filtered"``; zeros otherwise).
-    """
-    b, k = idx.shape
-    cols = np.arange(k)[None, :]  # (1, k)
-    valid = idx >= 0  # (b, k)
-    eq = idx[:, :, None] == excl_ids[:, None, :]  # (b, k, m)
-    hit = eq.any(axis=2)  # (b, k)
-    first = eq.argmax(axis=2)  # (b, k)
-    reason = np.where(hit, np.take_along_axis(excl_reason, first, axis=1), 0)  # (b, k)
-    over = scores > threshold[:, None]  # (b, k)
-    if rank_window == "search":
-        pool = valid & (cols >= range_min) & (cols < range_max)  # (b, k)
-    elif rank_window == "filtered":
-        pool = valid & (cols < range_max + n_excluded[:, None])  # (b, k)
-    else:
-        raise ValueError(f"rank_window must be 'search' or 'filtered', got {rank_window!r}")
-    dropped = np.zeros((b, len(DROP_REASONS)), dtype=np.int64)  # (b, reasons)
-    for code in range(1, _N_IDENTITY + 1):
-        dropped[:, code - 1] = (pool & (reason == code)).sum(axis=1)
-    passes_identity = pool & (reason == 0)  # (b, k)
-    dropped[:, _MARGIN] = (passes_identity & over).sum(axis=1)
-    survive = passes_identity & ~over  # (b, k)
-    rank = np.cumsum(survive, axis=1) - 1  # (b, k) 0-based rank among survivors
-    if rank_window == "search":
-        chosen = survive & (rank < n_want[:, None])
-        below = np.zeros(b, dtype=np.int64)
-    else:
-        in_window = (rank >= range_min) & (rank < range_max)
-        chosen = survive & in_window & (rank - range_min < n_want[:, None])
-        below = (survive & (rank < range_min)).sum(axis=1)
-    return chosen, dropped, below
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Mining
 # ----------------------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Partition:
-    """One candidate corpus: its passages and the rows whose queries search it."""
-
-    key: tuple[str, str]  # (lang, source), or ("*", "*") for scope "all"
-    rows: list[int]
-    texts: list[str]
-    pool_sources: list[tuple[str, str]]  # (source_id, text) of the pool passages in ``texts``
-    pool_queries: list[tuple[str, str]]  # (query, text): a pool passage and each query it is the positive of
-
-
-def _norm_key(text: str) -> bytes:
-    """A 16-byte digest of :func:`retrofit.filter.text.normalize`: equal for duplicates, and far smaller than the text."""
-    return hashlib.blake2b(normalize(text).encode("utf-8"), digest_size=16).digest()
-
-
-def _shared_groups(pairs: Iterable[tuple[Any, int]]) -> dict[Any, list[int]]:
-    """Group passage indices by key, keeping only keys with two or more distinct passages."""
-    first: dict[Any, int] = {}
-    groups: dict[Any, list[int]] = {}
-    for key, c in pairs:
-        f = first.setdefault(key, c)
-        if f != c:
-            group = groups.setdefault(key, [f])
-            if c not in group:
-                group.append(c)
-    return groups
 
 
 def _validate_rows(rows: Sequence[Mapping[str, Any]]) -> None:
@@ -304,35 +150,6 @@ def _validate_rows(rows: Sequence[Mapping[str, Any]]) -> None:
         seen[row["id"]] = i
 
 
-def _negative_text(row: Mapping[str, Any]) -> str | None:
-    neg = row.get("negative")
-    return neg if isinstance(neg, str) and neg.strip() else None
-
-
-def _partitions(rows: Sequence[Mapping[str, Any]], scope: str, pool: Sequence[Mapping[str, Any]] = ()) -> list[_Partition]:
-    groups: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for i, row in enumerate(rows):
-        groups[("*", "*") if scope == "all" else (row["lang"], row["source"])].append(i)
-    extra: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
-    extra_queries: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
-    for passage in pool:
-        key = ("*", "*") if scope == "all" else (passage["lang"], passage["source"])
-        extra[key].append((str(passage["source_id"]), passage["text"]))
-        extra_queries[key] += [(query, passage["text"]) for query in passage.get("queries") or ()]
-    parts = []
-    for key in sorted(groups):
-        texts: dict[str, None] = {}
-        for i in groups[key]:
-            texts.setdefault(rows[i]["positive"])
-            neg = _negative_text(rows[i])
-            if neg is not None:
-                texts.setdefault(neg)
-        for _, text in extra.get(key, ()):
-            texts.setdefault(text)
-        parts.append(_Partition(key, groups[key], list(texts), extra.get(key, []), extra_queries.get(key, [])))
-    return parts
-
-
 def _out_row(row: Mapping[str, Any], negatives: list[dict[str, Any]], positive_score: float | None) -> dict[str, Any]:
     return {
         "id": row["id"],
@@ -346,59 +163,6 @@ def _out_row(row: Mapping[str, Any], negatives: list[dict[str, Any]], positive_s
         "source_id": row.get("source_id"),
         "provenance": row.get("provenance"),
     }
-
-
-def score_summary(scores: npt.ArrayLike) -> dict[str, Any]:
-    """Distribution of similarity scores: count, mean, std, min, quantiles, max and a histogram over [-1, 1].
-
-    Args:
-        scores: 1-D scores.
-
-    Returns:
-        ``{"count", "mean", "std", "min", "q05", "q25", "q50", "q75", "q95", "max", "histogram": {"edges",
-        "counts"}}``; statistics are ``None`` when there are no scores.
-    """
-    s = np.asarray(scores, dtype=np.float64).ravel()
-    counts, _ = np.histogram(np.clip(s, -1.0, 1.0), bins=HIST_EDGES)
-    out: dict[str, Any] = {"count": int(s.size), "histogram": {"edges": [round(float(e), 2) for e in HIST_EDGES],
-                                                                "counts": counts.tolist()}}
-    names = ("mean", "std", "min", "q05", "q25", "q50", "q75", "q95", "max")
-    if s.size == 0:
-        out.update(dict.fromkeys(names))
-        return out
-    q = np.quantile(s, [0.05, 0.25, 0.5, 0.75, 0.95])
-    values = (s.mean(), s.std(), s.min(), *q, s.max())
-    out.update({n: round(float(v), 6) for n, v in zip(names, values, strict=True)})
-    return out
-
-
-@dataclass
-class _Tally:
-    """Per-row outcomes of one mining run (arrays of length ``n``), gathered across partitions for the report."""
-
-    pos_score: np.ndarray  # (n,)
-    n_negs: np.ndarray  # (n,)
-    dropped: np.ndarray  # (n, reasons)
-    below_min: np.ndarray  # (n,)
-    in_window: np.ndarray  # (n,)
-    kept_dataset: np.ndarray  # (n,)
-    dataset_above_margin: np.ndarray  # (n,)
-    dataset_score: np.ndarray  # (n,)
-    hardest_gap: np.ndarray  # (n,) positive score minus the hardest mined negative's
-    random_score: np.ndarray  # (n,) a uniformly drawn, non-excluded candidate's score
-    mined_scores: list[np.ndarray] = field(default_factory=list)
-    dataset_equals_positive: int = 0
-    dataset_no_room: int = 0
-
-    @classmethod
-    def empty(cls, n: int) -> _Tally:
-        return cls(
-            pos_score=np.zeros(n, dtype=np.float32), n_negs=np.zeros(n, dtype=np.int64),
-            dropped=np.zeros((n, len(DROP_REASONS)), dtype=np.int64), below_min=np.zeros(n, dtype=np.int64),
-            in_window=np.zeros(n, dtype=np.int64), kept_dataset=np.zeros(n, dtype=bool),
-            dataset_above_margin=np.zeros(n, dtype=bool), dataset_score=np.full(n, np.nan, dtype=np.float32),
-            hardest_gap=np.full(n, np.nan, dtype=np.float32), random_score=np.full(n, np.nan, dtype=np.float32),
-        )
 
 
 @dataclass
@@ -640,80 +404,3 @@ def mine(
     )
     return [r for r in out if r is not None], report
 
-
-def _report(rows: Sequence[Mapping[str, Any]], tally: _Tally, num_negatives: int, has_neg: np.ndarray,
-            parts: list[_Partition], index_used: Counter[str], n_unique: dict[str, int], encoded: dict[str, int],
-            fp: str) -> dict[str, Any]:
-    """The mining report's counts and score distributions (module docstring), from the run's tally."""
-    t = tally
-    short = t.n_negs < num_negatives  # (n,)
-    all_mined = np.concatenate(t.mined_scores) if t.mined_scores else np.zeros(0, dtype=np.float32)
-
-    def by(keys: list[str]) -> dict[str, Any]:
-        names, inverse = np.unique(np.array(keys, dtype=object), return_inverse=True)
-        stats: dict[str, Any] = {}
-        for g, name in enumerate(names.tolist()):
-            sel = inverse == g
-            stats[name] = {
-                "rows": int(sel.sum()),
-                "short": int(short[sel].sum()),
-                "negatives": int(t.n_negs[sel].sum()),
-                "dropped": {r: int(t.dropped[sel, c].sum()) for c, r in enumerate(DROP_REASONS)},
-                "positive_score_mean": round(float(t.pos_score[sel].mean()), 6),
-                "hardest_gap_mean": _nanmean(t.hardest_gap[sel]),
-            }
-        return stats
-
-    return {
-        "teacher_fingerprint": fp,
-        "rows": {
-            "in": len(rows),
-            "out": len(rows),
-            "with_dataset_negative": int(has_neg.sum()),
-            "short": int(short.sum()),
-            "without_negatives": int((t.n_negs == 0).sum()),
-        },
-        "negatives": {"total": int(t.n_negs.sum()), "dataset": int(t.kept_dataset.sum()), "mined": int(all_mined.size)},
-        "dataset_negatives": {
-            "kept": int(t.kept_dataset.sum()),
-            "above_margin": int(t.dataset_above_margin.sum()),  # kept anyway: the dataset labels them negative
-            "dropped_equal_to_positive": t.dataset_equals_positive,
-            "dropped_num_negatives_0": t.dataset_no_room,
-        },
-        "candidates": {
-            "in_window": int(t.in_window.sum()),
-            "dropped": {r: int(t.dropped[:, c].sum()) for c, r in enumerate(DROP_REASONS)},
-            "below_range_min": int(t.below_min.sum()),
-            "chosen": int(all_mined.size),
-        },
-        "corpus": {
-            "partitions": len(parts),
-            "passages": sum(len(p.texts) for p in parts),
-            "largest_partition": max((len(p.texts) for p in parts), default=0),
-            "index": dict(sorted(index_used.items())),
-        },
-        "encoding": {
-            kind: {"unique": n_unique[kind], "encoded": encoded[kind], "cached": n_unique[kind] - encoded[kind]}
-            for kind in KINDS
-        },
-        "scores": {
-            "positive": score_summary(t.pos_score),
-            "mined_negative": score_summary(all_mined),
-            "random_negative": score_summary(t.random_score[~np.isnan(t.random_score)]),
-            "dataset_negative": score_summary(t.dataset_score[~np.isnan(t.dataset_score)]),
-            "hardest_gap": score_summary(t.hardest_gap[~np.isnan(t.hardest_gap)]),
-        },
-        "by_lang": by([r["lang"] for r in rows]),
-        "by_source": by([r["source"] for r in rows]),
-    }
-
-
-def _index_label(requested: str, searcher: _Searcher | None) -> str:
-    if searcher is None:
-        return "none"
-    return searcher.kind if searcher.kind == requested else f"{requested}->{searcher.kind}"
-
-
-def _nanmean(values: np.ndarray) -> float | None:
-    values = values[~np.isnan(values)]
-    return round(float(values.mean()), 6) if values.size else None

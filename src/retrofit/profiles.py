@@ -26,15 +26,14 @@ import copy
 import difflib
 import io
 import json
-import os
 import shutil
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from retrofit.config import Params, ParamsError, validate_params
+from retrofit.io import atomic_file
 
 _MISSING = object()
 
@@ -278,14 +277,8 @@ def apply_profile(profile: Path, params: Path, *, backup: bool = False, dry_run:
     if not dry_run and text != old_text:
         if backup:
             shutil.copy2(params, params.with_name(params.name + ".bak"))
-        fd, tmp = tempfile.mkstemp(dir=params.parent, prefix=f".{params.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            os.replace(tmp, params)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_file(params) as tmp:
+            tmp.write_text(text, encoding="utf-8")
         written = True
     before = yaml.safe_load(old_text) or {}
 

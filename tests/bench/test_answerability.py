@@ -112,8 +112,7 @@ def test_valid_pivot_queries_are_named_counted_below_the_cut_and_must_be_read(tm
 
 
 def test_the_pivot_pairs_a_sentence_with_its_english_twin():
-    from retrofit.generate.pools import Passage
-    from retrofit.generate.prompts import snippet
+    from retrofit.data.passages import Passage, snippet
 
     text = "Erster Satz hier. Zweiter Satz dort. Dritter Satz."
     passage = Passage("xquad:a1p0:de", "de", "xquad", "xquad:a1p0", text, "xquad:a1p0")

@@ -1,5 +1,5 @@
-"""MMTEB(Multilingual) retrieval offline: the paper's 18 tasks resolve through mteb, statistics, shards, the
-summary, and evaluation that fails fast naming the dataset."""
+"""MMTEB(Multilingual) retrieval offline: the summary, and evaluation that fails fast naming the dataset. The tasks,
+their statistics and shards: ``tests/eval/test_mmteb_tasks.py``."""
 
 from __future__ import annotations
 
@@ -9,53 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from retrofit.config import ParamsError
 from retrofit.errors import AssetError
-from retrofit.eval.mmteb import (
-    evaluate_mmteb,
-    mmteb_retrieval_tasks,
-    mmteb_task_stats,
-    mmteb_tasks,
-    shard,
-    summarize_mmteb,
-)
-from tests.paper import PAPER_TASKS
-
-
-def test_mmteb_resolves_the_papers_18_tasks():
-    names = mmteb_retrieval_tasks()
-    assert len(names) == 18
-    assert set(names) == PAPER_TASKS
-
-
-def test_mmteb_stats_offline_for_every_task():
-    stats = {t.metadata.name: mmteb_task_stats(t) for t in mmteb_tasks()}
-    assert set(stats) == PAPER_TASKS
-    for name, s in stats.items():
-        assert s["documents"] > 0 and s["queries"] > 0, name
-        assert s["document_chars"] > 0 and s["query_chars"] > 0, name
-        assert s["dataset"].startswith("mteb/") and s["splits"], name
-    assert (stats["ArguAna"]["documents"], stats["ArguAna"]["queries"]) == (8674, 1406)
-    assert stats["MIRACLRetrievalHardNegatives"]["documents"] > 2_000_000  # the corpus that dominates encoding
-    assert len(stats["LEMBPasskeyRetrieval"]["splits"]) == 8
-
-
-def test_unknown_benchmark_or_task_names_the_problem():
-    with pytest.raises(ParamsError, match="MTEB\\(Multilingual, v9\\)"):
-        mmteb_tasks("MTEB(Multilingual, v9)")
-    with pytest.raises(ParamsError, match="NoSuchRetrieval"):
-        mmteb_tasks(names=["ArguAna", "NoSuchRetrieval"])
-    assert [t.metadata.name for t in mmteb_tasks(names=["SCIDOCS", "ArguAna"])] == ["ArguAna", "SCIDOCS"]
-
-
-def test_shard_covers_every_task_once_and_balances():
-    names = mmteb_retrieval_tasks()
-    weights = {n: 1.0 for n in names} | {"MIRACLRetrievalHardNegatives": 100.0}
-    shards = [shard(names, k, 3, weights) for k in range(3)]
-    assert sorted(n for s in shards for n in s) == sorted(names)
-    assert ["MIRACLRetrievalHardNegatives"] in shards  # the heaviest task gets a GPU of its own
-    with pytest.raises(ValueError, match="shard 3/3"):
-        shard(names, 3, 3)
+from retrofit.eval.mmteb import evaluate_mmteb, summarize_mmteb
+from retrofit.eval.mmteb_tasks import mmteb_tasks
 
 
 def test_summarize_mmteb_means_main_scores_and_flags_missing(tmp_path: Path):

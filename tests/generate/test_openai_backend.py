@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import threading
 import time
 from collections import Counter
@@ -16,14 +15,8 @@ from retrofit.errors import RetrofitError
 from retrofit.generate.base import GenRequest, GenResponse
 from retrofit.generate.cache import ResponseCache, generate_with_cache
 from retrofit.generate.ledger import Ledger
-from retrofit.generate.openai_backend import (
-    CircuitOpen,
-    EndpointError,
-    OpenAIBackend,
-    estimate_prompt_tokens,
-    estimate_tokens,
-    redact_url,
-)
+from retrofit.generate.openai_backend import CircuitOpen, EndpointError, OpenAIBackend
+from retrofit.generate.openai_request import estimate_prompt_tokens, estimate_tokens, redact_url
 
 from .fake_openai_server import (
     COMPLETION_TOKENS,
@@ -277,12 +270,6 @@ def test_connection_refused_is_retried_then_reported():
     failed = backend.generate(requests_for(["a"]), lambda r, x: None)
     assert [(f.reason, f.attempts) for f in failed] == [("connection", 3)]
     assert backend.ledger.to_metrics()["retries"]["connection"] == 2 and len(sleep.delays) == 2
-
-
-def test_estimates_are_rough_bytes_over_four():
-    assert estimate_tokens("") == 0 and estimate_tokens("abcd") == 1 and estimate_tokens("abcde") == 2
-    assert estimate_tokens("日本") == math.ceil(6 / 4)
-    assert estimate_prompt_tokens([{"role": "user", "content": "abcd"}]) == 1 + 4
 
 
 def test_on_response_error_stops_the_run_and_propagates():

@@ -15,7 +15,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import yaml
 from conftest import params_group
@@ -24,8 +23,11 @@ from retrofit.config import GenerateParams
 from retrofit.generate.base import GenRequest, GenResponse
 from retrofit.generate.ledger import FailedRequest, Ledger
 from retrofit.generate.openai_backend import CircuitOpen, EndpointError, OpenAIBackend
-from retrofit.generate.pipeline import Planner, RoundTrip, run_generation, wilson_upper, write_sample
-from retrofit.generate.pools import load_exemplars, load_passages
+from retrofit.generate.pipeline import run_generation, wilson_upper
+from retrofit.generate.planner import Planner
+from retrofit.generate.sample_report import write_sample
+from retrofit.data.passages import load_passages
+from retrofit.generate.pools import load_exemplars
 from retrofit.generate.validate import LanguageIdentifier, validate
 from retrofit.io import read_jsonl
 from tests.generate.fake_openai_server import FakeOpenAIServer, refused_url
@@ -191,17 +193,6 @@ def test_chat_json_is_parsed():
     assert v.ok and v.query == "¿Dónde está el monte?"
     assert validate("{not json", "stop", chat=True, lang="es", passage="x", exemplars=[], min_chars=1,
                     max_chars=100, langid=None).reason == "empty"
-
-
-def test_roundtrip_ranks_by_hand():
-    vecs = {"p0": [1, 0, 0], "p1": [0, 1, 0], "p2": [0, 0, 1], "q0": [0.9, 0.1, 0], "q1": [0.8, 0.6, 0]}
-
-    def encode(texts: list[str], kind: str) -> np.ndarray:
-        return np.array([vecs[t] for t in texts], dtype=np.float32)
-
-    rt = RoundTrip(encode, k=1)
-    # q0 ranks p0 first (rank 0); q1 is closer to p0 than to its positive p1 (rank 1).
-    assert rt.ranks(["q0", "q1"], ["p0", "p1"], ["p0", "p1", "p2"]) == [0, 1]
 
 
 def _responder(prompt: str) -> str:

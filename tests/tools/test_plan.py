@@ -95,7 +95,7 @@ def test_llm_cost_formula_exact():
 
 
 def test_prompt_tokens_follow_the_template():
-    from retrofit.generate.openai_backend import estimate_prompt_tokens
+    from retrofit.generate.openai_request import estimate_prompt_tokens
     from retrofit.generate.prompts import Attributes, instruction_messages
 
     short, long = prompt_tokens("short_query", "de", 400), prompt_tokens("short_query", "de", 800)

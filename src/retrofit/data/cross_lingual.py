@@ -34,7 +34,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from retrofit.generate.pools import load_passages
+from retrofit.data.passages import load_passages
 from retrofit.schema import CROSS
 
 log = logging.getLogger(__name__)

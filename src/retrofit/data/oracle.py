@@ -34,7 +34,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from retrofit.data.sampling import rank_key
-from retrofit.generate.prompts import answer_sentence
+from retrofit.data.passages import answer_sentence
 from retrofit.schema import ORACLE
 
 log = logging.getLogger(__name__)

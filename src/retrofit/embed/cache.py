@@ -10,9 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -21,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from retrofit.embed.encoder import KINDS, Encoder, Kind, text_digest
-from retrofit.io import write_json
+from retrofit.io import atomic_file, write_json
 
 log = logging.getLogger(__name__)
 
@@ -35,14 +33,8 @@ _KEY_DTYPE = np.dtype(f"V{_DIGEST_BYTES}")
 
 
 def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, array)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as tmp, tmp.open("wb") as fh:
+        np.save(fh, array)
 
 
 def _digests(texts: Sequence[str]) -> np.ndarray:

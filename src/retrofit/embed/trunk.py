@@ -35,8 +35,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +48,7 @@ from retrofit.embed.unpad import (
     unsupported_reason,
 )
 from retrofit.embed.work import WORK
+from retrofit.io import atomic_file
 from retrofit.runtime import fp32_linear
 
 log = logging.getLogger(__name__)
@@ -152,15 +151,8 @@ class TrunkCache:
         import torch
 
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        os.close(fd)
-        try:
+        with atomic_file(path) as tmp:
             torch.save(states.detach().cpu().clone(), tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
 
     def hidden_states(self, backbone: Any, input_ids: Any, attention_mask: Any, token_type_ids: Any = None) -> Any:
         """:func:`retrofit.embed.unpad.unpadded_hidden_states`, with the first ``depth`` layers from the cache."""

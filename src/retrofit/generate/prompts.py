@@ -22,9 +22,7 @@ References:
 from __future__ import annotations
 
 import random
-import re
 from dataclasses import dataclass
-from itertools import pairwise
 
 from retrofit.generate.base import GenRequest
 from retrofit.schema import GENERATED_TASK_TYPES
@@ -62,11 +60,6 @@ _LANG_NAMES = {
     "vi": "Vietnamese", "zh": "Chinese",
 }
 
-#: A sentence's end: a Latin or Devanagari mark before whitespace, or a CJK mark (CJK puts no space after it),
-#: each with the closing quotes and brackets that follow it (so ``。”`` ends a sentence, and ``”`` opens none).
-_SENTENCE_END = re.compile(r"[.!?।॥][\"'”’»」』）)\]]*(?=\s)|[。！？][\"'”’»」』）)\]]*")
-
-
 @dataclass(frozen=True)
 class Exemplar:
     """One few-shot example: an input text (passage snippet or sentence) and the query written for it."""
@@ -95,64 +88,6 @@ def sample_attributes(rng: random.Random) -> Attributes:
 def language_name(lang: str) -> str:
     """English name of an ISO 639-1 code (the code itself if unknown)."""
     return _LANG_NAMES.get(lang, lang)
-
-
-def _continues(text: str, mark: int) -> bool:
-    """Whether the period at ``mark`` ends an initial or a day rather than a sentence ("John F. Kennedy", "am 30.")."""
-    if text[mark] != ".":
-        return False
-    start = mark
-    while start > 0 and not text[start - 1].isspace() and text[start - 1] != "(":
-        start -= 1
-    token = text[start:mark]
-    return (len(token) == 1 and token.isalpha()) or (token.isdigit() and len(token) <= 2)
-
-
-def sentences(text: str) -> list[str]:
-    """Split a passage into sentences on ., !, ?, 。, ！, ？, । and ॥ (Thai, which has no such marks, stays whole).
-
-    A period after a single letter or a one- or two-digit number does not end a sentence (initials, German dates
-    and ordinals: "John F. Kennedy", "am 30. September"). Closing quotes and brackets stay with the sentence they
-    close, and a piece with fewer than two letters or digits (a stray quote mark, "...") joins the sentence before
-    it, so no sentence is punctuation alone.
-    """
-    cuts = [0] + [m.end() for m in _SENTENCE_END.finditer(text) if not _continues(text, m.start())] + [len(text)]
-    out: list[str] = []
-    carry = ""  # a leading fragment, joined to the first real sentence
-    for piece in (text[a:b] for a, b in pairwise(cuts)):
-        if sum(ch.isalnum() for ch in piece) < 2:
-            if out:
-                out[-1] += piece
-            else:
-                carry += piece
-            continue
-        out.append(carry + piece)
-        carry = ""
-    return [s.strip() for s in out] or ([carry.strip()] if carry.strip() else [])  # out: >= 2 letters each
-
-
-def snippet(text: str, max_chars: int, index: int = 0) -> str:
-    """Sentence ``index`` of ``text`` (clamped), cut at a word boundary to at most ``max_chars`` characters."""
-    parts = sentences(text) or [text]
-    s = parts[min(index, len(parts) - 1)]
-    if len(s) <= max_chars:
-        return s
-    cut = s[:max_chars]
-    space = cut.rfind(" ")
-    return cut[:space] if space > max_chars // 2 else cut
-
-
-def answer_sentence(passage: str, answer_start: int, max_chars: int) -> str:
-    """The sentence of ``passage`` that contains character ``answer_start`` (the first sentence if unknown)."""
-    if answer_start < 0:
-        return snippet(passage, max_chars)
-    offset = 0
-    for i, s in enumerate(sentences(passage)):
-        pos = passage.find(s, offset)
-        if pos <= answer_start < pos + len(s) or pos < 0:
-            return snippet(passage, max_chars, i)
-        offset = pos + len(s)
-    return snippet(passage, max_chars)
 
 
 def few_shot_prompt(task_type: str, exemplars: list[Exemplar], target: str) -> str:
