@@ -24,13 +24,15 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 repro: setup
 	$(BIN)/dvc repro
 
-# Debian's chromium (headless browser test of the offline plots page) and npm (fetches vega for that page).
+# Debian's chromium (headless browser test of the offline plots page), npm (fetches vega for that page) and
+# openssh-server (the SSH remote tests/test_sharing.py starts on loopback; its S3 remote, SeaweedFS, is a pip wheel).
 test-deps:
 	@missing=""; command -v chromium >/dev/null || missing="chromium"; \
 	command -v npm >/dev/null || missing="$$missing npm"; \
+	command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || missing="$$missing openssh-server"; \
 	if [ -n "$$missing" ]; then \
 		($(APT) update -qq && DEBIAN_FRONTEND=noninteractive $(APT) install -y -qq $$missing) \
-		|| echo "warning: could not install$$missing; the browser test will be skipped outside CI"; \
+		|| echo "warning: could not install$$missing; the tests that need them will be skipped outside CI"; \
 	fi
 
 test: setup test-deps

@@ -2,7 +2,8 @@
 
 Reads ``data/generated/examples.jsonl`` and ``data/prepared/english/<source>.jsonl`` for every ``data.english`` and
 ``data.hub_english`` source (a nested, seeded sample of ``dedupe.english_per_source`` pairs per dataset), drops
-anything overlapping a held-out XQuAD test question or passage, then exact and near duplicates. Writes
+anything overlapping a text of any evaluation task (``data/prepared/heldout.jsonl``, :mod:`retrofit.data.heldout`),
+then exact and near duplicates. Writes
 ``data/deduped/pairs.jsonl`` (schema in :mod:`retrofit.filter.dedupe`), ``data/deduped/report.json`` (counts before/after
 each step, a DVC metric), ``data/deduped/dropped.json``, ``data/deduped/oracle.jsonl`` (a human XQuAD question
 in place of every kept synthetic row, :mod:`retrofit.data.oracle`) and ``data/deduped/cross.jsonl`` (each non-English
@@ -14,6 +15,7 @@ from pathlib import Path
 from retrofit import cli
 from retrofit.data.cross_lingual import cross_rows, english_passages
 from retrofit.data.english import ENGLISH_ROW
+from retrofit.data.heldout import HELDOUT_ROW, eval_texts
 from retrofit.data.oracle import oracle_rows
 from retrofit.data.sampling import nested_sample_by
 from retrofit.data.xquad import PARAGRAPH_ROW, QUESTION_ROW
@@ -40,13 +42,8 @@ def main() -> None:
     xq = Path("data/prepared/xquad")
     paragraphs = read_jsonl(xq / "paragraphs.jsonl", PARAGRAPH_ROW)
     questions = read_jsonl(xq / "questions.jsonl", QUESTION_ROW)
-    eval_texts = [
-        (f"xquad-{r['lang']}-{kind}-{r['id']}", r["text"])
-        for kind, table in (("p", paragraphs), ("q", questions))
-        for r in table
-        if r["split"] == "test"
-    ]
-    result = dedupe(rows, eval_texts, params.dedupe, seed=params.base.seed)
+    heldout = read_jsonl("data/prepared/heldout.jsonl", HELDOUT_ROW)  # every text of every evaluation task
+    result = dedupe(rows, eval_texts(heldout), params.dedupe, seed=params.base.seed)
     synthetic = [r for r in result.rows if r["source"] == SYNTHETIC]
     oracle = oracle_rows(synthetic, paragraphs, questions, params.base.seed)
     cross = cross_rows(synthetic, english_passages("data/prepared"))

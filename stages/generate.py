@@ -3,8 +3,10 @@
 Writes ``data/generated/`` (``examples.jsonl``, ``metrics.json``, ``rejected.jsonl``; schema in
 :mod:`retrofit.generate.pipeline`), ``reports/generate/sample.md`` (a few rows per language, committed so a
 reader can judge quality) and ``reports/generate/ledger.json`` (requests, cache hits, tokens and cost of this
-run, its wall time, thread decisions and the round-trip embedder's work). Raw responses are cached under ``base.cache_dir``, so a killed run resumes without re-sending finished
-requests.
+run, its wall time, thread decisions and the round-trip embedder's work). Raw responses are cached in
+``data/responses/`` before anything parses them, so a killed run resumes without re-sending finished requests; that
+folder is a DVC output (``persist: true``), so ``dvc push`` shares it and a collaborator's larger run pays only for
+the new requests.
 """
 
 from pathlib import Path
@@ -33,6 +35,7 @@ def main() -> None:
         encode=base_embedder(cache_dir, params.base.bf16_inference),
         bf16=params.base.bf16_inference,
         threads=params.base.threads,
+        responses=Path("data/responses"),
     )
     gen = Path("data/generated")
     write_sample(gen / "examples.jsonl", Path("reports/generate/sample.md"), per_language=5,

@@ -6,13 +6,17 @@
 - ``data/prepared/english/``: the English task datasets as pairs, one ``<source>.jsonl`` each (schema in
   :mod:`retrofit.data.english`): the embedded ``data.english`` plus any ``data.hub_english`` datasets
   (:func:`retrofit.data.hub_english.prepare_hub_english`, the paper-scale profile's hub collections);
+- ``data/prepared/exemplars/stsb_paraphrase.jsonl``: the generator's paraphrase exemplars (STS-B train and dev
+  pairs in every language; :func:`retrofit.data.english.prepare_exemplars`);
+- ``data/prepared/heldout.jsonl``: every text of every evaluation task, which no training text may overlap
+  (:mod:`retrofit.data.heldout`);
 - ``data/prepared/counts.json``: row counts per dataset, a DVC metric.
 """
 
 from pathlib import Path
 
 from retrofit import cli
-from retrofit.data import english, hub_english, ntrex, xquad
+from retrofit.data import english, heldout, hub_english, ntrex, xquad
 from retrofit.io import atomic_dir, write_json
 from retrofit.schema import NTREX_CODES, XQUAD_LANGUAGES
 
@@ -28,6 +32,8 @@ def main() -> None:
             ),
             "ntrex": ntrex.prepare_ntrex(raw / "ntrex128", out / "ntrex", sorted(NTREX_CODES), params.data.ntrex_max_chars),
             "english": english.prepare_english(raw, out / "english", params.data.english),
+            "exemplars": english.prepare_exemplars(raw, out / "exemplars" / "stsb_paraphrase.jsonl"),
+            "heldout": heldout.prepare_heldout(raw, out / "xquad", out / "heldout.jsonl"),
         }
         if params.data.hub_english:  # paper scale: hub (or local) datasets beside, or instead of, the embedded six
             counts["english"].update(hub_english.prepare_hub_english(

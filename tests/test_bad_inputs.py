@@ -77,6 +77,8 @@ def ws(tmp_path: Path, tiny_model_dir: Path) -> Path:
     _rows(xq / "questions.jsonl", [{"id": f"q{a}", "lang": lang, "paragraph_id": f"a0{a}p0", "text": f"q {a} {lang}",
                                     "answer": "text", "answer_start": 0, "split": split}
                                    for a, split in ((0, "test"), (1, "train")) for lang in ("de", "en")])
+    _rows(root / "data/prepared/heldout.jsonl", [{"id": f"xquad-{lang}-p-a00p0", "eval": "xquad_heldout",
+                                                  "text": f"text 0 {lang}"} for lang in ("de", "en")])
     for source in _params()["data"]["english"]:
         _rows(root / f"data/prepared/english/{source}.jsonl", [{k: v for k, v in _pair(i, source).items()
                                                                   if k not in ("source_id", "provenance")}
@@ -295,5 +297,5 @@ def test_a_failure_partway_leaves_no_output_and_no_lock_entry(ws: Path) -> None:
         assert not (ws / out).exists(), f"generate left {out} behind"
     lock = ws / "dvc.lock"
     assert not lock.exists() or "generate" not in (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
-    cached = [line for p in (ws.parent / "cache").rglob("responses-*.jsonl") for line in p.read_text().splitlines()]
+    cached = [line for p in (ws / "data/responses").rglob("responses-*.jsonl") for line in p.read_text().splitlines()]
     assert len(cached) == 2  # nothing paid for is lost

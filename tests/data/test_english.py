@@ -11,6 +11,7 @@ import pytest
 from retrofit.data.english import (
     STSB_LANGUAGES,
     build_pairs,
+    prepare_exemplars,
     clean_citation_markers,
     detokenize,
     prepare_english,
@@ -206,16 +207,22 @@ def test_stsb_threshold_and_languages(tmp_path: Path) -> None:
             if split == "train":
                 body = f'{lang} a,{lang} b,4.0\n"{lang}, quoted",{lang} d,3.99\n{lang} e,{lang} f,5.0\n'
             write(tmp_path / f"stsb_multi_mt/data__stsb-{lang}-{split}.csv", body)
+        write(tmp_path / f"stsb_multi_mt/data__stsb-{lang}-dev.csv", f"{lang} g,{lang} h,4.5\n")
+    # the English task data: English train only (the other languages are translations, every test an evaluation)
     rows, counts = build_pairs(tmp_path, "stsb_multi_mt")
-    assert counts["per_lang"] == {lang: 2 for lang in STSB_LANGUAGES}
-    assert counts["dropped"] == {"score_below_4": len(STSB_LANGUAGES)}
-    de = [r for r in rows if r["lang"] == "de"]
-    assert [(r["id"], r["query"], r["positive"]) for r in de] == [
-        ("stsb_multi_mt-de-train-00000", "de a", "de b"),
-        ("stsb_multi_mt-de-train-00002", "de e", "de f"),
+    assert counts["per_lang"] == {"en": 2} and counts["dropped"] == {"score_below_4": 1}
+    assert [(r["id"], r["query"], r["positive"]) for r in rows] == [
+        ("stsb_multi_mt-en-train-00000", "en a", "en b"),
+        ("stsb_multi_mt-en-train-00002", "en e", "en f"),
     ]
-    write(tmp_path / "stsb_multi_mt/data__stsb-en-dev.csv", "a,b,high\n")
-    with pytest.raises(DataError, match=r"stsb-en-dev\.csv: row 1: score 'high' is not a number"):
+    # the generator's paraphrase exemplars: every language, train and dev, never test
+    assert prepare_exemplars(tmp_path, tmp_path / "ex.jsonl") == 3 * len(STSB_LANGUAGES)
+    ex = read_jsonl(tmp_path / "ex.jsonl")
+    assert {r["lang"] for r in ex} == set(STSB_LANGUAGES) and not any("-test-" in r["id"] for r in ex)
+    assert [r["id"] for r in ex if r["lang"] == "de"] == [
+        "stsb_multi_mt-de-train-00000", "stsb_multi_mt-de-train-00002", "stsb_multi_mt-de-dev-00000"]
+    write(tmp_path / "stsb_multi_mt/data__stsb-en-train.csv", "a,b,high\n")
+    with pytest.raises(DataError, match=r"stsb-en-train\.csv: row 1: score 'high' is not a number"):
         build_pairs(tmp_path, "stsb_multi_mt")
 
 
@@ -257,8 +264,8 @@ def test_real_counts(real_out: tuple[Path, dict[str, Any]]) -> None:
     assert counts["citation_integrity"]["candidates"] + counts["citation_integrity"]["dropped"]["no_evidence"] == 3060
     assert counts["scitldr"]["candidates"] == 3229 + 5412  # one title and every TLDR per paper
     sts = counts["stsb_multi_mt"]
-    assert sts["candidates"] + sts["dropped"]["score_below_4"] == 8628 * len(STSB_LANGUAGES)
-    assert set(sts["per_lang"]) == set(STSB_LANGUAGES)
+    assert sts["candidates"] + sts["dropped"]["score_below_4"] == 5749  # STS-B's English train split
+    assert set(sts["per_lang"]) == {"en"}
     for source in ENGLISH_SOURCES:
         assert counts[source]["task_type"] == ENGLISH_TASK_TYPES[source]
         assert counts[source]["written"] == counts[source]["candidates"] - counts[source]["dropped"].get(

@@ -10,6 +10,7 @@ import pytest
 from conftest import params_group
 
 from retrofit.data.english_pool import english_pool
+from retrofit.data.heldout import xquad_heldout
 from retrofit.data.sampling import nested_sample_by
 from retrofit.errors import InputError
 
@@ -25,6 +26,11 @@ CONTAMINATED = {
 }
 
 
+def heldout_rows_of(xquad: Path) -> list[dict[str, Any]]:
+    """The held-out XQuAD part of ``heldout.jsonl``."""
+    return [{"id": i, "eval": e, "text": t} for i, e, t in xquad_heldout(xquad)]
+
+
 def _write(path: Path, rows: list[dict[str, Any]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
@@ -37,7 +43,8 @@ def _row(source: str, i: int, positive: str, query: str | None = None, lang: str
 
 @pytest.fixture
 def prepared(tmp_path: Path) -> Path:
-    """``data/prepared`` in miniature: two English datasets and an XQuAD split with one test paragraph."""
+    """``data/prepared`` in miniature: two English datasets and the held-out texts (one XQuAD test paragraph and its
+    question, as the prepare stage writes them to ``heldout.jsonl``)."""
     root = tmp_path / "prepared"
     _write(root / "xquad/paragraphs.jsonl", [
         {"id": "a00p0", "lang": "en", "article": 0, "title": "Normans", "text": TEST_PARAGRAPH, "split": "test"},
@@ -47,6 +54,7 @@ def prepared(tmp_path: Path) -> Path:
         {"id": "q0", "lang": "en", "paragraph_id": "a00p0", "text": TEST_QUESTION, "answer": "France",
          "answer_start": 0, "split": "test"},
     ])
+    _write(root / "heldout.jsonl", heldout_rows_of(root / "xquad"))
     nq = [_row("qed_nq", i, f"Passage {i}: a paragraph about topic number {i} of the corpus.") for i in range(24)]
     for i, text in ((3, CONTAMINATED["qed_nq-003"]), (4, CONTAMINATED["qed_nq-004"]), (5, CONTAMINATED["qed_nq-005"]),
                     (6, TRAIN_PARAGRAPH)):  # training-pool text is no contamination

@@ -63,7 +63,7 @@ def leftovers(dest: Path) -> list[Path]:
 
 def test_registry_loads_and_filters() -> None:
     files = load_registry()
-    assert len(files) == 131  # 106 training and evaluation files + 25 of the official evaluation tasks
+    assert len(files) == 239  # 106 training and evaluation files, 25 of the official tasks, 108 of the tasks beyond
     assert len({sf.file for sf in files}) == len(files)
     xquad = load_registry(["xquad"])
     assert {sf.dataset for sf in xquad} == {"xquad"}

@@ -28,6 +28,7 @@ SEED = 42
 # Fixture: a small mixed table whose fate (kept, or the drop reason and the row kept instead) is known per row
 # ---------------------------------------------------------------------------------------------------------------
 
+
 def _syn(rid: str, lang: str, query: str, positive: str = PASSAGE, negative: str | None = None) -> dict[str, Any]:
     return {"id": rid, "lang": lang, "task_type": "qa", "query": query, "positive": positive, "negative": negative,
             "source_id": "a01p0", "generator": {"backend": "local", "model": "gemma-3-270m"},
@@ -132,7 +133,8 @@ def test_decontam_examples_name_field_and_eval_text(rows: list[dict[str, Any]]) 
     assert by_id["en-012"]["field"] == "negative" and by_id["en-012"]["containment"] == 1.0
     assert by_id["en-011"]["eval_text"] == EVAL_TEXTS["xquad-en-p-1"]
     assert result.report["decontam"] == {"eval_texts": len(EVAL_TEXTS),
-                                         "by_field": {"query": 4, "positive": 2, "negative": 1}}
+                                         "by_field": {"query": 4, "positive": 2, "negative": 1},
+                                         "by_eval": {"xquad": 7}}
 
 
 def test_near_examples_carry_the_kept_row(rows: list[dict[str, Any]]) -> None:

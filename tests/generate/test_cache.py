@@ -1,9 +1,11 @@
-"""ResponseCache: durability (fsync, SIGKILL), torn-line repair, locking, thread safety, and generate_with_cache."""
+"""ResponseCache: durability (fsync, SIGKILL), torn-line repair, locking, thread safety, links into a DVC cache, and
+generate_with_cache."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -15,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from retrofit.generate.base import GenRequest, GenResponse
-from retrofit.generate.cache import ResponseCache, generate_with_cache
+from retrofit.generate.cache import ResponseCache, generate_with_cache, own_copy
 from retrofit.generate.ledger import FailedRequest, Ledger
 
 
@@ -41,6 +43,27 @@ def test_put_get_contains_and_reopen(tmp_path: Path):
         assert cache.get("a") == resp("a", "héllo\nworld") and cache.get("b") == resp("b")
         assert list(cache.responses()) == [resp("a", "héllo\nworld"), resp("b")]
     assert [row["key"] for row in lines(path)] == ["a", "b"]
+
+
+@pytest.mark.parametrize("link", ["hardlink", "symlink"])
+def test_a_cache_checked_out_as_a_link_is_copied_before_appending(tmp_path: Path, link: str):
+    # DVC checks an output out as a read-only link into its cache (cache.type hardlink or symlink): the object there
+    # must not change when the generator appends new responses
+    store = tmp_path / "dvc-cache" / "ab" / "cdef"
+    store.parent.mkdir(parents=True)
+    with ResponseCache(store) as cache:
+        cache.put(resp("a"))
+    os.chmod(store, 0o444)
+    before = store.read_bytes()
+    path = tmp_path / "data" / "responses" / "responses.jsonl"
+    path.parent.mkdir(parents=True)
+    os.link(store, path) if link == "hardlink" else path.symlink_to(store)
+    with ResponseCache(path) as cache:
+        assert list(cache) == ["a"]  # a teammate's answers are reused
+        cache.put(resp("b"))
+    assert store.read_bytes() == before  # the cached object is untouched
+    assert [row["key"] for row in lines(path)] == ["a", "b"] and not path.is_symlink() and path.stat().st_nlink == 1
+    assert own_copy(path) is False  # a private file is left as it is
 
 
 def test_put_of_cached_key_writes_nothing_and_warns(tmp_path: Path, caplog: pytest.LogCaptureFixture):

@@ -50,6 +50,7 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
     xquad.prepare_xquad(raw / "xquad", out / "xquad", ["de", "en", "zh"], 24, 42)
     ntrex.prepare_ntrex(raw / "ntrex128", out / "ntrex", ["de", "en", "zh"], 600)
     english.prepare_english(raw, out / "english", ["stsb_multi_mt"])
+    english.prepare_exemplars(raw, out / "exemplars" / "stsb_paraphrase.jsonl")  # the paraphrase exemplars
     return out
 
 
@@ -242,7 +243,7 @@ def test_stage_killed_with_sigkill_resumes_without_resending(prepared: Path, tin
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         first = len(server.attempts)
-        (cache_file,) = (proj / "cache/generate").glob("responses-openai-*.jsonl")
+        (cache_file,) = (proj / "data/responses").glob("responses-openai-*.jsonl")  # the stage keeps them in the project
         done_before = _cached_tags(cache_file)
         assert done_before, "nothing was cached before the kill"
         assert not (proj / "data/generated").exists(), "a killed stage left a partial output"

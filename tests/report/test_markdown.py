@@ -8,7 +8,7 @@ from pathlib import Path
 from retrofit.mine_report import score_summary
 from retrofit.report.compare import Comparer, findings
 from retrofit.report.evaluations import Evaluation, load_mmteb
-from retrofit.report.markdown import ANCHORS, mining_markdown, mmteb_markdown, results_markdown
+from retrofit.report.markdown import ANCHORS, mining_markdown, mmteb_markdown, results_markdown, training_markdown
 
 
 def test_mmteb_section(tmp_path: Path) -> None:
@@ -53,3 +53,13 @@ def test_results_md_carries_the_findings_with_their_noise(evals: dict[str, Evalu
     assert "opposite to the paper" in text and "reversed" not in text
     assert "(`scale_12`, `seed2`, `seed3`)" in text
     assert json.dumps(found["plateau"]["verdict"])[1:-1] in text
+
+
+def test_training_section_states_languages_and_sources() -> None:
+    mixture = {"rows": 6, "by_source_lang": {"qed_nq": {"en": 2}, "stsb_multi_mt": {"en": 1},
+                                             "synthetic": {"de": 2, "zh": 1}}}
+    oracle = {"rows": 3, "by_source_lang": {"qed_nq": {"en": 2}, "oracle": {"de": 1}}}
+    text = "\n".join(training_markdown({"scale_6": mixture, "oracle": oracle}))
+    assert "| `scale_6` | 6 | 2: qed_nq, stsb_multi_mt | en | de zh | - | - |" in text
+    assert "| `oracle` | 3 | 1: qed_nq | en | - | de | - |" in text
+    assert training_markdown({}) == []

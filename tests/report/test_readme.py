@@ -25,6 +25,7 @@ def test_readme_block_is_regenerated_from_the_results(evals: dict[str, Evaluatio
     models = json.loads((tmp_path / "r/models.json").read_text())
     assert f"| `base` | {100 * models['base']['primary']:.2f} | " in text
     assert "| 3. task diversity beats language diversity | -" in text and "opposite to the paper" in text
+    assert "What each model saw in training" not in text  # no training.json rows: no table
     assert not update_readme(readme, tmp_path / "r")  # idempotent
     readme.write_text("no block")
     with pytest.raises(InputError, match="no results block"):
@@ -40,3 +41,14 @@ def test_command_line_rewrites_the_block(evals: dict[str, Evaluation], tmp_path:
     assert "results block updated" in done.stdout and "| `scale_12` |" in readme.read_text()
     bad = subprocess.run([sys.executable, "-m", "retrofit.report"], capture_output=True, text=True, check=False)
     assert bad.returncode != 0 and "usage: python -m retrofit.report readme" in bad.stderr
+
+
+def test_readme_block_states_what_each_model_saw(evals: dict[str, Evaluation], tmp_path: Path) -> None:
+    training = {"scale_12": {"rows": 5, "by_source_lang": {"qed_nq": {"en": 3}, "synthetic": {"de": 1, "zh": 1}}}}
+    build_report(evals, [0, 6, 12], ["seed2", "seed3"], tmp_path / "r", tmp_path / "RESULTS.md", resamples=100,
+                 training=training)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{README_START}\n{README_END}\n")
+    update_readme(readme, tmp_path / "r")
+    assert "| `scale_12` | 1 (en) | generated queries: de zh |" in readme.read_text()
+    assert "## What each model saw in training" in (tmp_path / "RESULTS.md").read_text()

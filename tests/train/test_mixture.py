@@ -31,6 +31,9 @@ def test_mixture_is_nested_and_filtered():
     a, b = select_mixture(data, small, 0), select_mixture(data, big, 0)
     assert {r["id"] for r in a} < {r["id"] for r in b}
     assert mixture_counts(a)["synthetic_by_lang"] == {"de": 2, "zh": 2}
+    by = mixture_counts(a)["by_source_lang"]  # every row, English ones included, by source and language
+    assert sum(n for langs in by.values() for n in langs.values()) == len(a)
+    assert by["synthetic"] == {"de": 2, "zh": 2} and set(by) == {r["source"] for r in a}
     assert all(r["source"] in ("qed_nq", "synthetic") for r in b)
     only_short = small.model_copy(update={"mix": small.mix.model_copy(update={"task_types": ["short_query"]})})
     assert {r["task_type"] for r in select_mixture(data, only_short, 0) if r["source"] == "synthetic"} == {

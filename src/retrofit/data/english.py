@@ -6,7 +6,7 @@ Six small public datasets add task variety to the synthetic multilingual data. E
     {"id": "snli_via_esnli-dev-00001",  # unique in the file: source, source split, source row (see below)
      "source": "snli_via_esnli",         # the dataset name in assets/sources.json
      "task_type": "nli",                 # qa | nli | fact | sci_claim | title | sts (fixed per source)
-     "lang": "en",                       # ISO 639-1 (only stsb_multi_mt has other languages)
+     "lang": "en",                       # ISO 639-1: "en" (only the paraphrase exemplars, below, have others)
      "query": "...",
      "positive": "...",
      "negative": "..." | null}           # a hard negative where the source provides one, else null
@@ -26,9 +26,15 @@ How each source is read (``raw_dir`` is a directory from :func:`retrofit.data.so
   ``citation_integrity-<split>-<claim id>-<doc id>``.
 - ``scitldr`` (``title``): paper title -> abstract and each TLDR -> abstract, so one abstract is the positive of
   several rows (ids ``scitldr-<split>-<paper_id>-title`` and ``...-tldr<k>``; filter on the suffix to keep one kind).
-- ``stsb_multi_mt`` (``sts``): every language file and split; sentence pairs with score >= 4.0 (``STS_MIN_SCORE``)
-  as paraphrases, sentence1 -> sentence2, others dropped (``score_below_4``). Id
-  ``stsb_multi_mt-<lang>-<split>-<line>`` (0-based CSV row). The English file is ``en``.
+- ``stsb_multi_mt`` (``sts``): the **English train split only**; sentence pairs with score >= 4.0
+  (``STS_MIN_SCORE``) as paraphrases, sentence1 -> sentence2, others dropped (``score_below_4``). Id
+  ``stsb_multi_mt-<lang>-<split>-<line>`` (0-based CSV row). The other ten languages are machine translations of
+  the same pairs, and every test split is an evaluation (mteb's ``STSBenchmarkMultilingualSTS``), so neither is
+  English task data.
+
+The generator's few-shot ``paraphrase`` exemplars are STS-B pairs too, in every language: :func:`prepare_exemplars`
+writes them, from the train and dev splits only (never test), to ``exemplars/stsb_paraphrase.jsonl`` in the same
+row schema. They steer the generator; they are not training rows.
 
 Text that the sources ship tokenized (QED paragraphs, SNLI, FEVER) goes through :func:`detokenize`. Every source
 then drops, and counts, rows with an empty query or positive (``empty_text``) and exact repeats of
@@ -42,7 +48,7 @@ import json
 import logging
 import re
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -299,9 +305,10 @@ def _read_scitldr(raw_dir: Path, drop: Drop) -> Iterator[dict[str, Any]]:
                 yield _pair(f"scitldr-{split}-{pid}-tldr{k}", "scitldr", tldr, abstract)
 
 
-def _read_stsb(raw_dir: Path, drop: Drop) -> Iterator[dict[str, Any]]:
-    for lang in STSB_LANGUAGES:
-        for split in _SPLITS:
+def _read_stsb(raw_dir: Path, drop: Drop, languages: Sequence[str] = ("en",),
+               splits: Sequence[str] = ("train",)) -> Iterator[dict[str, Any]]:
+    for lang in languages:
+        for split in splits:
             path = raw_file(raw_dir, f"stsb_multi_mt/data__stsb-{lang}-{split}.csv")
             with path.open(encoding="utf-8", newline="") as fh:
                 for i, rec in enumerate(csv.reader(fh)):
@@ -350,11 +357,27 @@ def build_pairs(raw_dir: str | Path, source: str) -> tuple[list[dict[str, Any]],
     if source not in _READERS:
         raise ValueError(f"unknown English source {source!r}; choose from {list(ENGLISH_SOURCES)}")
     dropped: Counter[str] = Counter()
+    rows, candidates = _distinct_pairs(source, _READERS[source](Path(raw_dir), lambda r: dropped.update([r])), dropped)
+    counts = {
+        "task_type": ENGLISH_TASK_TYPES[source],
+        "candidates": candidates,
+        "written": len(rows),
+        "dropped": dict(sorted(dropped.items())),
+        "with_negative": sum(r["negative"] is not None for r in rows),
+        "per_lang": dict(sorted(Counter(r["lang"] for r in rows).items())),
+    }
+    return rows, counts
+
+
+def _distinct_pairs(source: str, pairs: Iterable[dict[str, Any]],
+                    dropped: Counter[str]) -> tuple[list[dict[str, Any]], int]:
+    """The pairs without empty texts and exact ``(lang, query, positive)`` repeats (counted in ``dropped``), and
+    the number of candidates read."""
     rows: list[dict[str, Any]] = []
     ids: set[str] = set()
     seen: set[tuple[str, str, str]] = set()
     candidates = 0
-    for row in _READERS[source](Path(raw_dir), lambda reason: dropped.update([reason])):
+    for row in pairs:
         candidates += 1
         if row["id"] in ids:
             raise DataError(f"{source}: id {row['id']!r} occurs twice in the raw data; re-fetch the raw data")
@@ -368,15 +391,16 @@ def build_pairs(raw_dir: str | Path, source: str) -> tuple[list[dict[str, Any]],
             continue
         seen.add(key)
         rows.append(row)
-    counts = {
-        "task_type": ENGLISH_TASK_TYPES[source],
-        "candidates": candidates,
-        "written": len(rows),
-        "dropped": dict(sorted(dropped.items())),
-        "with_negative": sum(r["negative"] is not None for r in rows),
-        "per_lang": dict(sorted(Counter(r["lang"] for r in rows).items())),
-    }
-    return rows, counts
+    return rows, candidates
+
+
+def prepare_exemplars(raw_dir: str | Path, out: str | Path) -> int:
+    """Write the generator's ``paraphrase`` exemplars: STS-B pairs scored >= 4 in every stsb_multi_mt language,
+    train and dev splits (module docstring). Returns the number of rows."""
+    dropped: Counter[str] = Counter()
+    pairs = _read_stsb(Path(raw_dir), lambda r: dropped.update([r]), STSB_LANGUAGES, ("train", "dev"))
+    rows, _ = _distinct_pairs("stsb_multi_mt", pairs, dropped)
+    return write_jsonl(out, rows)
 
 
 def prepare_english(raw_dir: str | Path, out_dir: str | Path, sources: list[str] | None = None) -> dict[str, Any]:

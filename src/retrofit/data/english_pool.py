@@ -10,11 +10,11 @@ The sample is :func:`retrofit.data.sampling.nested_sample` by row id under the d
 rows' own sample whenever ``per_source >= dedupe.english_per_source``, and a larger ``per_source`` only adds
 passages. A negative is training text too, so the passages are decontaminated exactly as the dedupe stage
 decontaminates rows: a passage goes when at least ``dedupe.decontam_threshold`` of its character
-``dedupe.decontam_ngram``-grams occur in one held-out XQuAD test question or paragraph.
+``dedupe.decontam_ngram``-grams occur in one held-out evaluation text (:mod:`retrofit.data.heldout`).
 
 Pool entries (what :func:`retrofit.mine.mine` takes as ``pool``; one per distinct ``(lang, text)`` of a source)::
 
-    {"lang": "en",                     # the passage's language (stsb_multi_mt has eleven): it joins that partition
+    {"lang": "en",                     # the passage's language (the English data is English): it joins that partition
      "source": "qed_nq",               # the English dataset: it joins the partition of that dataset's rows
      "source_id": "qed_nq:pool17",     # unique per passage; mined negatives record it (retrofit.train.trainer keeps
                                        # a batch free of repeats by it)
@@ -39,8 +39,8 @@ from typing import Any
 
 from retrofit.config import DedupeParams
 from retrofit.data.english import ENGLISH_ROW
+from retrofit.data.heldout import HELDOUT_ROW, eval_texts
 from retrofit.data.sampling import nested_sample
-from retrofit.data.xquad import PARAGRAPH_ROW, QUESTION_ROW
 from retrofit.filter.decontaminate import ContaminationIndex
 from retrofit.filter.text import normalize
 from retrofit.io import read_jsonl
@@ -63,7 +63,7 @@ def english_pool(
         per_source: Prepared rows sampled per dataset; 0 gives an empty pool.
         dedupe: The ``dedupe`` params: ``decontam_ngram`` and ``decontam_threshold`` decontaminate the passages.
         seed: ``base.seed``, the dedupe stage's sampling seed: the sample then contains the rows' own.
-        prepared_dir: The prepare stage's output directory (``english/<source>.jsonl`` and ``xquad/``).
+        prepared_dir: The prepare stage's output directory (``english/<source>.jsonl`` and ``heldout.jsonl``).
 
     Returns:
         ``(pool, counts)``: pool entries (schema in the module docstring), by source then sample order, and
@@ -80,15 +80,8 @@ def english_pool(
     if per_source == 0 or not sources:
         return pool, {s: {"sampled": 0, "contaminated": 0, "kept": 0} for s in sources}
     prepared = Path(prepared_dir)
-    xq = prepared / "xquad"
-    # the held-out texts exactly as the dedupe stage indexes them
-    index = ContaminationIndex(
-        [(f"xquad-{r['lang']}-{kind}-{r['id']}", r["text"])
-         for kind, path, schema in (("p", xq / "paragraphs.jsonl", PARAGRAPH_ROW),
-                                    ("q", xq / "questions.jsonl", QUESTION_ROW))
-         for r in read_jsonl(path, schema) if r["split"] == "test"],
-        dedupe.decontam_ngram,
-    )
+    # the held-out texts exactly as the dedupe stage indexes them: every text of every evaluation task
+    index = ContaminationIndex(eval_texts(read_jsonl(prepared / "heldout.jsonl", HELDOUT_ROW)), dedupe.decontam_ngram)
     threshold = dedupe.decontam_threshold
     for source in sources:
         rows = nested_sample(read_jsonl(prepared / "english" / f"{source}.jsonl", ENGLISH_ROW), per_source, seed,

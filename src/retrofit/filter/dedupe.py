@@ -70,7 +70,8 @@ Report (:attr:`DedupeResult.report`, a DVC metrics document; all values are numb
      "dropped": {"overall": {"empty": ., "decontam": ., "exact": ., "near": .},              # rows removed by
                  "by_lang": {...}, "by_source": {...}},                                      # each step
      "decontam": {"eval_texts": M,            # eval texts indexed (non-empty after normalisation)
-                  "by_field": {"query": ., "positive": ., "negative": .}},  # dropped rows, by the field that hit
+                  "by_field": {"query": ., "positive": ., "negative": .},   # dropped rows, by the field that hit
+                  "by_eval": {"xquad": ., "tatoeba": ., ...}},  # and by the eval text's id prefix (its evaluation)
      "near":     {"lsh_bands": b, "lsh_rows": r,      # the banding for (threshold, num_perm, LSH_WEIGHTS)
                   "candidates": ., "rejected": .},    # LSH candidate pairs checked; those below the threshold
      "kept": N_out}
@@ -276,7 +277,7 @@ def dedupe(
     after = {"input": list(range(len(table)))}
     after["empty"] = run.drop_empty(after["input"])
     clock.lap("empty")
-    after["decontam"], by_field = run.decontaminate(after["empty"], index)
+    after["decontam"], decontam = run.decontaminate(after["empty"], index)
     clock.lap("decontam")
     after["exact"] = run.drop_exact(after["decontam"])
     clock.lap("exact")
@@ -284,7 +285,7 @@ def dedupe(
     clock.lap("near")
 
     report = _report(table, after, run.dropped)
-    report["decontam"] = {"eval_texts": len(index), "by_field": by_field}
+    report["decontam"] = {"eval_texts": len(index), **decontam}
     report["near"] = lsh_stats
     report["kept"] = len(after["near"])
     why = {
@@ -362,13 +363,15 @@ class _Run:
                 self.drop(i, "empty", {"positive": self.table[i]["positive"]})
         return kept
 
-    def decontaminate(self, alive: list[int], index: ContaminationIndex) -> tuple[list[int], dict[str, int]]:
-        """Rows none of whose texts reaches ``decontam_threshold`` containment in an eval text; drops per field."""
+    def decontaminate(self, alive: list[int], index: ContaminationIndex) -> tuple[list[int], dict[str, Any]]:
+        """Rows none of whose texts reaches ``decontam_threshold`` containment in an eval text; drops per field and
+        per evaluation (the eval id's prefix, e.g. ``xquad`` or ``tatoeba``)."""
         threshold = self.params.decontam_threshold
         # Score each distinct text once: a passage is the positive (or negative) of many rows.
         distinct = sorted({self.norm[f][i] for i in alive for f in TEXT_FIELDS} - {""})
         scores = dict(zip(distinct, index.contamination(distinct, threshold)))
         by_field = dict.fromkeys(TEXT_FIELDS, 0)
+        by_eval: Counter[str] = Counter()
         kept = []
         for i in alive:
             hits = [(scores[self.norm[f][i]], f) for f in TEXT_FIELDS if self.norm[f][i]]
@@ -378,11 +381,12 @@ class _Run:
                 continue
             best, fld = max(hits, key=lambda h: (h[0].containment, -TEXT_FIELDS.index(h[1])))  # ties: query first
             by_field[fld] += 1
+            by_eval[index.ids[best.eval_index].split("-", 1)[0]] += 1
             self.drop(i, "decontam", {
                 "field": fld, "text": self.table[i][fld], "containment": _round(best.containment),
                 "eval_id": index.ids[best.eval_index], "eval_text": index.texts[best.eval_index],
             })
-        return kept, by_field
+        return kept, {"by_field": by_field, "by_eval": dict(sorted(by_eval.items()))}
 
     def drop_exact(self, alive: list[int]) -> list[int]:
         """The first row (in canonical order) of each normalised query."""

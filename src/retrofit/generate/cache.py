@@ -11,6 +11,11 @@ the filesystem honours ``fsync``). A kill in the middle of a write can leave a t
 opening the cache logs a warning and truncates it away, so later appends stay valid JSONL and the torn request is
 simply sent again.
 
+The stage keeps its cache in ``data/responses/``, a DVC output of the generate stage (``persist: true``), so a
+``dvc push`` shares it and a collaborator's rerun pays only for requests nobody sent yet. DVC may check that file out
+as a read-only link into its cache (``cache.type`` symlink or hardlink); appending to it would change DVC's cached
+object, so the file is first replaced by a private copy (:func:`own_copy`, what ``dvc unprotect`` does).
+
 Only one :class:`ResponseCache` may have a given file open at a time (an exclusive ``flock``, Linux/macOS), so two
 stages can never interleave lines. Reads are by byte offset, so the cache holds only an index in memory, not the
 texts.
@@ -21,11 +26,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+from retrofit.io import atomic_file
 
 from .base import Backend, GenRequest, GenResponse
 from .ledger import FailedRequest, Ledger
@@ -56,6 +64,8 @@ class ResponseCache:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         created = not self.path.exists()
+        if not created:
+            own_copy(self.path)
         self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             self._lock_file()
@@ -201,6 +211,24 @@ class ResponseCache:
             self.path, lineno, len(tail),
         )
         return offset
+
+
+def own_copy(path: Path) -> bool:
+    """Make ``path`` a private, writable file if it is a link into another store (a DVC cache object).
+
+    A symlink, a file with other hard links, or a read-only file is replaced, atomically, by a copy of its bytes,
+    so that appending to it never changes the object it pointed at.
+
+    Returns:
+        Whether a copy was made.
+    """
+    st = path.lstat()
+    if not (path.is_symlink() or st.st_nlink > 1 or not os.access(path, os.W_OK)):
+        return False
+    with atomic_file(path) as tmp:
+        shutil.copyfile(path, tmp)  # follows a symlink: the bytes, not the link
+    log.info("%s: was a link into another store (a DVC cache); appending to a private copy", path)
+    return True
 
 
 def generate_with_cache(

@@ -146,6 +146,7 @@ def run_generation(
     ledger: Ledger | None = None,
     bf16: bool = False,
     threads: int = 1,
+    responses: Path | None = None,
 ) -> dict[str, Any]:
     """Generate ``params.per_language`` validated examples per language and write them to ``out_dir``.
 
@@ -155,7 +156,9 @@ def run_generation(
         prepared: ``data/prepared``.
         out_dir: Output directory, written atomically: ``examples.jsonl``, ``metrics.json`` (validation and
             round-trip counts; deterministic), ``rejected.jsonl``, ``pool.jsonl``.
-        cache_dir: Root of the on-disk caches (``base.cache_dir``); raw responses go to ``<cache_dir>/generate``.
+        cache_dir: Root of the on-disk caches (``base.cache_dir``): the bundled generator's weights.
+        responses: Folder of the raw-response cache (:mod:`retrofit.generate.cache`); the stage's is
+            ``data/responses``, a DVC output that collaborators share. Default: ``<cache_dir>/generate``.
         encode: ``encode(texts, kind)`` with the base embedder for the round-trip filter (``None`` disables it).
         backend: Backend to use (default: built from params).
         ledger: Ledger to account requests in (default: a new one with the configured prices).
@@ -183,7 +186,7 @@ def run_generation(
     roundtrip = RoundTrip(encode, params.roundtrip_top_k) if encode and params.roundtrip_top_k > 0 else None
     run = _Run(params, planner, identity, langid, roundtrip)
 
-    cache_path = response_cache_path(identity, cache_dir / "generate", f"responses-{params.backend}")
+    cache_path = response_cache_path(identity, responses or cache_dir / "generate", f"responses-{params.backend}")
     rounds = _run_rounds(run, backend, cache_path, ledger)
     rows, per_lang = run.collect()
     metrics = _metrics(run, rows, per_lang, rounds, ledger, t0)
@@ -388,7 +391,7 @@ def response_cache_path(identity: dict[str, str], folder: Path, name: str) -> Pa
 
     One cache file per generator identity (backend, model, weights or endpoint): answers of one model are never
     reused for another, while every run of the same generator shares its finished requests. The stage's is
-    ``<base.cache_dir>/generate/responses-<backend>-<digest>.jsonl``; a benchmark names its own.
+    ``data/responses/responses-<backend>-<digest>.jsonl``; a benchmark names its own.
     """
     ident = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
     cache_path = folder / f"{name}-{ident}.jsonl"

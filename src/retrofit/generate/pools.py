@@ -6,7 +6,8 @@ Exemplars (what a small base LM imitates) are real in-language data:
 
 - ``short_query``: XQuAD training-pool questions, each shown with the sentence that holds its answer;
 - ``title``: NTREX headlines with their document's first paragraph;
-- ``paraphrase``: STS-B pairs scored >= 4 (the languages that STSb-multi-MT covers).
+- ``paraphrase``: STS-B pairs scored >= 4 (the languages that STSb-multi-MT covers; train and dev splits,
+  ``data/prepared/exemplars/stsb_paraphrase.jsonl``).
 """
 
 from __future__ import annotations
@@ -52,10 +53,10 @@ def load_exemplars(prepared: Path, langs: list[str], snippet_chars: int) -> dict
             if r["lang"] in wanted:
                 ex = Exemplar(snippet(r["text"], snippet_chars), r["headline"])
                 pools[("title", r["lang"])].append((ex, f"ntrex:{r['doc_id']}"))
-    sts = prepared / "english" / "stsb_multi_mt.jsonl"
+    sts = prepared / "exemplars" / "stsb_paraphrase.jsonl"  # train and dev pairs only (retrofit.data.english)
     if sts.is_file():
         for r in iter_jsonl(sts, ENGLISH_ROW):
-            if r["lang"] in wanted and "-test-" not in r["id"] and len(r["query"]) <= snippet_chars:
+            if r["lang"] in wanted and len(r["query"]) <= snippet_chars:
                 pools[("paraphrase", r["lang"])].append((Exemplar(r["query"], r["positive"]), f"stsb:{r['id']}"))
     return {key: ExemplarPool(items) for key, items in pools.items()}
 

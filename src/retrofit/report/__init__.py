@@ -1,6 +1,7 @@
 """The fan-in of every evaluation: differences with intervals, verdicts, tidy tables, figures and ``RESULTS.md``.
 
-Inputs, per model, from ``reports/eval/<model>/`` (schemas in :mod:`retrofit.eval.xquad` and :mod:`retrofit.eval.mmteb`):
+Inputs, per model, from ``reports/eval/<model>/`` (schemas in :mod:`retrofit.eval.xquad` and
+:mod:`retrofit.eval.mmteb`):
 ``metrics.json`` and ``per_query.json`` (held-out XQuAD), ``official/metrics.json`` and ``official/per_query/``
 (the official mteb tasks of :mod:`retrofit.eval.official`), and at paper scale ``mmteb/metrics.json``. Models are the
 base model, every data-scale point (``scale_<n>``) and the named runs of ``params.yaml``. Runs with these roles

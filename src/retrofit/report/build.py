@@ -10,7 +10,7 @@ from typing import Any
 from retrofit.report.compare import Comparer, findings
 from retrofit.report.evaluations import OFFICIAL, XQUAD_METRICS, Evaluation
 from retrofit.report.figures import draw_figures
-from retrofit.report.markdown import results_markdown
+from retrofit.report.markdown import results_markdown, training_rows
 from retrofit.report.tables import plot_tables, tidy_rows, write_csv
 
 
@@ -18,6 +18,7 @@ def build_report(
     evals: Mapping[str, Evaluation], scale_points: Sequence[int], seed_runs: Sequence[str], out_dir: Path,
     results_md: Path, *, resamples: int = 1000, seed: int = 0, extra_sections: list[str] | None = None,
     arm_seeds: Mapping[str, Sequence[str]] | None = None, margin: float = 0.5,
+    training: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Write every output listed in the module docstring and return ``findings.json``'s content.
 
@@ -32,6 +33,8 @@ def build_report(
         extra_sections: Markdown lines appended to ``RESULTS.md`` (the MMTEB table, :func:`mmteb_markdown`).
         arm_seeds: ``plot.arm_seeds``: other arms' seed replicas.
         margin: ``plot.equivalence_margin`` (nDCG@10 x100).
+        training: Each trained model's mixture (:func:`retrofit.report.evaluations.load_training`): what it saw in
+            training, written to ``training.json`` and stated in ``RESULTS.md``.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     points = sorted(scale_points)
@@ -55,6 +58,7 @@ def build_report(
     for name, table in plots.items():
         write_csv(out_dir / f"{name}.csv", table, list(table[0]) if table else ["label"])
     draw_figures(plots, evals, cmp, points, out_dir / "figures")
-    text = results_markdown(evals, cmp, points, found, versus_base)
+    (out_dir / "training.json").write_text(json.dumps(training_rows(training or {}), indent=2) + "\n", encoding="utf-8")
+    text = results_markdown(evals, cmp, points, found, versus_base, training)
     results_md.write_text(text + ("\n".join(extra_sections) + "\n" if extra_sections else ""), encoding="utf-8")
     return summary

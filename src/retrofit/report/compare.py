@@ -77,6 +77,7 @@ class Comparer:
             self._own[(model, metric)] = (r["lo"], r["hi"])
         return self._own[(model, metric)]
 
+
 def findings(cmp: Comparer, points: Sequence[int]) -> dict[str, dict[str, Any] | None]:
     """The paper's three findings on the primary metric, plus the composite plateau verdict.
 
@@ -111,6 +112,7 @@ def findings(cmp: Comparer, points: Sequence[int]) -> dict[str, dict[str, Any] |
         plateau = "not reproduced: the last step still changes the score (" + last["verdict"] + ")"
     out["plateau"] = {"verdict": plateau, "margin": cmp.margin}
     return out
+
 
 def forest_pairs(top: str) -> dict[str, tuple[str, str, str]]:
     """The forest plots: ``{table: (title, arm A, arm B)}``, each drawn as ``A - B`` on every XQuAD metric."""

@@ -54,6 +54,7 @@ class Evaluation:
             return self.per_query["ndcg_at_10"][metric], question_of  # "<lang>:q:<question>" in every language
         return self.official_per_query[metric], _UNIT.get(metric)
 
+
 def load_evaluations(eval_dir: Path, names: Sequence[str]) -> dict[str, Evaluation]:
     """Read every named model's evaluation.
 
@@ -71,11 +72,24 @@ def load_evaluations(eval_dir: Path, names: Sequence[str]) -> dict[str, Evaluati
         official = d / "official" / "metrics.json"
         off = json.loads(official.read_text(encoding="utf-8")) if official.is_file() else {}
         per_task = {
-            p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted((d / "official" / "per_query").glob("*.json"))
+            p.stem: json.loads(p.read_text(encoding="utf-8"))
+            for p in sorted((d / "official" / "per_query").glob("*.json"))
         }
         out[name] = Evaluation(name, json.loads(need[0].read_text(encoding="utf-8")),
                                json.loads(need[1].read_text(encoding="utf-8")), off, per_task)
     return out
+
+
+def load_training(train_dir: Path, names: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``{model: mixture}`` from each trained model's ``reports/train/<model>/info.json``
+    (:func:`retrofit.train.trainer.mixture_counts`); models without one (the base) are left out."""
+    out = {}
+    for name in names:
+        path = Path(train_dir) / name / "info.json"
+        if path.is_file():
+            out[name] = json.loads(path.read_text(encoding="utf-8"))["mixture"]
+    return out
+
 
 def load_mmteb(eval_dir: Path, names: list[str]) -> dict[str, dict[str, Any]]:
     """``{model: mmteb/metrics.json}`` for every name evaluated on MMTEB (``evaluate.benchmarks`` with ``mmteb``)."""

@@ -9,6 +9,7 @@ from retrofit.eval import stats
 from retrofit.eval.official import published_markdown
 from retrofit.report.compare import BATCH_ABLATION_RUN, CROSS_RUN, ORACLE_RUN, Comparer
 from retrofit.report.evaluations import LABELS, OFFICIAL, XQUAD_METRICS, Evaluation
+from retrofit.schema import CROSS, ORACLE, SYNTHETIC
 
 #: Mean main score (x100) over the 18 Retrieval tasks of MTEB(Multilingual), as the README's anchor table quotes it.
 ANCHORS: dict[str, float] = {
@@ -25,11 +26,50 @@ ANCHORS: dict[str, float] = {
 def pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.2f}"
 
+
 def format_diff(c: Mapping[str, Any] | None) -> str:
     """A comparison (:meth:`Comparer.compare`) as ``+1.23 [+0.40, +2.10]`` (x100), or ``-``."""
     if c is None:
         return "-"
     return f"{100 * c['delta']:+.2f} [{100 * c['lo']:+.2f}, {100 * c['hi']:+.2f}]"
+
+
+#: How RESULTS.md names the row sources that are not English datasets.
+MULTILINGUAL_SOURCES = {SYNTHETIC: "generated queries", ORACLE: "human XQuAD questions", CROSS: "cross-lingual twins"}
+
+
+def training_rows(training: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per model: its training rows, the English datasets and their languages, and the languages of its generated
+    (or human, or cross-lingual) rows, from :func:`retrofit.report.evaluations.load_training`."""
+    rows = []
+    for model, mix in training.items():
+        by = mix.get("by_source_lang", {})
+        english = sorted(s for s in by if s not in MULTILINGUAL_SOURCES)
+        multilingual = {label.replace(" ", "_"): sorted(by[s]) for s, label in MULTILINGUAL_SOURCES.items() if s in by}
+        rows.append({"model": model, "rows": mix["rows"], "english_datasets": english,
+                     "english_languages": sorted({lang for s in english for lang in by[s]}), **multilingual})
+    return rows
+
+
+def training_markdown(training: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The section that states which languages each model saw in training, and from which source."""
+    if not training:
+        return []
+    lines = ["## What each model saw in training", "",
+             "Languages of each model's training rows by source (`reports/train/<model>/info.json`). The English",
+             "task data is English only (stsb_multi_mt enters as its English train split), and no row overlaps a text",
+             "of any evaluation task (the dedupe stage's decontamination against `data/prepared/heldout.jsonl`). The",
+             "base model is not trained here.", "",
+             "| model | rows | English task datasets | their languages | "
+             + " | ".join(MULTILINGUAL_SOURCES.values()) + " |",
+             "|---|---:|---|---|" + "---|" * len(MULTILINGUAL_SOURCES)]
+    for r in training_rows(training):
+        cells = [" ".join(r.get(v.replace(" ", "_"), [])) or "-" for v in MULTILINGUAL_SOURCES.values()]
+        datasets = f"{len(r['english_datasets'])}: {', '.join(r['english_datasets'])}"
+        lines.append(f"| `{r['model']}` | {r['rows']} | {datasets} | {' '.join(r['english_languages']) or '-'} | "
+                     + " | ".join(cells) + " |")
+    return [*lines, ""]
+
 
 def mining_markdown(mined: Mapping[str, Any]) -> list[str]:
     """The RESULTS.md section that shows the mined negatives are hard: teacher scores of positives, mined negatives
@@ -51,6 +91,7 @@ def mining_markdown(mined: Mapping[str, Any]) -> list[str]:
               f"(largest {corpus.get('largest_partition')}).", ""]
     return lines
 
+
 def mmteb_markdown(mmteb: Mapping[str, Mapping[str, Any]], anchors: Mapping[str, float]) -> list[str]:
     """The RESULTS.md section for MMTEB(Multilingual) retrieval: every model's mean main score beside the anchors.
 
@@ -70,8 +111,10 @@ def mmteb_markdown(mmteb: Mapping[str, Mapping[str, Any]], anchors: Mapping[str,
     lines += [f"| *{k}* | *{v:.2f}* | | 18/18 | published |" for k, v in anchors.items()]
     return [*lines, ""]
 
+
 def results_markdown(evals: Mapping[str, Evaluation], cmp: Comparer, points: Sequence[int],
-                     found: Mapping[str, Any], versus_base: Mapping[str, Mapping[str, Any]]) -> str:
+                     found: Mapping[str, Any], versus_base: Mapping[str, Mapping[str, Any]],
+                     training: Mapping[str, Mapping[str, Any]] | None = None) -> str:
     """``RESULTS.md``: the instrument check, the seed spread, the findings and every model, all with intervals."""
     top = f"scale_{points[-1]}"
     base = evals.get("base")
@@ -105,6 +148,7 @@ def results_markdown(evals: Mapping[str, Evaluation], cmp: Comparer, points: Seq
     lines += _seed_section(cmp, top)
     lines += _findings_section(found, cmp, points)
     lines += _models_section(evals, versus_base)
+    lines += training_markdown(training or {})
     lines += _scale_section(cmp, points)
     lines += _pair_section(cmp, top, ORACLE_RUN, "Oracle: human questions at the same counts", [
         f"`{ORACLE_RUN}` trains on the rows of `{top}` with each generated query replaced by a human XQuAD",
@@ -122,6 +166,7 @@ def results_markdown(evals: Mapping[str, Evaluation], cmp: Comparer, points: Seq
               "interactive: `dvc plots show` (`make plots` offline).", ""]
     return "\n".join(lines)
 
+
 def _instrument_section(base: Evaluation | None, published_markdown: Any) -> list[str]:
     if base is None or not base.official:
         return []
@@ -129,6 +174,7 @@ def _instrument_section(base: Evaluation | None, published_markdown: Any) -> lis
     return ["## The instrument: the converted base model against published multilingual-e5-small scores", "",
             "mteb's own task classes on pinned local copies of their data (`retrofit.eval.official`); published numbers",
             "from the MTEB results repository (nDCG@10; F1 for Tatoeba).", "", *published_markdown(scores), ""]
+
 
 def _seed_section(cmp: Comparer, top: str) -> list[str]:
     lines = ["## Seed spread", "", f"The top configuration (`{top}`) trained under {len(cmp.seed_models)} seeds "
@@ -139,6 +185,7 @@ def _seed_section(cmp: Comparer, top: str) -> list[str]:
         lines.append(f"| {LABELS.get(metric, metric)} | " + " | ".join(pct(v) for v in vals)
                      + f" | {pct(cmp.seed_sd.get(metric))} |")
     return [*lines, ""]
+
 
 def _findings_section(found: Mapping[str, Any], cmp: Comparer, points: Sequence[int]) -> list[str]:
     top = f"scale_{points[-1]}"
@@ -162,6 +209,7 @@ def _findings_section(found: Mapping[str, Any], cmp: Comparer, points: Sequence[
     lines += ["", f"Plateau (finding 1): {found['plateau']['verdict']}.", ""]
     return lines
 
+
 def _models_section(evals: Mapping[str, Evaluation], versus_base: Mapping[str, Mapping[str, Any]]) -> list[str]:
     metrics = [*XQUAD_METRICS, *OFFICIAL]
     lines = ["## Every model", "", "| model | " + " | ".join(LABELS.get(m, m) for m in metrics) + " |",
@@ -175,6 +223,7 @@ def _models_section(evals: Mapping[str, Evaluation], versus_base: Mapping[str, M
         lines.append(f"| {m} | {format_diff(c.get('primary'))} | {verdict} | "
                      + " | ".join(format_diff(c.get(t)) for t in OFFICIAL) + " |")
     return [*lines, ""]
+
 
 def _scale_section(cmp: Comparer, points: Sequence[int]) -> list[str]:
     lines = ["## Data-scale curve", "", "Each point's score with its own 95% interval over queries.", "",
@@ -191,6 +240,7 @@ def _scale_section(cmp: Comparer, points: Sequence[int]) -> list[str]:
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
     return [*lines, ""]
 
+
 def _pair_section(cmp: Comparer, top: str, other: str, title: str, note: list[str],
                   metrics: Sequence[str] = ("primary", *OFFICIAL)) -> list[str]:
     """``top - other`` on ``metrics`` (the primary metric and the official tasks), under ``title``."""
@@ -205,6 +255,7 @@ def _pair_section(cmp: Comparer, top: str, other: str, title: str, note: list[st
             lines.append(f"| {LABELS.get(metric, metric)} | {pct(c['score_a'])} | {pct(c['score_b'])} | "
                          f"{format_diff(c)} | {c['noise']} | {words.get(c['verdict'], c['verdict'])} |")
     return [*lines, ""]
+
 
 def _language_section(evals: Mapping[str, Evaluation], top: str) -> list[str]:
     if "base" not in evals or top not in evals:

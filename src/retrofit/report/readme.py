@@ -7,9 +7,10 @@ from pathlib import Path
 
 from retrofit.errors import InputError
 from retrofit.report.evaluations import LABELS, OFFICIAL, XQUAD_METRICS
-from retrofit.report.markdown import format_diff, pct
+from retrofit.report.markdown import MULTILINGUAL_SOURCES, format_diff, pct
 
 README_START, README_END = "<!-- results:start (python -m retrofit.report readme) -->", "<!-- results:end -->"
+
 
 def readme_table(results_dir: Path) -> str:
     """The README's results block, from the plot stage's ``models.json`` and ``findings.json``.
@@ -38,7 +39,19 @@ def readme_table(results_dir: Path) -> str:
         f = summary["findings"].get(key)
         lines.append(f"| {label} | {format_diff(f)} | {f['noise'] if f else '-'} | {f['verdict'] if f else 'not run'} |")
     lines.append(f"| 1. plateau (overall) | | | {summary['findings']['plateau']['verdict']} |")
+    training = Path(results_dir) / "training.json"
+    trained = json.loads(training.read_text(encoding="utf-8")) if training.is_file() else []
+    if trained:
+        lines += ["", "What each model saw in training (English task data is English only; no row overlaps any "
+                  "evaluation text):", "", "| model | English task datasets (languages) | multilingual rows (languages) |",
+                  "|---|---|---|"]
+        for r in trained:
+            multi = "; ".join(f"{label}: {' '.join(r[label.replace(' ', '_')])}"
+                              for label in MULTILINGUAL_SOURCES.values() if r.get(label.replace(" ", "_")))
+            english = f"{len(r['english_datasets'])} ({' '.join(r['english_languages']) or '-'})"
+            lines.append(f"| `{r['model']}` | {english} | {multi or '-'} |")
     return "\n".join(lines)
+
 
 def update_readme(readme: Path, results_dir: Path) -> bool:
     """Replace the block between :data:`README_START` and :data:`README_END` with :func:`readme_table`.

@@ -29,6 +29,7 @@ def tidy_rows(evals: Mapping[str, Evaluation], points: Sequence[int]) -> list[di
                      for s, v in t["subset_scores"].items()]
     return rows
 
+
 def plot_tables(cmp: Comparer, points: Sequence[int]) -> dict[str, list[dict[str, Any]]]:
     """The plots' data: the scale curve as each point's gain over the first, and each finding as a difference.
 
@@ -57,6 +58,7 @@ def plot_tables(cmp: Comparer, points: Sequence[int]) -> dict[str, list[dict[str
                              "margin_hi": cmp.margin, "noise": c["noise"], "verdict": c["verdict"]})
         tables[name] = rows
     return tables
+
 
 def write_csv(path: Path, rows: Sequence[Mapping[str, Any]], fields: list[str]) -> None:
     with path.open("w", newline="", encoding="utf-8") as fh:

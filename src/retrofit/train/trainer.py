@@ -149,9 +149,14 @@ def model_prompts(model: Any) -> tuple[str, str]:
 
 
 def mixture_counts(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Row counts by English dataset or synthetic task type (``by_group``) and synthetic rows by language."""
+    """Row counts by English dataset or synthetic task type (``by_group``), synthetic rows by language, and every row
+    by its source and language (``by_source_lang``: what the model saw in training, and from where)."""
+    by_source_lang: dict[str, Counter[str]] = {}
+    for r in rows:
+        by_source_lang.setdefault(r["source"], Counter())[r["lang"]] += 1
     return {
         "rows": len(rows),
+        "by_source_lang": {s: dict(sorted(c.items())) for s, c in sorted(by_source_lang.items())},
         "by_group": dict(sorted(Counter(batch_group(r, "task") for r in rows).items())),
         "synthetic_by_lang": dict(sorted(Counter(r["lang"] for r in rows if r["source"] in (SYNTHETIC, ORACLE, CROSS)).items())),
         "with_mined_negatives": sum(1 for r in rows if r.get("negatives")),
