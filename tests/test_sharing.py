@@ -220,26 +220,26 @@ def _start_seaweedfs(root: Path) -> tuple[subprocess.Popen | None, S3Server | st
     return proc, f"SeaweedFS did not create bucket {server.bucket!r} within {START_TIMEOUT_S:.0f} s: {error!r}"
 
 
-@pytest.fixture(scope="module")
-def ssh_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHServer | str]:
-    """The SSH server, or the reason it could not start (the tests that need it skip, or fail in CI)."""
-    proc, server = _start_sshd(tmp_path_factory.mktemp("sshd"))
+def _serving(start, root: Path) -> Iterator:
+    """Yield what ``start(root)`` gives (a server, or the reason it could not start), and always stop its process."""
+    proc, server = start(root)
     try:
         yield server
     finally:
         if proc is not None:
             _stop(proc)
+
+
+@pytest.fixture(scope="module")
+def ssh_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHServer | str]:
+    """The SSH server, or the reason it could not start (the tests that need it skip, or fail in CI)."""
+    yield from _serving(_start_sshd, tmp_path_factory.mktemp("sshd"))
 
 
 @pytest.fixture(scope="module")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server | str]:
     """The S3 server, or the reason it could not start (the tests that need it skip, or fail in CI)."""
-    proc, server = _start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
-    try:
-        yield server
-    finally:
-        if proc is not None:
-            _stop(proc)
+    yield from _serving(_start_seaweedfs, tmp_path_factory.mktemp("seaweedfs"))
 
 
 # ------------------------------------------------------------------------------------------------ the project
