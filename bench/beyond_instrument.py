@@ -39,6 +39,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from retrofit.eval import beyond
+from retrofit.eval.beyond_score import score_beyond_task
 from retrofit.eval.encoder import PromptCachedEncoder, load_encoder
 from retrofit.runtime import resolve_bf16, set_threads
 
@@ -122,7 +123,7 @@ def score_task(name: str, loaded: PromptCachedEncoder, raw: Path, batch_size: in
                                       show_progress_bar=False)
     if prompt is not None:
         encoder.query_prompt = prompt
-    result = beyond.score_beyond_task(task, encoder, batch_size=batch_size)
+    result = score_beyond_task(task, encoder, batch_size=batch_size)
     published = beyond.PUBLISHED_E5_SMALL_BEYOND[name]
     seen = beyond.BEYOND_TASKS[name].seen
     rows = {}

@@ -12,6 +12,11 @@ batch before (:mod:`retrofit.embed.trunk`: time only, never the numbers). ``--ou
   ``--base``): official mteb tasks run by mteb's
   own classes on the pinned local data (:mod:`retrofit.eval.official`), through :func:`retrofit.eval.mmteb.evaluate_mmteb`;
   writes ``--out/official/`` (per-task results, ``metrics.json``, ``per_query/``).
+- ``evaluate.beyond.tasks`` (for the models of ``beyond.models``): tasks beyond retrieval and beyond the training
+  languages, in the subsets of ``beyond.languages`` (:mod:`retrofit.eval.beyond`); writes ``--out/beyond/``
+  (schema in :mod:`retrofit.eval.beyond_score`).
+- Symmetric tasks (bitext, STS, classification, clustering) run under the prompt protocol of their published scores
+  (``official.SYMMETRIC_PROMPTS``, ``beyond.SYMMETRIC_PROMPTS``).
 - ``mmteb`` (paper scale): the Retrieval tasks of ``evaluate.mmteb.benchmark`` (the paper's 18 tasks of
   MTEB(Multilingual)); writes ``--out/mmteb/`` (schema in :mod:`retrofit.eval.mmteb`). Needs the network or a
   pre-populated ``HF_HOME``; an unreachable dataset fails before the model is loaded.
@@ -22,7 +27,8 @@ from pathlib import Path
 
 from retrofit import cli
 from retrofit.data.xquad import PARAGRAPH_ROW, QUESTION_ROW
-from retrofit.eval import mmteb, official
+from retrofit.eval import beyond, mmteb, official
+from retrofit.eval.beyond_score import evaluate_beyond
 from retrofit.eval.encoder import load_encoder
 from retrofit.eval.score import evaluate_encoder, write_stage_timing
 from retrofit.eval.xquad import build_tasks
@@ -44,6 +50,9 @@ def main() -> None:
     names = [*(cfg.official.tasks if runs_official else []), *(cfg.official.base_only if args.base else [])]
     # bad data or a bad model directory fails before any work
     tasks = [official.load_task(name, "data/raw") for name in names]
+    runs_beyond = cfg.beyond.models is None or args.name in cfg.beyond.models
+    for name in cfg.beyond.tasks if runs_beyond else []:
+        beyond.load_beyond_task(name, "data/raw", cfg.beyond.languages)
     check_model_dir(args.model, "base_model" if args.base else None)
     xq = Path("data/prepared/xquad")
     if "xquad" in cfg.benchmarks:
@@ -62,6 +71,7 @@ def main() -> None:
         encoder = load_encoder(
             args.model, args.name, batch_size=cfg.batch_size, bf16=bf16, max_seq_length=cfg.max_seq_length,
             trunk_layers=cfg.trunk_layers, cache_dir=params.base.cache_dir, backend=cfg.backend,
+            symmetric_prompts={**official.SYMMETRIC_PROMPTS, **beyond.SYMMETRIC_PROMPTS},
         )
         if "xquad" in cfg.benchmarks:
             families = build_tasks(
@@ -77,7 +87,13 @@ def main() -> None:
                                         encoder=encoder, per_query=True)
             print(f"evaluate: {args.name} official: " + ", ".join(
                 f"{n} {t['main_score']:.4f}" for n, t in done["tasks"].items()))
-        write_stage_timing(out / "stage_timing.json", encoder, started)
+        beyond_s = None
+        if runs_beyond and cfg.beyond.tasks:
+            done = evaluate_beyond(cfg.beyond.tasks, "data/raw", cfg.beyond.languages, encoder, out / "beyond",
+                                   batch_size=cfg.batch_size)
+            beyond_s = round(done["eval_s"], 3)
+            print(f"evaluate: {args.name} beyond: {len(done['tasks'])} task(s) in {beyond_s:.0f} s")
+        write_stage_timing(out / "stage_timing.json", encoder, started, beyond_s=beyond_s)
 
 
 if __name__ == "__main__":

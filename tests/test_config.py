@@ -102,12 +102,25 @@ def test_load_params_errors(tmp_path):
 
 def test_official_models_must_name_models():
     ok = validate_params(_with({"scale": {"per_language": [0, 4]}, "runs": {"oracle": "train.mix.synthetic_source=oracle"},
-                          "evaluate": {"official": {"models": ["base", "scale_4", "oracle"]}}}))
+                          "evaluate": {"official": {"models": ["base", "scale_4", "oracle"]},
+                                       "beyond": {"models": ["base", "scale_4"]}}}))
     assert ok.evaluate.official.models == ["base", "scale_4", "oracle"]
     with pytest.raises(ParamsError, match=r"evaluate.official.models: \['scale_5'\] are not models"):
-        validate_params(_with({"scale": {"per_language": [0, 4]}, "evaluate": {"official": {"models": ["scale_5"]}}}))
+        validate_params(_with({"scale": {"per_language": [0, 4]}, "evaluate": {"official": {"models": ["scale_5"]},
+                                                                              "beyond": {"models": None}}}))
     with pytest.raises(ParamsError, match="train.batch_groups"):
         validate_params(_with({"train": {"batch_groups": "by_language"}}))
+
+
+def test_beyond_names_models_tasks_and_languages():
+    ok = validate_params(_with({"evaluate": {"beyond": {"models": None, "languages": None}}}))
+    assert ok.evaluate.beyond.models is None and ok.evaluate.beyond.languages is None
+    with pytest.raises(ParamsError, match=r"evaluate.beyond.models: \['scale_5'\] are not models"):
+        validate_params(_with({"evaluate": {"beyond": {"models": ["scale_5"]}}}))
+    with pytest.raises(ParamsError, match="unknown beyond task"):
+        validate_params(_with({"evaluate": {"beyond": {"tasks": ["SICK-R"]}}}))
+    with pytest.raises(ParamsError, match="unknown beyond language"):
+        validate_params(_with({"evaluate": {"beyond": {"languages": ["xx"]}}}))
 
 
 def test_arm_seeds_must_name_models_and_the_margin_be_positive():

@@ -72,7 +72,9 @@ def tiny_params(model_dir: Path, cache: Path, base_url: str) -> dict:
     }
     params["evaluate"].update(languages=["de", "en", "zh"], max_queries_per_lang=8, batch_size=16, max_seq_length=128,
                               official={"tasks": ["LegalBenchCorporateLobbying"], "base_only": ["BelebeleRetrieval"],
-                                        "models": ["base", "scale_0", "scale_4", "seed2", "seed3", "oracle"]})
+                                        "models": ["base", "scale_0", "scale_4", "seed2", "seed3", "oracle"]},
+                              beyond={"tasks": ["KorSTS", "SIB200Classification"], "languages": ["de", "ko"],
+                                      "models": ["base", "scale_0", "scale_4", "seed2", "seed3"]})
     params["plot"].update(bootstrap_resamples=200, arm_seeds={"scale_0": ["scale_0_s2"]})
     return params
 
@@ -147,6 +149,15 @@ def test_dvc_repro_tiny(tiny_project: Path, tmp_path: Path):
             official = json.loads((tiny_project / f"reports/eval/{name}/official/metrics.json").read_text())
             want = {"LegalBenchCorporateLobbying"} | ({"BelebeleRetrieval"} if name == "base" else set())
             assert set(official["tasks"]) == want, name  # base-only tasks run for the base model alone
+        for name in ("base", "scale_0", "scale_4", "seed2", "seed3"):  # evaluate.beyond.models alone
+            beyond = json.loads((tiny_project / f"reports/eval/{name}/beyond/metrics.json").read_text())
+            assert beyond["tasks"]["SIB200Classification"]["seen"] == {"deu_Latn": "seen", "kor_Hang": "unseen"}
+        assert not (tiny_project / "reports/eval/nohard/beyond").exists()
+        cost = [r for r in findings["cost"] if r["model"] == "scale_4"]
+        assert {r["cell"] for r in cost} == {"retrieval: primary (mono+cross)", "STS, unseen languages",
+                                             "classification, seen languages", "classification, unseen languages"}
+        assert all(r["seeds"] == 3 and r["noise"] == "seeds and questions" for r in cost)
+        assert "## The cost of retrofitting" in results and (tiny_project / "reports/results/cost.csv").is_file()
         assert "## Oracle: human questions at the same counts (`scale_4` - `oracle`)" in results
         assert "## Hard negatives: teacher scores" in results and "| random negative |" in results
         # the round trip ran as in the default (top 3, here of a 6-passage pool): it embedded every query it judged

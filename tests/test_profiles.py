@@ -69,6 +69,8 @@ def test_apply_existing_keys_merges_groups_and_replaces_values(params_copy: Path
         "evaluate:\n"
         "  official:\n"
         "    models: [base, seed2]\n"
+        "  beyond:\n"
+        "    models: [base, seed2]\n"
         "plot:\n"
         "  seed_runs: [seed2]\n",
     )
@@ -84,7 +86,8 @@ def test_apply_existing_keys_merges_groups_and_replaces_values(params_copy: Path
         k: v for k, v in before.items() if k not in ("generate", "runs", "plot", "evaluate")
     }
     assert [c["key"] for c in out["changes"]] == ["generate.per_language", "generate.task_types", "runs",
-                                                  "evaluate.official.models", "plot.seed_runs"]
+                                                  "evaluate.official.models", "evaluate.beyond.models",
+                                                  "plot.seed_runs"]
     text = params_copy.read_text()
     assert "per_language: 30         # a test value" in text
     assert "the paper uses ~4K" not in text  # the replaced value's stale comment went with it

@@ -303,6 +303,7 @@ def _shrink(params: dict) -> dict:
     params["runs"] = {}
     params["plot"].update(seed_runs=[], arm_seeds={}, bootstrap_resamples=100)
     params["evaluate"]["official"] = {"tasks": [], "base_only": [], "models": []}
+    params["evaluate"]["beyond"] = {"tasks": [], "languages": None, "models": []}
     return params
 
 

@@ -28,6 +28,8 @@ from pydantic import (
 
 from retrofit.errors import RetrofitError
 from retrofit.schema import (
+    BEYOND_LANGUAGES,
+    BEYOND_TASK_NAMES,
     ENGLISH_SOURCES,
     GENERATED_TASK_TYPES,
     OFFICIAL_TASK_NAMES,
@@ -168,12 +170,23 @@ class OfficialParams(_Group):
     models: list[str] | None
 
 
+class BeyondParams(_Group):
+    """Tasks beyond retrieval and beyond the training languages (retrofit.eval.beyond): what retrofitting costs."""
+
+    tasks: Annotated[list[str], _one_of(lambda: BEYOND_TASK_NAMES, "beyond task(s)")]
+    #: The subsets run: those whose language is listed (a time-budget cut); ``None``: every subset of each task.
+    languages: Annotated[list[str], _one_of(lambda: BEYOND_LANGUAGES, "beyond language code(s)")] | None
+    #: The models that run them (``base``, ``scale_<n>`` or a run name); ``None``: every model.
+    models: list[str] | None
+
+
 class EvaluateParams(_Group):
     """The evaluation stage (held-out XQuAD through mteb)."""
 
     benchmarks: list[Literal["xquad", "mmteb"]] = Field(min_length=1)
     mmteb: MMTEBParams
     official: OfficialParams
+    beyond: BeyondParams
     #: Tokens per text for every evaluated model and task (a trained model is saved at its training length).
     max_seq_length: int = Field(ge=8, le=8192)
     #: Which paragraphs form the mono and cross corpora: every paragraph of the language, or the held-out ones.
@@ -444,6 +457,7 @@ class Params(_Group):
             try:
                 run = apply_overrides(copy.deepcopy(raw), sets.split())
                 run["evaluate"]["official"]["models"] = None  # names runs, which a run's own check has none of
+                run["evaluate"]["beyond"]["models"] = None
                 Params.model_validate({**run, "runs": {}, "plot": {**raw["plot"], "seed_runs": [], "arm_seeds": {}}})
             except ValidationError as exc:
                 raise ValueError(_format_error(exc, f"runs.{name}")) from None
@@ -454,9 +468,10 @@ class Params(_Group):
     @model_validator(mode="after")
     def _official_models_defined(self) -> Params:
         known = {"base", *(f"scale_{n}" for n in self.scale.per_language), *self.runs}
-        unknown = [m for m in self.evaluate.official.models or [] if m not in known]
-        if unknown:
-            raise ValueError(f"evaluate.official.models: {unknown} are not models; choose from {sorted(known)}")
+        for key, group in (("official", self.evaluate.official), ("beyond", self.evaluate.beyond)):
+            unknown = [m for m in group.models or [] if m not in known]
+            if unknown:
+                raise ValueError(f"evaluate.{key}.models: {unknown} are not models; choose from {sorted(known)}")
         return self
 
     @model_validator(mode="after")

@@ -91,6 +91,16 @@ EVAL_FAMILIES: tuple[str, ...] = ("mono", "cross", "pooled")
 #: serves each).
 OFFICIAL_TASK_NAMES: tuple[str, ...] = ("Tatoeba", "BelebeleRetrieval", "LegalBenchCorporateLobbying", "XQuADRetrieval")
 
+#: The tasks beyond retrieval and beyond the training languages that :mod:`retrofit.eval.beyond` runs (it checks
+#: that it serves each).
+BEYOND_TASK_NAMES: tuple[str, ...] = ("Tatoeba (unseen)", "SIB200Classification", "SIB200ClusteringS2S",
+                                      "STSBenchmarkMultilingualSTS", "KorSTS", "JSTS")
+
+#: ISO 639-1 codes of the languages those tasks hold (``evaluate.beyond.languages`` picks among them).
+BEYOND_LANGUAGES: tuple[str, ...] = ("am", "ar", "bn", "de", "el", "en", "es", "fa", "fr", "ha", "he", "hi", "id", "it",
+                                     "ja", "ko", "nl", "pl", "pt", "ro", "ru", "sw", "th", "tr", "uk", "ur", "vi",
+                                     "yo", "zh")
+
 # ---------------------------------------------------------------------------------------------------------------
 # The row contract
 # ---------------------------------------------------------------------------------------------------------------

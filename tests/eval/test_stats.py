@@ -18,6 +18,7 @@ from retrofit.eval.stats import (
     seeded_difference,
     task_score,
     verdict,
+    weighted_spearman,
 )
 from retrofit.eval.xquad import question_of
 
@@ -173,3 +174,53 @@ def test_seeded_interval_is_wider_than_questions_alone_and_one_seed_says_so() ->
 @pytest.mark.parametrize(("lo90", "hi90", "want"), [(-0.004, 0.003, True), (-0.004, 0.006, False), (-0.006, 0.0, False)])
 def test_equivalence_is_the_90_interval_inside_the_margin(lo90, hi90, want) -> None:
     assert equivalent({"lo90": lo90, "hi90": hi90}, 0.005) is want
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_weighted_spearman_equals_scipy_on_the_expanded_sample(seed: int) -> None:
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(seed)
+    n = 40
+    gold = rng.integers(0, 6, n) / 5  # STS gold scores in steps: many ties
+    sim = gold + rng.normal(0, 0.3, n)
+    sim[:5] = sim[5]  # ties in the similarities too
+    pairs = np.stack([sim, gold], axis=1)
+    w = rng.multinomial(n, np.full(n, 1 / n), size=6).astype(float)  # (6, n)
+    got = weighted_spearman(pairs, w)
+    want = [spearmanr(np.repeat(sim, row.astype(int)), np.repeat(gold, row.astype(int)))[0] for row in w]
+    assert got == pytest.approx(want, abs=1e-12)
+    assert weighted_spearman(pairs) == pytest.approx(spearmanr(sim, gold)[0], abs=1e-12)
+
+
+def test_spearman_bootstrap_resolves_a_better_model_on_sts_pairs() -> None:
+    rng = np.random.default_rng(0)
+    gold = rng.random(300)
+    good = {"s": {f"p{i}": [g + rng.normal(0, 0.1), g] for i, g in enumerate(gold)}}
+    bad = {"s": {f"p{i}": [g + rng.normal(0, 0.6), g] for i, g in enumerate(gold)}}
+    r = paired_bootstrap(good, bad, statistic="spearman", resamples=300, seed=1)
+    assert r["delta"] == pytest.approx(task_score(good, "spearman") - task_score(bad, "spearman"))
+    assert r["lo"] > 0 and resolved(r)
+    same = paired_bootstrap(good, good, statistic="spearman", resamples=50)
+    assert same["delta"] == 0 and same["lo"] == 0 and same["hi"] == 0
+
+
+def test_non_mean_statistics_average_every_seed_inside_each_resample() -> None:
+    n = 50
+    right = {"s": {str(i): i for i in range(n)}}
+    half = {"s": {str(i): (i if i % 2 else (i + 1) % n) for i in range(n)}}
+    r = seeded_difference([right, half], [half], statistic="bitext_f1", resamples=100)
+    # the arm's score is the mean of its two seeds' F1, not its first seed's
+    assert r["a"] == pytest.approx((bitext_f1(np.arange(n)) + task_score(half, "bitext_f1")) / 2)
+    assert r["noise"] == QUERY_ONLY  # B has one run and is not declared fixed
+
+
+def test_a_seeded_arm_against_the_fixed_base_carries_its_seed_noise() -> None:
+    rng = np.random.default_rng(3)
+    base = {"s": {f"q{i}": float(v) for i, v in enumerate(rng.random(200))}}
+    runs = [{"s": {q: v + 0.05 + shift for q, v in base["s"].items()}} for shift in (-0.01, 0.0, 0.02)]
+    r = seeded_difference(runs, [base], resamples=200, fixed_b=True)
+    assert r["noise"] == SEEDS_AND_QUERIES and r["seed_sd_b"] is None
+    assert r["seed_sd_a"] == pytest.approx(np.std([-0.01, 0.0, 0.02], ddof=1))
+    assert r["hi"] - r["lo"] > 0.02  # wider than the questions' part alone, which is exactly zero here
+    assert seeded_difference(runs, [base], resamples=200)["noise"] == QUERY_ONLY

@@ -209,6 +209,15 @@ def test_encoder_applies_prompts_and_encodes_each_text_once(tiny_model_dir: Path
     assert encoder.n_encoded == 6  # all cache hits
 
 
+def test_symmetric_tasks_take_their_published_protocol(tiny_model_dir: Path) -> None:
+    encoder = load_encoder(tiny_model_dir, "tiny", batch_size=4, symmetric_prompts={"Tatoeba": ""})
+    texts = ["the river flows through the city", "a book about music"]
+    bare = encoder.encode_texts(texts, None, "Tatoeba")  # mteb >= 1.18: no prefix on bitext sentences
+    np.testing.assert_allclose(bare, encoder.model.encode(texts, prompt=""), atol=1e-5)
+    np.testing.assert_allclose(encoder.encode_texts(texts, None, "KorSTS"), encoder.encode_texts(texts, PromptType.query))
+    assert encoder.prompt_for(None) == "query: " and encoder.prompt_for(PromptType.document, "Tatoeba") == "passage: "
+
+
 def test_model_dir_is_checked(tmp_path: Path) -> None:
     with pytest.raises(AssetError, match="modules.json"):
         load_encoder(tmp_path, "x")

@@ -14,7 +14,32 @@ LANGS = ("de", "en")
 FAMILY_OFFSETS = {"mono": 0.10, "cross": 0.0, "pooled": -0.40}
 
 
-def make_eval(name: str, level: float, *, noise: float = 0.05, seed: int = 0, official: float = 0.8) -> Evaluation:
+def make_beyond(quality: float, seed: int) -> tuple[dict, dict]:
+    """The beyond family's ``metrics.json`` and per-query values (:mod:`retrofit.eval.beyond_score`'s layout) for a
+    model whose STS similarities track the gold scores with noise ``1 - quality`` and whose classification and
+    bitext answers are right with probability ``quality`` (each subset draws its own noise)."""
+    rng = np.random.default_rng(seed)
+    gold = np.random.default_rng(99).integers(0, 26, 120) / 5  # the same pairs for every model
+    pq = {
+        "STSBenchmarkMultilingualSTS": {s: {f"stsb_multi_mt:{i}": [float(g + rng.normal(0, 3 * (1 - quality))),
+                                                                   float(g)] for i, g in enumerate(gold)}
+                                        for s in ("en", "fr")},
+        "SIB200Classification": {s: {f"sib200:{i}": float(rng.random() < quality) for i in range(100)}
+                                 for s in ("eng_Latn", "swh_Latn")},
+        "SIB200ClusteringS2S": {s: {f"run{k}": float(quality / 2 + rng.normal(0, 0.01)) for k in range(10)}
+                                for s in ("eng_Latn", "swh_Latn")},
+        "Tatoeba (unseen)": {"fra-eng": {str(i): (i if rng.random() < quality else (i + 1) % 80) for i in range(80)}},
+    }
+    kinds = {"STSBenchmarkMultilingualSTS": ("STS", "spearman"), "SIB200Classification": ("Classification", "mean"),
+             "SIB200ClusteringS2S": ("Clustering", "mean"), "Tatoeba (unseen)": ("BitextMining", "bitext_f1")}
+    seen = {"en": "seen", "fr": "unseen", "eng_Latn": "seen", "swh_Latn": "unseen", "fra-eng": "unseen"}
+    tasks = {t: {"type": kinds[t][0], "scores": {s: task_score({s: v}, kinds[t][1]) for s, v in d.items()},
+                 "seen": {s: seen[s] for s in d}, "spread_std": {s: 0.01 for s in d}} for t, d in pq.items()}
+    return {"tasks": tasks, "languages": ["en", "fr", "sw"]}, pq
+
+
+def make_eval(name: str, level: float, *, noise: float = 0.05, seed: int = 0, official: float = 0.8,
+              beyond: float | None = None) -> Evaluation:
     """An evaluation whose mono/cross/pooled queries score ``level`` + the family offset + seeded noise."""
     rng = np.random.default_rng(seed)
     q_noise = {q: rng.normal(0, noise) for q in QUESTIONS}  # shared by a question's subsets (parallel XQuAD)
@@ -41,4 +66,6 @@ def make_eval(name: str, level: float, *, noise: float = 0.05, seed: int = 0, of
     tasks = {t: {"main_score": task_score(v, stat.get(t, "mean")), "main_score_name": "f1" if t == "Tatoeba" else
                  "ndcg_at_10", "subset_scores": {s: task_score({s: x}, stat.get(t, "mean")) for s, x in v.items()}}
              for t, v in off_pq.items()}
-    return Evaluation(name, metrics, {"ndcg_at_10": per_family, "primary": primary}, {"tasks": tasks}, off_pq)
+    bey, bey_pq = make_beyond(beyond, seed) if beyond is not None else ({}, {})
+    return Evaluation(name, metrics, {"ndcg_at_10": per_family, "primary": primary}, {"tasks": tasks}, off_pq, bey,
+                      bey_pq)

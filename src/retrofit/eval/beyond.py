@@ -51,7 +51,7 @@ under older definitions, and the check uses those definitions: the hub copies st
 later put nothing (STS-B, JSTS, Tatoeba's current numbers). The project's encoder always applies ``"query: "``; the
 instrument check (``bench/beyond_instrument.py``) also scores each no-prefix task under its own protocol.
 
-*Per-unit values* (:func:`score_beyond_task`, for intervals): the resampling unit is the sentence pair for STS
+*Per-unit values* (:func:`retrofit.eval.beyond_score.score_beyond_task`, for intervals): the resampling unit is the sentence pair for STS
 (per-pair cosine and gold score: Spearman over resampled pairs), the test example for classification (its
 correctness averaged over mteb's 10 draws) and the sentence for bitext mining (its nearest ``sentence2``, as
 :func:`retrofit.eval.score.per_query_scores` gives for Tatoeba; :func:`retrofit.eval.stats.bitext_f1` scores them).
@@ -71,22 +71,15 @@ import csv
 import json
 import logging
 import math
-import tempfile
-import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import numpy as np
 from datasets import Dataset, DatasetDict, Value
-from mteb.models.abs_encoder import AbsEncoder
-from mteb.types import PromptType
 
 from retrofit.eval.official import OfficialDataError, _need, _tatoeba, check_against_mteb_stats
-from retrofit.eval.score import per_query_scores
-from retrofit.eval.stats import bitext_f1
-from retrofit.schema import XQUAD_LANGUAGES
+from retrofit.schema import BEYOND_LANGUAGES, BEYOND_TASK_NAMES, XQUAD_LANGUAGES
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +139,10 @@ BEYOND_TASKS: dict[str, BeyondTask] = {
     for name, (mteb_name, dataset, langs) in _LANGUAGES.items()
 }
 
+if tuple(BEYOND_TASKS) != BEYOND_TASK_NAMES or {c for _, _, m in _LANGUAGES.values() for c in m.values()} != set(
+        BEYOND_LANGUAGES):  # the params vocabulary (retrofit.schema) and the loaders must agree
+    raise ImportError("retrofit.eval.beyond's tasks and languages differ from retrofit.schema's BEYOND_* names")
+
 #: Published scores of intfloat/multilingual-e5-small (MANIFEST: MTEB results repository), x100, per subset; how
 #: each was produced is :data:`PUBLISHED_PROTOCOL`. SIB-200 has none for arb_Arab and zho_Hans.
 PUBLISHED_E5_SMALL_BEYOND: dict[str, dict[str, float]] = {
@@ -191,6 +188,13 @@ PUBLISHED_E5_SMALL_TATOEBA_MTEB112: dict[str, float] = {
     "fra-eng": 90.51, "ita-eng": 88.54, "por-eng": 89.63, "pol-eng": 88.85, "nld-eng": 91.87, "ind-eng": 88.28,
     "pes-eng": 85.51, "ben-eng": 81.40, "jpn-eng": 77.43, "kor-eng": 73.74, "swh-eng": 65.43, "ukr-eng": 82.98,
     "heb-eng": 73.68, "urd-eng": 85.08,
+}
+
+#: ``{mteb task: prompt}`` for the tasks whose published scores had no prefix (:data:`PUBLISHED_PROTOCOL`): each task
+#: runs under its published protocol, so the instrument compares like with like
+#: (:class:`retrofit.eval.encoder.PromptCachedEncoder`); the others take the model's query prompt.
+SYMMETRIC_PROMPTS: dict[str, str] = {
+    BEYOND_TASKS[name].mteb_name: "" for name, (_, prefix) in PUBLISHED_PROTOCOL.items() if prefix == ""
 }
 
 #: Splits evaluated, where the mteb class lists more than the published numbers used.
@@ -307,35 +311,48 @@ _LOADERS: dict[str, Callable[[Path, Any], Any]] = {
 }
 
 
-def load_beyond_task(name: str, raw_dir: str | Path) -> Any:
+def task_subsets(name: str, languages: Sequence[str] | None = None) -> tuple[str, ...]:
+    """The subsets of task ``name`` whose language is in ``languages`` (``None``: every subset), in table order."""
+    langs = _LANGUAGES[name][2]
+    return tuple(s for s in BEYOND_TASKS[name].subsets if languages is None or langs[s] in languages)
+
+
+def load_beyond_task(name: str, raw_dir: str | Path, languages: Sequence[str] | None = None) -> Any:
     """mteb's task for ``name``, restricted to the family's subsets, with its data loaded from the pinned files.
 
     Args:
         name: A key of :data:`BEYOND_TASKS`.
         raw_dir: The raw-data directory (``data/raw``) or a mirror with the same layout.
+        languages: Keep only the subsets in these languages (``evaluate.beyond.languages``); ``None``: all. The
+            task's subset list stays in table order, so every model runs the same list (clustering draws its
+            resamples across subsets in order).
 
     Returns:
         The mteb task object, ``data_loaded`` and checked by :func:`check_beyond_stats`.
 
     Raises:
-        OfficialDataError: An unknown task, a missing or malformed file, or data that differs from mteb's copy.
+        OfficialDataError: An unknown task, a missing or malformed file, data that differs from mteb's copy, or no
+            subset in ``languages``.
     """
     import mteb
 
     if name not in BEYOND_TASKS:
         raise OfficialDataError(f"beyond task {name!r}: unknown; choose from {list(BEYOND_TASKS)}")
     spec = BEYOND_TASKS[name]
+    subsets = task_subsets(name, languages)
+    if not subsets:
+        raise OfficialDataError(f"{name}: no subset in languages {list(languages or [])}; its languages are "
+                                f"{sorted(set(_LANGUAGES[name][2].values()))}")
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*is superseded by", category=UserWarning)  # v1 is chosen: above
-        task = mteb.get_task(spec.mteb_name, hf_subsets=list(spec.subsets),
-                             eval_splits=_EVAL_SPLITS.get(spec.mteb_name))
+        task = mteb.get_task(spec.mteb_name, hf_subsets=list(subsets), eval_splits=_EVAL_SPLITS.get(spec.mteb_name))
     extra = _EXTRA_SUBSETS.get(spec.mteb_name, {})
     if extra:  # on this instance only: a copy of the class's metadata that lists them
         task.metadata = task.metadata.model_copy(update={"eval_langs": {**task.metadata.eval_langs, **extra}})
-    task.hf_subsets = [s for s in spec.subsets if s in task.hf_subsets or s in extra]
-    if task.hf_subsets != list(spec.subsets):
+    task.hf_subsets = [s for s in subsets if s in task.hf_subsets or s in extra]
+    if task.hf_subsets != list(subsets):
         raise OfficialDataError(f"{name}: mteb's {spec.mteb_name} lacks subsets "
-                                f"{sorted(set(spec.subsets) - set(task.hf_subsets))}")
+                                f"{sorted(set(subsets) - set(task.hf_subsets))}")
     task.dataset = _LOADERS[spec.mteb_name](Path(raw_dir) / spec.dataset, task)
     task.data_loaded = True
     check_beyond_stats(task)
@@ -431,151 +448,3 @@ def check_beyond_stats(task: Any) -> list[tuple[str, str]]:
                     )
             checked.append((subset, split))
     return checked
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Scoring, with the per-unit values behind each score
-# ----------------------------------------------------------------------------------------------------------------
-
-#: task type -> the resampling unit of its per-unit values (clustering has none: mteb's own spread instead).
-UNITS: dict[str, str | None] = {"STS": "pair", "Classification": "example", "BitextMining": "sentence",
-                                "Clustering": None}
-
-
-class _Recorder(AbsEncoder):
-    """An mteb encoder that passes every ``encode`` call on and keeps the embeddings mteb was given.
-
-    The per-unit values are then computed from exactly what mteb scored, for any mteb-compatible encoder, and nothing
-    is encoded twice. Embeddings are keyed by ``(prompt type, text)``.
-    """
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.mteb_model_meta = inner.mteb_model_meta
-        self.embeddings: dict[tuple[str | None, str], np.ndarray] = {}
-        self.encode_s = 0.0
-        self.n_requested = 0
-
-    def encode(self, inputs: Any, *, task_metadata: Any, hf_split: str, hf_subset: str,
-               prompt_type: PromptType | None = None, **kwargs: Any) -> Any:
-        """mteb's ``EncoderProtocol.encode``: the inner encoder's embeddings, recorded."""
-        texts = [text for batch in inputs for text in batch["text"]]  # a DataLoader: iterating it again is fine
-        start = time.perf_counter()
-        emb = self.inner.encode(inputs, task_metadata=task_metadata, hf_split=hf_split, hf_subset=hf_subset,
-                                prompt_type=prompt_type, **kwargs)
-        self.encode_s += time.perf_counter() - start
-        self.n_requested += len(texts)
-        rows = np.asarray(emb.detach().cpu() if hasattr(emb, "detach") else emb, dtype=np.float32)  # (n, dim)
-        key = getattr(prompt_type, "value", prompt_type)
-        self.embeddings.update({(key, text): row for text, row in zip(texts, rows, strict=True)})
-        return emb
-
-    def encode_texts(self, texts: list[str], prompt_type: PromptType | None) -> np.ndarray:
-        """The recorded embeddings of ``texts``, shape ``(len(texts), dim)`` (what score.py's bitext path reads)."""
-        key = getattr(prompt_type, "value", prompt_type)
-        return np.stack([self.embeddings[(key, text)] for text in texts])
-
-    def similarity(self, embeddings1: Any, embeddings2: Any) -> Any:
-        """The inner encoder's similarity, as mteb used it."""
-        return self.inner.similarity(embeddings1, embeddings2)
-
-    def similarity_pairwise(self, embeddings1: Any, embeddings2: Any) -> Any:
-        """The inner encoder's pairwise similarity, as mteb used it."""
-        return self.inner.similarity_pairwise(embeddings1, embeddings2)
-
-
-def _sts_units(recorder: _Recorder, data: Dataset) -> tuple[dict[str, list[float]], float]:
-    """Per-pair cosine (mteb's formula) and gold score; returns them and their Spearman correlation."""
-    from scipy.stats import spearmanr
-    from sklearn.metrics.pairwise import paired_cosine_distances
-
-    e1 = recorder.encode_texts(list(data["sentence1"]), None)  # (n_pairs, dim)
-    e2 = recorder.encode_texts(list(data["sentence2"]), None)  # (n_pairs, dim)
-    cosine = 1 - paired_cosine_distances(e1, e2)  # (n_pairs,)
-    gold = [float(g) for g in data["score"]]
-    return {"cosine": cosine.tolist(), "gold": gold}, float(spearmanr(gold, cosine)[0])
-
-
-def _classification_units(draws: list[list[int]], labels: list[int]) -> tuple[dict[str, list[float]], float]:
-    """Each test example's correctness averaged over mteb's draws; returns it and its mean (mteb's accuracy)."""
-    pred = np.asarray(draws)  # (n_draws, n_test)
-    correct = (pred == np.asarray(labels)[None, :]).mean(axis=0)  # (n_test,)
-    return {"correct": correct.tolist()}, float(correct.mean())
-
-
-def _subset_result(task: Any, subset: str, entry: Mapping[str, Any], recorder: _Recorder,
-                   predictions: Mapping[str, Any], nearest: Mapping[str, Mapping[str, float]]) -> dict[str, Any]:
-    """One subset's main score, per-unit values (or clustering's spread) and their check against mteb."""
-    kind = task.metadata.type
-    split = task.eval_splits[0]
-    main = float(entry["main_score"])
-    out: dict[str, Any] = {"main_score": main}
-    if kind == "Clustering":
-        runs = [float(v) for level in entry["v_measures"].values() for v in level]
-        out["spread"] = {"v_measures": runs, "std": float(entry["v_measure_std"])}
-        return out
-    data = _split_data(task, subset)[split]
-    if kind == "STS":
-        out["units"], ours = _sts_units(recorder, data)
-    elif kind == "Classification":
-        out["units"], ours = _classification_units(predictions[subset][split], list(data["label"]))
-        draws = [float(e["accuracy"]) for e in entry["scores_per_experiment"]]
-        out["spread"] = {"accuracy_per_draw": draws, "std": float(np.std(draws))}
-    elif kind == "BitextMining":
-        pred = [int(nearest[subset][str(i)]) for i in range(len(nearest[subset]))]
-        out["units"], ours = {"nearest": pred}, bitext_f1(np.asarray(pred))
-    else:
-        raise ValueError(f"{task.metadata.name}: task type {kind} is not part of the beyond family")
-    if abs(ours - main) > 1e-6:
-        raise RuntimeError(f"{task.metadata.name}/{subset}: per-unit values give {ours:.6f}, mteb reports {main:.6f}; "
-                           "an interval over them would describe a different evaluation")
-    return out
-
-
-def score_beyond_task(task: Any, encoder: Any, batch_size: int = 32) -> dict[str, Any]:
-    """Score a loaded task with mteb and return each subset's main score with the values intervals resample.
-
-    Args:
-        task: From :func:`load_beyond_task`.
-        encoder: Any mteb encoder (:func:`retrofit.eval.encoder.load_encoder`'s wrapper applies the e5 ``query: ``
-            prompt to these symmetric tasks); its ``mteb_model_meta`` names the model.
-        batch_size: Texts per forward pass.
-
-    Returns:
-        ``{"task", "type", "unit", "main_score_name", "scores": {subset: main score in [0, 1]},
-        "subsets": {subset: {"main_score", "units": {...}, "spread": {...}}}, "encode_s", "eval_s",
-        "texts_requested"}``. ``units``: STS ``cosine`` and ``gold`` per pair; classification ``correct`` per test
-        example (mean over draws); bitext ``nearest`` per sentence1; clustering has none. ``spread`` (mteb's own
-        repeated runs): clustering ``v_measures`` over its 10 resamples, classification ``accuracy_per_draw``, and
-        their ``std``.
-
-    Raises:
-        RuntimeError: mteb returned no result, or the per-unit values do not reproduce mteb's scores.
-    """
-    import mteb
-
-    recorder = _Recorder(encoder)
-    kind = task.metadata.type
-    split = task.eval_splits[0]
-    start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*is superseded by", category=UserWarning)  # chosen: see above
-        result = mteb.evaluate(
-            recorder, [task], cache=None, overwrite_strategy="always", co2_tracker=False, raise_error=True,
-            prediction_folder=tmp if kind == "Classification" else None, show_progress_bar=False,
-            encode_kwargs={"batch_size": batch_size, "show_progress_bar": False},
-        )
-        predictions = {}
-        if kind == "Classification":
-            predictions = json.loads(task._predictions_path(tmp).read_text(encoding="utf-8"))
-    if not result.task_results:
-        raise RuntimeError(f"mteb returned no result for {task.metadata.name}; exceptions: {result.exceptions}")
-    entries = {e["hf_subset"]: e for e in result.task_results[0].scores[split]}
-    nearest = per_query_scores(task, recorder) if kind == "BitextMining" else {}
-    subsets = {s: _subset_result(task, s, entries[s], recorder, predictions, nearest) for s in task.hf_subsets}
-    return {
-        "task": task.metadata.name, "type": kind, "unit": UNITS.get(kind), "main_score_name": task.metadata.main_score,
-        "scores": {s: v["main_score"] for s, v in subsets.items()}, "subsets": subsets,
-        "encode_s": round(recorder.encode_s, 3), "eval_s": round(time.perf_counter() - start, 3),
-        "texts_requested": recorder.n_requested,
-    }

@@ -10,6 +10,10 @@ Why a custom encoder rather than ``mteb.evaluate(SentenceTransformer(...))``:
 - *Speed.* The same texts recur across tasks and families (a German passage is in ``mono/de``, ``cross/en-de``
   and the pooled corpus). :class:`PromptCachedEncoder` keeps every embedding in memory keyed by
   ``(prompt, text)``, so each unique text is encoded once.
+- *Symmetric tasks* (bitext mining, STS, classification, clustering: mteb's ``prompt_type=None``) take the query
+  prompt, the e5 authors' rule, except the tasks in ``symmetric_prompts``: an evaluation compared with published
+  scores runs each task under the protocol those scores had (mteb 1.18 and later put no prefix there;
+  :data:`retrofit.eval.official.SYMMETRIC_PROMPTS`, :data:`retrofit.eval.beyond.SYMMETRIC_PROMPTS`).
 """
 
 from __future__ import annotations
@@ -103,6 +107,7 @@ class PromptCachedEncoder(AbsEncoder):
         bf16: bool = False,
         trunk: TrunkCache | None = None,
         backend: str = "torch",
+        symmetric_prompts: Mapping[str, str] | None = None,
     ) -> None:
         """Wrap ``model``.
 
@@ -116,6 +121,7 @@ class PromptCachedEncoder(AbsEncoder):
                 hit counts go into ``timing.json``).
             backend: ``"torch"`` or ``"openvino"``: what computes the model's forward (recorded in ``timing.json``);
                 torch runs under bf16 autocast when ``bf16``, OpenVINO was compiled for its precision already.
+            symmetric_prompts: ``{mteb task name: prompt}`` for symmetric tasks that do not take the query prompt.
         """
         self.model = model
         self.bf16 = bf16
@@ -128,22 +134,29 @@ class PromptCachedEncoder(AbsEncoder):
         self.backend = backend
         self.n_encoded = 0
         self.n_requested = 0
+        self.symmetric_prompts = dict(symmetric_prompts or {})
 
-    def prompt_for(self, prompt_type: PromptType | None) -> str:
-        """The prompt prepended for ``prompt_type`` (the query prompt for ``None``)."""
+    def prompt_for(self, prompt_type: PromptType | None, task: str | None = None) -> str:
+        """The prompt prepended for ``prompt_type`` in mteb task ``task``.
+
+        ``None`` (a symmetric task) takes the task's entry of ``symmetric_prompts``, or else the query prompt.
+        """
+        if prompt_type is None and task in self.symmetric_prompts:
+            return self.symmetric_prompts[task]
         return self.passage_prompt if prompt_type == PromptType.document else self.query_prompt
 
-    def precompute(self, texts: Iterable[str], prompt_type: PromptType) -> int:
+    def precompute(self, texts: Iterable[str], prompt_type: PromptType | None, task: str | None = None) -> int:
         """Embed the texts not cached yet, longest token count first (little padding per batch), with a progress bar.
 
         Args:
             texts: Texts to embed.
-            prompt_type: Query or document.
+            prompt_type: Query, document or ``None`` (a symmetric task's sentences).
+            task: The mteb task the texts belong to (:meth:`prompt_for`).
 
         Returns:
             How many texts were newly embedded.
         """
-        prompt = self.prompt_for(prompt_type)
+        prompt = self.prompt_for(prompt_type, task)
         todo = sorted({t for t in texts if (prompt, t) not in self._cache})
         if not todo:
             return 0
@@ -152,7 +165,7 @@ class PromptCachedEncoder(AbsEncoder):
             todo = [todo[i] for i in np.lexsort((np.arange(len(todo)), -lengths))]
         else:
             todo.sort(key=lambda t: -len(t))
-        label = "passages" if prompt_type == PromptType.document else "queries"
+        label = {PromptType.document: "passages", PromptType.query: "queries"}.get(prompt_type, "sentences")
         with tqdm(total=len(todo), desc=f"Encoding {label}", unit="text", disable=not self.show_progress_bar) as bar:
             for start in range(0, len(todo), self.batch_size):
                 chunk = todo[start : start + self.batch_size]
@@ -168,11 +181,11 @@ class PromptCachedEncoder(AbsEncoder):
         self.n_encoded += len(todo)
         return len(todo)
 
-    def encode_texts(self, texts: Sequence[str], prompt_type: PromptType | None) -> np.ndarray:
-        """Embeddings for ``texts`` (cached ones reused), shape ``(len(texts), dim)``."""
-        prompt = self.prompt_for(prompt_type)
+    def encode_texts(self, texts: Sequence[str], prompt_type: PromptType | None, task: str | None = None) -> np.ndarray:
+        """Embeddings for ``texts`` of mteb task ``task`` (cached ones reused), shape ``(len(texts), dim)``."""
+        prompt = self.prompt_for(prompt_type, task)
         self.n_requested += len(texts)
-        self.precompute(texts, prompt_type if prompt_type is not None else PromptType.query)
+        self.precompute(texts, prompt_type, task)
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
         return np.stack([self._cache[(prompt, t)] for t in texts])
@@ -189,7 +202,7 @@ class PromptCachedEncoder(AbsEncoder):
     ) -> np.ndarray:
         """mteb's ``EncoderProtocol.encode``: embed the ``text`` column of mteb's dataloader."""
         texts = [text for batch in inputs for text in batch["text"]]
-        return self.encode_texts(texts, prompt_type)
+        return self.encode_texts(texts, prompt_type, task_metadata.name)
 
 
 def load_encoder(
@@ -203,6 +216,7 @@ def load_encoder(
     trunk_layers: int = 0,
     cache_dir: str | Path | None = None,
     backend: str = "torch",
+    symmetric_prompts: Mapping[str, str] | None = None,
 ) -> PromptCachedEncoder:
     """Load a local sentence-transformers model (no hub calls) and wrap it for mteb.
 
@@ -223,6 +237,8 @@ def load_encoder(
         cache_dir: The cache root (``base.cache_dir``); needed when ``trunk_layers`` is set.
         backend: ``evaluate.backend``: ``"torch"``, ``"openvino"`` (:mod:`retrofit.embed.openvino`), or ``"auto"``
             (OpenVINO where it is installed and supports the model, else torch; the choice is logged).
+        symmetric_prompts: ``{mteb task name: prompt}`` where a symmetric task does not take the query prompt
+            (:class:`PromptCachedEncoder`).
 
     Returns:
         The wrapped model.
@@ -275,7 +291,8 @@ def load_encoder(
             enable_unpadding(model, hidden_states=OpenVINOStack(model[0].auto_model, 0, **openvino).hidden_states)
         else:
             enable_unpadding(model)
-    encoder = PromptCachedEncoder(model, meta, batch_size=batch_size, bf16=bf16, trunk=trunk, backend=backend)
+    encoder = PromptCachedEncoder(model, meta, batch_size=batch_size, bf16=bf16, trunk=trunk, backend=backend,
+                                  symmetric_prompts=symmetric_prompts)
     log.info(
         "loaded %s as %s@%s on %s; query prompt %r, passage prompt %r; max_seq_length %d",
         model_path, meta.name, meta.revision, backend, encoder.query_prompt, encoder.passage_prompt,

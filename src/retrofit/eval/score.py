@@ -21,8 +21,9 @@
   so that a metrics diff shows only scores);
 - ``stage_timing.json`` (written by the evaluate stage through :func:`write_stage_timing`, after every benchmark):
   ``{"stage_s", "backend", "runtime", "texts_encoded", "trunk_cache": {"layers", "hits", "misses"} | null,
-  "work": {"texts", "tokens", "layer_tokens", "layer_attention"}}``, the whole stage's wall time, its encoder's
-  runtime choices and counts over all tasks, and the encoder work it did (:mod:`retrofit.embed.work`).
+  "work": {"texts", "tokens", "layer_tokens", "layer_attention"}, "beyond_s": float | null}``, the whole stage's
+  wall time, its encoder's runtime choices and counts over all tasks, the encoder work it did
+  (:mod:`retrofit.embed.work`) and the seconds of the beyond family (null where it did not run).
 
 Scores are mteb's (pytrec_eval) under its own keys: ``ndcg_at_10`` (the main score), ``recall_at_10`` and
 ``mrr_at_10``. Every unique text is encoded once, longest first, before mteb runs, so the mteb pass itself only
@@ -208,8 +209,9 @@ def _timing(encoder: AbsEncoder, start: float, encoded: float, scored: float) ->
     return timing
 
 
-def write_stage_timing(path: Path, encoder: PromptCachedEncoder, started: float) -> dict[str, Any]:
-    """Write ``stage_timing.json`` (module docstring): the stage's wall time since ``started`` (``perf_counter``)."""
+def write_stage_timing(path: Path, encoder: PromptCachedEncoder, started: float, **extra: Any) -> dict[str, Any]:
+    """Write ``stage_timing.json`` (module docstring): the stage's wall time since ``started`` (``perf_counter``), and
+    ``extra`` keys (the beyond family's seconds, ``beyond_s``)."""
     trunk = encoder.trunk
     timing = {
         "stage_s": round(time.perf_counter() - started, 3),
@@ -218,6 +220,7 @@ def write_stage_timing(path: Path, encoder: PromptCachedEncoder, started: float)
         "texts_encoded": encoder.n_encoded,
         "trunk_cache": None if trunk is None else {"layers": trunk.depth, "hits": trunk.hits, "misses": trunk.misses},
         "work": WORK.to_json(),
+        **extra,
     }
     write_json(path, timing)
     return timing
@@ -248,8 +251,8 @@ def per_query_scores(task: Any, encoder: PromptCachedEncoder) -> dict[str, dict[
     for subset in task.hf_subsets:
         data = task.dataset[subset][split]
         if task.metadata.type == "BitextMining":
-            left = encoder.encode_texts(list(data["sentence1"]), None)  # (n, dim)
-            right = encoder.encode_texts(list(data["sentence2"]), None)  # (n, dim)
+            left = encoder.encode_texts(list(data["sentence1"]), None, task.metadata.name)  # (n, dim)
+            right = encoder.encode_texts(list(data["sentence2"]), None, task.metadata.name)  # (n, dim)
             nearest: dict[str, float] = {}
             for start in range(0, len(left), _MTEB_BITEXT_QUERY_CHUNK):
                 sims = torch.as_tensor(encoder.similarity(left[start : start + _MTEB_BITEXT_QUERY_CHUNK], right))

@@ -21,15 +21,19 @@ paper"), and otherwise "not resolved at this scale", never "reversed" and never 
 i.e. the 90% interval inside a declared margin.
 
 **The resampling unit** is the item that carries the dependence. Per-query data comes from ``per_query.json`` files
-written by :mod:`retrofit.eval.xquad` and the official tasks (schema there): ``{subset: {query id: value}}``, the value
-being the query's nDCG@10, or, for bitext mining, the index of the nearest ``sentence2`` (mteb's F1 is not a mean
-over sentences; :func:`bitext_f1` recomputes it). A ``unit`` function maps a query id to its unit: one draw of units
-applies to every subset, so a resampled XQuAD question brings its values in every language and direction
-(:func:`retrofit.eval.xquad.question_of`), and a Belebele question its values in every subset. Without a unit each
-subset is resampled on its own (Tatoeba's languages hold different sentences). Draws depend only on the seed and the
-set of units, so the primary metric and its families, sharing their questions, share their draws. A task's score is
-the mean of its subset scores. ``scipy.stats.bootstrap`` resamples independent observations of one sample; the
-clustered scheme, and a statistic recomputed from nearest-neighbour indices, are why the resampling here is our own.
+written by :mod:`retrofit.eval.xquad`, the official tasks and the beyond family (schemas there): ``{subset: {query
+id: value}}``, the value being the query's nDCG@10 or a classification example's correctness (averaged), the index
+of the nearest ``sentence2`` for bitext mining (mteb's F1 is not a mean over sentences; :func:`bitext_f1` recomputes
+it), or an STS pair's ``[similarity, gold]`` (Spearman's correlation over the resampled pairs,
+:func:`weighted_spearman`). A ``unit`` function maps a query id to its unit: one draw of units applies to every
+subset, so a resampled XQuAD question brings its values in every language and direction
+(:func:`retrofit.eval.xquad.question_of`), a Belebele question its values in every subset, and a SIB-200 example or
+an STS-B pair its translations. Without a unit each subset is resampled on its own (Tatoeba's languages hold
+different sentences). Draws depend only on the seed and the set of units, so the primary metric and its families,
+sharing their questions, share their draws. A task's score is the mean of its subset scores; an arm's score is the
+mean over its seeds, and each resample scores every seed on the same draw. ``scipy.stats.bootstrap`` resamples
+independent observations of one sample; the clustered scheme, and statistics recomputed from nearest-neighbour
+indices and ranks, are why the resampling here is our own.
 
 References:
     Efron and Tibshirani, *An Introduction to the Bootstrap* (1993). Sakai, "Evaluating evaluation metrics based
@@ -45,18 +49,20 @@ from typing import Any, Literal
 
 import numpy as np
 
-#: What a per-query value is: a query's nDCG@10 (averaged) or a bitext nearest-neighbour index (F1).
-Statistic = Literal["mean", "bitext_f1"]
+#: What a per-query value is: a query's nDCG@10 or an example's correctness (averaged), a bitext nearest-neighbour
+#: index (F1), or an STS pair's ``[model similarity, gold score]`` (Spearman's rank correlation over the pairs).
+Statistic = Literal["mean", "bitext_f1", "spearman"]
 
 #: ``{subset: {query id: value}}``
-PerQuery = Mapping[str, Mapping[str, float]]
+PerQuery = Mapping[str, Mapping[str, Any]]
 
 #: Maps a query id to its resampling unit (``None``: each subset resampled on its own).
 Unit = Callable[[str], str]
 
 #: The ``noise`` of a comparison whose arms were not both trained under 2 or more seeds.
 QUERY_ONLY = "one seed: query noise only"
-#: The ``noise`` of a comparison of two arms each trained under 2 or more seeds.
+#: The ``noise`` of a comparison of two arms each trained under 2 or more seeds (or of a seeded arm against the
+#: untrained base model, which has no seed variance).
 SEEDS_AND_QUERIES = "seeds and questions"
 
 
@@ -88,13 +94,69 @@ def bitext_f1(pred: np.ndarray, weights: np.ndarray | None = None) -> float:
     return float((w * f1).sum() / total) if total > 0 else 0.0
 
 
+def _weighted_ranks(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Average ranks (1-based, ties averaged) of ``x`` in the sample that repeats ``x[i]`` ``w[r, i]`` times.
+
+    Args:
+        x: Values, shape ``(n,)``.
+        w: Multiplicities, one row per resample, shape ``(R, n)``.
+
+    Returns:
+        Shape ``(R, n)``: the rank each value has in each expanded sample.
+    """
+    order = np.argsort(x, kind="stable")
+    xs = x[order]
+    starts = np.flatnonzero(np.r_[True, xs[1:] != xs[:-1]])  # (groups,) first position of each tie group
+    group = np.cumsum(np.r_[True, xs[1:] != xs[:-1]]) - 1  # (n,) tie group of each sorted position
+    sums = np.add.reduceat(w[:, order], starts, axis=1)  # (R, groups) weight of each tie group
+    before = np.cumsum(sums, axis=1) - sums  # (R, groups) weight strictly below each group
+    ranks_sorted = (before + (sums + 1) / 2)[:, group]  # (R, n)
+    out = np.empty_like(ranks_sorted)
+    out[:, order] = ranks_sorted
+    return out
+
+
+def weighted_spearman(pairs: np.ndarray, w: np.ndarray | None = None) -> np.ndarray | float:
+    """Spearman's rank correlation of ``pairs[:, 0]`` and ``pairs[:, 1]`` in each resample (mteb's STS score).
+
+    A resample repeats pair ``i`` ``w[r, i]`` times; the correlation is the one of that expanded sample (ties
+    averaged), as ``scipy.stats.spearmanr`` would compute it, for every row of ``w`` at once.
+
+    Args:
+        pairs: Shape ``(n, 2)``: each STS pair's model similarity and gold score.
+        w: Multiplicities, shape ``(R, n)``; ``None``: the sample itself (returns a float).
+
+    Returns:
+        Shape ``(R,)``, or a float without ``w``.
+    """
+    pairs = np.asarray(pairs, dtype=np.float64)
+    single = w is None
+    w = np.ones((1, len(pairs))) if single else np.asarray(w, dtype=np.float64)
+    rx, ry = _weighted_ranks(pairs[:, 0], w), _weighted_ranks(pairs[:, 1], w)  # (R, n)
+    total = np.maximum(w.sum(axis=1, keepdims=True), 1e-12)
+    mx, my = (w * rx).sum(1, keepdims=True) / total, (w * ry).sum(1, keepdims=True) / total
+    cov = (w * (rx - mx) * (ry - my)).sum(1)
+    var = np.sqrt((w * (rx - mx) ** 2).sum(1) * (w * (ry - my) ** 2).sum(1))
+    rho = np.divide(cov, var, out=np.zeros_like(cov), where=var > 0)  # (R,)
+    return float(rho[0]) if single else rho
+
+
+def _subset_score(arr: np.ndarray, statistic: Statistic, w: np.ndarray | None = None) -> np.ndarray | float:
+    """One subset's score from its per-query values (in id order), for each resample row of ``w`` (or unweighted)."""
+    if statistic == "spearman":
+        return weighted_spearman(arr, w)
+    if statistic == "bitext_f1":
+        pred = arr.astype(np.int64)
+        return bitext_f1(pred) if w is None else np.array([bitext_f1(pred, row) for row in w])
+    if w is None:
+        return float(arr.mean())
+    return (w @ arr) / np.maximum(w.sum(axis=1), 1e-12)
+
+
 def task_score(per_query: PerQuery, statistic: Statistic = "mean") -> float:
     """The task score from per-query values: the mean over subsets of each subset's score."""
-    scores = []
-    for values in per_query.values():
-        arr = np.array([values[k] for k in sorted(values, key=_id_order)], dtype=np.float64)
-        scores.append(float(arr.mean()) if statistic == "mean" else bitext_f1(arr.astype(np.int64)))
-    return float(np.mean(scores))
+    return float(np.mean([_subset_score(np.array([values[k] for k in sorted(values, key=_id_order)], dtype=np.float64),
+                                        statistic) for values in per_query.values()]))
 
 
 def _id_order(key: str) -> tuple[int, int | str]:
@@ -102,19 +164,74 @@ def _id_order(key: str) -> tuple[int, int | str]:
     return (0, int(key)) if key.isdigit() else (1, key)
 
 
-def _aligned(a: PerQuery, b: PerQuery) -> list[tuple[str, list[str], np.ndarray, np.ndarray]]:
-    if sorted(a) != sorted(b):
-        raise ValueError(f"the two evaluations have different subsets: {sorted(a)} vs {sorted(b)}")
+def _aligned(runs: Sequence[PerQuery]) -> list[tuple[str, list[str], np.ndarray]]:
+    """``[(subset, ids, values)]`` with ``values`` of shape ``(runs, n)`` (``(runs, n, 2)`` for STS pairs).
+
+    Raises:
+        ValueError: The runs differ in subsets or in query ids.
+    """
+    first = runs[0]
+    for other in runs[1:]:
+        if sorted(first) != sorted(other):
+            raise ValueError(f"the two evaluations have different subsets: {sorted(first)} vs {sorted(other)}")
+        for subset in first:
+            if set(first[subset]) != set(other[subset]):
+                raise ValueError(
+                    f"subset {subset!r}: the two evaluations asked different queries ({len(first[subset])} vs "
+                    f"{len(other[subset])}); compare models only under identical evaluation conditions"
+                )
     out = []
-    for subset in sorted(a):
-        if set(a[subset]) != set(b[subset]):
-            raise ValueError(
-                f"subset {subset!r}: the two evaluations asked different queries ({len(a[subset])} vs "
-                f"{len(b[subset])}); compare models only under identical evaluation conditions"
-            )
-        ids = sorted(a[subset], key=_id_order)
-        out.append((subset, ids, np.array([a[subset][i] for i in ids]), np.array([b[subset][i] for i in ids])))
+    for subset in sorted(first):
+        ids = sorted(first[subset], key=_id_order)
+        out.append((subset, ids, np.array([[r[subset][i] for i in ids] for r in runs], dtype=np.float64)))
     return out
+
+
+def _bootstrap(
+    a_runs: Sequence[PerQuery], b_runs: Sequence[PerQuery], *, statistic: Statistic, unit: Unit | None,
+    resamples: int, seed: int, confidence: float,
+) -> dict[str, Any]:
+    """The paired bootstrap of ``mean over A's runs of score - mean over B's runs of score``: each resample of the
+    questions scores every run on the same draw, so the seed average is taken inside each resample."""
+    if resamples < 1:
+        raise ValueError(f"resamples must be at least 1, got {resamples}")
+    parts = _aligned([*a_runs, *b_runs])
+    n_a = len(a_runs)
+    rng = np.random.default_rng(seed)
+    if unit is not None:
+        universe = sorted({unit(i) for _, ids, _ in parts for i in ids}, key=_id_order)
+        index = {k: j for j, k in enumerate(universe)}
+        draws = rng.multinomial(len(universe), np.full(len(universe), 1 / len(universe)), size=resamples)
+    subset_deltas, score_a, score_b = [], [], []
+    for _, ids, values in parts:
+        if unit is not None:
+            w = draws[:, [index[unit(i)] for i in ids]].astype(np.float64)  # (resamples, len(ids))
+        else:
+            w = rng.multinomial(len(ids), np.full(len(ids), 1 / len(ids)), size=resamples).astype(np.float64)
+        if statistic == "mean":  # linear: the seed average of the values scores the same as the average score
+            va, vb = values[:n_a].mean(axis=0), values[n_a:].mean(axis=0)
+            subset_deltas.append(_subset_score(va - vb, "mean", w))  # (resamples,)
+        else:
+            subset_deltas.append(np.mean([_subset_score(v, statistic, w) for v in values[:n_a]], axis=0)
+                                 - np.mean([_subset_score(v, statistic, w) for v in values[n_a:]], axis=0))
+        score_a.append(np.mean([_subset_score(v, statistic) for v in values[:n_a]]))
+        score_b.append(np.mean([_subset_score(v, statistic) for v in values[n_a:]]))
+    deltas = np.mean(subset_deltas, axis=0)  # (resamples,)
+    tail = 100 * (1 - confidence) / 2
+    a, b = float(np.mean(score_a)), float(np.mean(score_b))
+    return {
+        "delta": a - b,
+        "lo": float(np.percentile(deltas, tail)),
+        "hi": float(np.percentile(deltas, 100 - tail)),
+        "lo90": float(np.percentile(deltas, 5)),
+        "hi90": float(np.percentile(deltas, 95)),
+        "se": float(np.std(deltas, ddof=1)) if resamples > 1 else 0.0,
+        "a": a,
+        "b": b,
+        "resamples": resamples,
+        "queries": sum(len(ids) for _, ids, _ in parts),
+        "units": len(universe) if unit is not None else None,
+    }
 
 
 def paired_bootstrap(
@@ -132,7 +249,8 @@ def paired_bootstrap(
     Args:
         a: Per-query values of model A (``{subset: {query id: value}}``).
         b: The same for model B, on exactly the same subsets and query ids.
-        statistic: ``"mean"`` (nDCG@10 per query) or ``"bitext_f1"`` (nearest-neighbour indices).
+        statistic: ``"mean"`` (nDCG@10 per query, correctness per example), ``"bitext_f1"`` (nearest-neighbour
+            indices) or ``"spearman"`` (STS pairs' ``[similarity, gold]``).
         unit: Maps a query id to its resampling unit; one draw of units applies to every subset. ``None``: each
             subset is resampled on its own (stratified).
         resamples: Bootstrap resamples (1,000 or more for a 95% interval).
@@ -146,54 +264,8 @@ def paired_bootstrap(
     Raises:
         ValueError: The evaluations differ in subsets or queries, or ``resamples < 1``.
     """
-    if resamples < 1:
-        raise ValueError(f"resamples must be at least 1, got {resamples}")
-    parts = _aligned(a, b)
-    rng = np.random.default_rng(seed)
-    if unit is not None:
-        universe = sorted({unit(i) for _, ids, _, _ in parts for i in ids}, key=_id_order)
-        index = {k: j for j, k in enumerate(universe)}
-        draws = rng.multinomial(len(universe), np.full(len(universe), 1 / len(universe)), size=resamples)
-    subset_deltas = []
-    for _, ids, va, vb in parts:
-        if unit is not None:
-            w = draws[:, [index[unit(i)] for i in ids]].astype(np.float64)  # (resamples, len(ids))
-        else:
-            w = rng.multinomial(len(ids), np.full(len(ids), 1 / len(ids)), size=resamples).astype(np.float64)
-        if statistic == "mean":
-            total = np.maximum(w.sum(axis=1), 1e-12)
-            subset_deltas.append((w @ va - w @ vb) / total)  # (resamples,)
-        else:
-            pa, pb = va.astype(np.int64), vb.astype(np.int64)
-            subset_deltas.append(np.array([bitext_f1(pa, row) - bitext_f1(pb, row) for row in w]))
-    deltas = np.mean(subset_deltas, axis=0)  # (resamples,)
-    tail = 100 * (1 - confidence) / 2
-    score_a, score_b = task_score(a, statistic), task_score(b, statistic)
-    return {
-        "delta": score_a - score_b,
-        "lo": float(np.percentile(deltas, tail)),
-        "hi": float(np.percentile(deltas, 100 - tail)),
-        "lo90": float(np.percentile(deltas, 5)),
-        "hi90": float(np.percentile(deltas, 95)),
-        "se": float(np.std(deltas, ddof=1)) if resamples > 1 else 0.0,
-        "a": score_a,
-        "b": score_b,
-        "resamples": resamples,
-        "queries": sum(len(ids) for _, ids, _, _ in parts),
-        "units": len(universe) if unit is not None else None,
-    }
-
-
-def mean_over_seeds(runs: Sequence[PerQuery]) -> dict[str, dict[str, float]]:
-    """Each query's value averaged over an arm's seed runs (which asked the same queries).
-
-    Raises:
-        ValueError: The runs asked different queries.
-    """
-    first = runs[0]
-    for other in runs[1:]:
-        _aligned(first, other)
-    return {s: {q: float(np.mean([r[s][q] for r in runs])) for q in first[s]} for s in first}
+    return _bootstrap([a], [b], statistic=statistic, unit=unit, resamples=resamples, seed=seed,
+                      confidence=confidence)
 
 
 def seeded_difference(
@@ -205,20 +277,22 @@ def seeded_difference(
     resamples: int = 1000,
     seed: int = 0,
     confidence: float = 0.95,
+    fixed_b: bool = False,
 ) -> dict[str, Any]:
     """``mean score(A) - mean score(B)`` over each arm's seed runs, with one interval for seeds and questions.
 
-    With 2 or more seeds in both arms, the variance of the difference is the question variance of the
-    seed-averaged difference (the bootstrap's squared standard error) plus ``s_A^2/n_A + s_B^2/n_B``, each arm's
-    seed variance of its mean score; the interval is ``delta +- t * se`` with Welch-Satterthwaite degrees of freedom
-    (the question part counts as known). With one seed in either arm it is :func:`paired_bootstrap`'s percentile
-    interval on the seed-averaged values, labelled :data:`QUERY_ONLY`. Bitext F1 is not a mean of per-query values,
-    so it is compared on the first seed of each arm, labelled likewise.
+    The question part is the paired bootstrap of the seed-averaged difference: each resample scores every run on the
+    same draw of questions (for any statistic: nDCG@10, bitext F1, Spearman). With 2 or more seeds in both arms (or
+    in A, against a ``fixed_b`` model that no training produced), its variance (the bootstrap's squared standard
+    error) is added to ``s_A^2/n_A + s_B^2/n_B``, each arm's seed variance of its mean score; the interval is
+    ``delta +- t * se`` with Welch-Satterthwaite degrees of freedom (the question part counts as known). Otherwise
+    it is the bootstrap's percentile interval, labelled :data:`QUERY_ONLY`.
 
     Args:
         a_runs: Per-query values of arm A, one mapping per training seed (same queries in each).
         b_runs: The same for arm B.
         statistic, unit, resamples, seed, confidence: As :func:`paired_bootstrap`.
+        fixed_b: B has no seed variance (the base model, which no seed trained): A's seeds alone carry seed noise.
 
     Returns:
         :func:`paired_bootstrap`'s keys (``delta``, ``a`` and ``b`` now means over seeds; ``lo``/``hi``/``lo90``/
@@ -229,31 +303,29 @@ def seeded_difference(
 
     if not a_runs or not b_runs:
         raise ValueError("seeded_difference: each arm needs at least one run")
-    seeded = len(a_runs) >= 2 and len(b_runs) >= 2 and statistic == "mean"
-    # a mean statistic averages the seeds there are; bitext F1 takes each arm's first run
-    a_one, b_one = (mean_over_seeds(a_runs), mean_over_seeds(b_runs)) if statistic == "mean" else (a_runs[0], b_runs[0])
-    q = paired_bootstrap(a_one, b_one, statistic=statistic, unit=unit, resamples=resamples, seed=seed,
-                         confidence=confidence)
+    seeded = len(a_runs) >= 2 and (len(b_runs) >= 2 or fixed_b)
+    q = _bootstrap(a_runs, b_runs, statistic=statistic, unit=unit, resamples=resamples, seed=seed,
+                   confidence=confidence)
     common = {"seeds_a": len(a_runs), "seeds_b": len(b_runs), "se_questions": q["se"]}
     if not seeded:
         return {**q, **common, "noise": QUERY_ONLY, "seed_sd_a": None, "seed_sd_b": None, "df": None}
-    scores_a = np.array([task_score(r) for r in a_runs])
-    scores_b = np.array([task_score(r) for r in b_runs])
-    va, vb = scores_a.var(ddof=1) / len(a_runs), scores_b.var(ddof=1) / len(b_runs)
+    scores_a = np.array([task_score(r, statistic) for r in a_runs])
+    scores_b = np.array([task_score(r, statistic) for r in b_runs])
+    va = scores_a.var(ddof=1) / len(a_runs)
+    vb = scores_b.var(ddof=1) / len(b_runs) if len(b_runs) >= 2 else 0.0
     total = q["se"] ** 2 + va + vb
-    seed_part = va**2 / (len(a_runs) - 1) + vb**2 / (len(b_runs) - 1)
+    seed_part = va**2 / (len(a_runs) - 1) + (vb**2 / (len(b_runs) - 1) if len(b_runs) >= 2 else 0.0)
     df = float(total**2 / seed_part) if seed_part > 0 else None  # None: no seed variance, a normal quantile
     se = float(np.sqrt(total))
-    delta = float(scores_a.mean() - scores_b.mean())
+    delta = q["delta"]
 
     def half(level: float) -> float:
         p = 1 - (1 - level) / 2
         return float(sps.t.ppf(p, df) if df is not None else sps.norm.ppf(p)) * se
 
     h, h90 = half(confidence), half(0.90)
-    return {**q, **common, "delta": delta, "a": float(scores_a.mean()), "b": float(scores_b.mean()), "lo": delta - h,
-            "hi": delta + h, "lo90": delta - h90, "hi90": delta + h90, "se": se, "noise": SEEDS_AND_QUERIES,
-            "seed_sd_a": seed_sd(scores_a), "seed_sd_b": seed_sd(scores_b), "df": df}
+    return {**q, **common, "lo": delta - h, "hi": delta + h, "lo90": delta - h90, "hi90": delta + h90, "se": se,
+            "noise": SEEDS_AND_QUERIES, "seed_sd_a": seed_sd(scores_a), "seed_sd_b": seed_sd(scores_b), "df": df}
 
 
 def seed_sd(scores: Sequence[float]) -> float | None:

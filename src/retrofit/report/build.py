@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from retrofit.report.compare import Comparer, findings
+from retrofit.report.cost import cost_markdown, cost_rows, draw_cost
 from retrofit.report.evaluations import OFFICIAL, XQUAD_METRICS, Evaluation
 from retrofit.report.figures import draw_figures
 from retrofit.report.markdown import results_markdown, training_rows
@@ -40,11 +41,13 @@ def build_report(
     points = sorted(scale_points)
     top = f"scale_{points[-1]}"
     cmp = Comparer(evals, {**(arm_seeds or {}), top: list(seed_runs)}, top, resamples, seed, margin / 100)
-    metrics = [*XQUAD_METRICS, *OFFICIAL]
+    cells = evals["base"].beyond_cells() if "base" in evals else []
+    metrics = [*XQUAD_METRICS, *OFFICIAL, *cells]
     versus_base = {m: {k: cmp.compare(m, "base", k, arms=False) for k in metrics} for m in evals if m != "base"}
     found = findings(cmp, points)
+    cost = cost_rows(cmp, evals)
     summary = {"seed_models": cmp.seed_models, "seed_sd": cmp.seed_sd, "arms": cmp.arms, "margin": cmp.margin,
-               "findings": found, "versus_base": versus_base}
+               "findings": found, "versus_base": versus_base, "cost": cost}
     (out_dir / "findings.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     models = {m: {k: ev.score(k) for k in metrics} for m, ev in evals.items()}
     (out_dir / "models.json").write_text(json.dumps(models, indent=2) + "\n", encoding="utf-8")
@@ -54,11 +57,12 @@ def build_report(
     write_csv(out_dir / "comparisons.csv", rows,
                ["a", "b", "metric", "score_a", "score_b", "delta", "lo", "hi", "lo90", "hi90", "noise", "seeds_a",
                 "seeds_b", "verdict"])
-    plots = plot_tables(cmp, points)
+    plots = {**plot_tables(cmp, points), "cost": cost}
     for name, table in plots.items():
         write_csv(out_dir / f"{name}.csv", table, list(table[0]) if table else ["label"])
     draw_figures(plots, evals, cmp, points, out_dir / "figures")
+    draw_cost(cost, out_dir / "figures" / "cost.png")
     (out_dir / "training.json").write_text(json.dumps(training_rows(training or {}), indent=2) + "\n", encoding="utf-8")
-    text = results_markdown(evals, cmp, points, found, versus_base, training)
+    text = results_markdown(evals, cmp, points, found, versus_base, training, cost_markdown(cost, evals, cmp.margin))
     results_md.write_text(text + ("\n".join(extra_sections) + "\n" if extra_sections else ""), encoding="utf-8")
     return summary

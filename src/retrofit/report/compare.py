@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from retrofit.eval import stats
-from retrofit.report.evaluations import OFFICIAL, XQUAD_METRICS, Evaluation
+from retrofit.report.evaluations import OFFICIAL, XQUAD_METRICS, Evaluation, statistic_of
 
 #: The named run whose synthetic slots hold the human XQuAD twins (params.yaml runs; retrofit.data.oracle).
 ORACLE_RUN = "oracle"
@@ -16,9 +16,6 @@ BATCH_ABLATION_RUN = "taskbatch"
 
 #: The named run with cross-lingual pairs (``train.mix.cross_lingual``), against the top scale point.
 CROSS_RUN = "crossling"
-
-#: How each official task's per-query values are resampled (see retrofit.eval.stats).
-_STATISTIC = {"Tatoeba": "bitext_f1"}
 
 
 class Comparer:
@@ -39,8 +36,9 @@ class Comparer:
         self.margin = margin
         self.arms = {arm: [m for m in (arm, *runs) if m in evals] for arm, runs in seeds.items()}
         self.seed_models = self.arms.get(top, [top] if top in evals else [])
+        cells = evals["base"].beyond_cells() if "base" in evals else []
         self.seed_sd = {m: stats.seed_sd([s for s in (evals[x].score(m) for x in self.seed_models) if s is not None])
-                        for m in (*XQUAD_METRICS, *OFFICIAL)}
+                        for m in (*XQUAD_METRICS, *OFFICIAL, *cells)}
         self._own: dict[tuple[str, str], tuple[float, float]] = {}  # the plot tables and RESULTS.md both ask
 
     def runs(self, arm: str, metric: str) -> list[str]:
@@ -52,7 +50,8 @@ class Comparer:
         """``score(a) - score(b)`` with its interval and verdict; ``None`` when either model lacks the metric.
 
         With ``arms`` each side is its arm (the model and its seed replicas, scores averaged); without, the two
-        models alone (the every-model table).
+        models alone (the every-model table). The base model, which no seed trained, has no seed variance: a seeded
+        arm against it carries its own seed noise.
         """
         if a not in self.evals or b not in self.evals or None in (self.evals[a].score(metric),
                                                                   self.evals[b].score(metric)):
@@ -61,8 +60,8 @@ class Comparer:
         runs_a, runs_b = (self.runs(a, metric), self.runs(b, metric)) if arms else ([a], [b])
         c = stats.seeded_difference([self.evals[m].values(metric)[0] for m in runs_a],
                                     [self.evals[m].values(metric)[0] for m in runs_b],
-                                    statistic=_STATISTIC.get(metric, "mean"), unit=unit, resamples=self.resamples,
-                                    seed=self.seed)
+                                    statistic=statistic_of(metric), unit=unit, resamples=self.resamples,
+                                    seed=self.seed, fixed_b=b == "base")
         # the interval's own "a"/"b" are the two scores: kept as score_a/score_b, the names stay the models'
         return {**c, "a": a, "b": b, "score_a": c["a"], "score_b": c["b"], "metric": metric,
                 "runs_a": runs_a, "runs_b": runs_b,

@@ -10,6 +10,7 @@ from typing import Any
 
 from retrofit.errors import InputError
 from retrofit.eval import stats
+from retrofit.eval.beyond_score import STATISTICS, task_file
 from retrofit.eval.xquad import question_of
 from retrofit.schema import EVAL_FAMILIES, OFFICIAL_TASK_NAMES
 
@@ -26,6 +27,28 @@ _UNIT: dict[str, stats.Unit] = {"BelebeleRetrieval": lambda query_id: query_id}
 LABELS = {"primary": "primary (mono+cross)", "BelebeleRetrieval": "Belebele",
            "LegalBenchCorporateLobbying": "LegalBench"}
 
+#: The beyond family's task types, in the order of the cost-of-retrofitting table, with their labels.
+BEYOND_TYPES: dict[str, str] = {"STS": "STS", "Classification": "classification", "Clustering": "clustering",
+                                "BitextMining": "bitext (Tatoeba)"}
+
+
+def beyond_cell(kind: str, seen: str) -> str:
+    """The metric name of one cell of the cost table: a task type in the seen or the unseen languages."""
+    return f"beyond:{kind}:{seen}"
+
+
+def statistic_of(metric: str) -> stats.Statistic:
+    """How a metric's per-query values make its score (:mod:`retrofit.eval.stats`)."""
+    if metric == "Tatoeba":
+        return "bitext_f1"
+    if metric.startswith("beyond:"):
+        return STATISTICS[metric.split(":")[1]][0]
+    return "mean"
+
+
+def _identity(query_id: str) -> str:
+    return query_id
+
 
 @dataclass
 class Evaluation:
@@ -36,9 +59,27 @@ class Evaluation:
     per_query: dict[str, Any]
     official: dict[str, Any] = field(default_factory=dict)
     official_per_query: dict[str, Any] = field(default_factory=dict)
+    beyond: dict[str, Any] = field(default_factory=dict)
+    beyond_per_query: dict[str, Any] = field(default_factory=dict)
+
+    def beyond_cells(self) -> list[str]:
+        """The cost-table cells this model was evaluated on (:func:`beyond_cell`), in table order."""
+        have = {(t["type"], seen) for t in self.beyond.get("tasks", {}).values() for seen in t["seen"].values()}
+        return [beyond_cell(k, s) for k in BEYOND_TYPES for s in ("seen", "unseen") if (k, s) in have]
+
+    def cell_subsets(self, metric: str) -> list[tuple[str, str]]:
+        """``[(task, subset)]`` of one cost-table cell."""
+        _, kind, seen = metric.split(":")
+        return [(name, s) for name, t in self.beyond.get("tasks", {}).items() if t["type"] == kind
+                for s, where in t["seen"].items() if where == seen]
 
     def score(self, metric: str) -> float | None:
-        """The model's score for ``metric`` (a name of :data:`XQUAD_METRICS` or an official task)."""
+        """The model's score for ``metric`` (a name of :data:`XQUAD_METRICS`, an official task or a beyond cell:
+        the mean of the cell's subset scores)."""
+        if metric.startswith("beyond:"):
+            subsets = self.cell_subsets(metric)
+            tasks = self.beyond.get("tasks", {})
+            return float(sum(tasks[t]["scores"][s] for t, s in subsets) / len(subsets)) if subsets else None
         if metric == "primary":
             return float(self.metrics["primary"]["ndcg_at_10"])
         if metric in self.metrics["families"]:
@@ -52,6 +93,9 @@ class Evaluation:
             return {"all": self.per_query["primary"]}, question_of  # keyed by the bare question id
         if metric in self.per_query["ndcg_at_10"]:
             return self.per_query["ndcg_at_10"][metric], question_of  # "<lang>:q:<question>" in every language
+        if metric.startswith("beyond:"):  # parallel rows share ids across languages (retrofit.eval.beyond_score)
+            values = {f"{t}/{s}": self.beyond_per_query[t][s] for t, s in self.cell_subsets(metric)}
+            return values, _identity if STATISTICS[metric.split(":")[1]][1] else None
         return self.official_per_query[metric], _UNIT.get(metric)
 
 
@@ -75,8 +119,12 @@ def load_evaluations(eval_dir: Path, names: Sequence[str]) -> dict[str, Evaluati
             p.stem: json.loads(p.read_text(encoding="utf-8"))
             for p in sorted((d / "official" / "per_query").glob("*.json"))
         }
+        beyond_metrics = d / "beyond" / "metrics.json"
+        bey = json.loads(beyond_metrics.read_text(encoding="utf-8")) if beyond_metrics.is_file() else {}
+        bey_pq = {t: json.loads((d / "beyond" / "per_query" / f"{task_file(t)}.json").read_text(encoding="utf-8"))
+                  for t in bey.get("tasks", {})}
         out[name] = Evaluation(name, json.loads(need[0].read_text(encoding="utf-8")),
-                               json.loads(need[1].read_text(encoding="utf-8")), off, per_task)
+                               json.loads(need[1].read_text(encoding="utf-8")), off, per_task, bey, bey_pq)
     return out
 
 

@@ -114,8 +114,9 @@ def mmteb_markdown(mmteb: Mapping[str, Mapping[str, Any]], anchors: Mapping[str,
 
 def results_markdown(evals: Mapping[str, Evaluation], cmp: Comparer, points: Sequence[int],
                      found: Mapping[str, Any], versus_base: Mapping[str, Mapping[str, Any]],
-                     training: Mapping[str, Mapping[str, Any]] | None = None) -> str:
-    """``RESULTS.md``: the instrument check, the seed spread, the findings and every model, all with intervals."""
+                     training: Mapping[str, Mapping[str, Any]] | None = None, cost: Sequence[str] = ()) -> str:
+    """``RESULTS.md``: the instrument check, the seed spread, the findings, every model and the cost of
+    retrofitting (``cost``: :func:`retrofit.report.cost.cost_markdown`'s lines), all with intervals."""
     top = f"scale_{points[-1]}"
     base = evals.get("base")
     lengths = sorted({ev.metrics.get("max_seq_length") for ev in evals.values()}, key=str)
@@ -148,6 +149,7 @@ def results_markdown(evals: Mapping[str, Evaluation], cmp: Comparer, points: Seq
     lines += _seed_section(cmp, top)
     lines += _findings_section(found, cmp, points)
     lines += _models_section(evals, versus_base)
+    lines += list(cost)
     lines += training_markdown(training or {})
     lines += _scale_section(cmp, points)
     lines += _pair_section(cmp, top, ORACLE_RUN, "Oracle: human questions at the same counts", [
@@ -162,7 +164,7 @@ def results_markdown(evals: Mapping[str, Evaluation], cmp: Comparer, points: Seq
         "English passage of the same `source_id` (`retrofit.data.cross_lingual`): a negative Δ on `cross` is what",
         "the lever gains on the cross family."], metrics=("primary", "mono", "cross", *OFFICIAL))
     lines += _language_section(evals, top)
-    lines += ["Figures: `reports/results/figures/scale.png`, `ablation.png`, `diversity.png` (with intervals); "
+    lines += ["Figures: `reports/results/figures/scale.png`, `ablation.png`, `diversity.png`, `cost.png` (with intervals); "
               "interactive: `dvc plots show` (`make plots` offline).", ""]
     return "\n".join(lines)
 

@@ -39,6 +39,16 @@ def readme_table(results_dir: Path) -> str:
         f = summary["findings"].get(key)
         lines.append(f"| {label} | {format_diff(f)} | {f['noise'] if f else '-'} | {f['verdict'] if f else 'not run'} |")
     lines.append(f"| 1. plateau (overall) | | | {summary['findings']['plateau']['verdict']} |")
+    cost = summary.get("cost") or []
+    if cost:
+        cells = list(dict.fromkeys(r["cell"] for r in cost))
+        lines += ["", "The cost of retrofitting (each retrofit minus the base, x100, 95% interval and verdict; RESULTS.md "
+                  "names the subsets):", "", "| model | " + " | ".join(cells) + " |", "|---|" + "---|" * len(cells)]
+        for model in dict.fromkeys(r["model"] for r in cost):
+            got = {r["cell"]: r for r in cost if r["model"] == model}
+            seeds = next(iter(got.values()))["seeds"]
+            lines.append(f"| `{model}` ({seeds} seed{'s' if seeds > 1 else ''}) | " + " | ".join(
+                f"{format_diff(got[c])} {got[c]['verdict']}" if c in got else "-" for c in cells) + " |")
     training = Path(results_dir) / "training.json"
     trained = json.loads(training.read_text(encoding="utf-8")) if training.is_file() else []
     if trained:
