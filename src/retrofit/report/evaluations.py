@@ -20,9 +20,15 @@ XQUAD_METRICS = ("primary", *EVAL_FAMILIES)
 #: Official tasks reported for every model (XQuADRetrieval is the base model's only).
 OFFICIAL = tuple(t for t in OFFICIAL_TASK_NAMES if t != "XQuADRetrieval")
 
+
+def _identity(query_id: str) -> str:
+    """The unit of a task whose ids name the same item in every subset (a parallel row or question)."""
+    return query_id
+
+
 #: The resampling unit of each official task (absent: each subset on its own, as Tatoeba's languages hold different
 #: sentences); Belebele's subsets ask the same questions (parallel eng/deu) under the same ids.
-_UNIT: dict[str, stats.Unit] = {"BelebeleRetrieval": lambda query_id: query_id}
+_UNIT: dict[str, stats.Unit] = {"BelebeleRetrieval": _identity}
 
 LABELS = {"primary": "primary (mono+cross)", "BelebeleRetrieval": "Belebele",
            "LegalBenchCorporateLobbying": "LegalBench"}
@@ -44,10 +50,6 @@ def statistic_of(metric: str) -> stats.Statistic:
     if metric.startswith("beyond:"):
         return STATISTICS[metric.split(":")[1]][0]
     return "mean"
-
-
-def _identity(query_id: str) -> str:
-    return query_id
 
 
 @dataclass
