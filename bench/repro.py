@@ -89,9 +89,10 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     if "full_run_total_seconds" in report:
         full = report["full_run_total_seconds"]
-        lines[6:6] = ["", f"The full run itself took {full:.0f} s ({full / 60:.1f} min); the rows marked *re-timed* were "
-                      "disturbed there and measured again alone, with empty caches, on the idle machine (their "
-                      "outputs identical), and the total above uses those."]
+        reason = report.get("retimed_reason") or ("were disturbed there and measured again alone, with empty caches, "
+                                                  "on the idle machine (their outputs identical)")
+        lines[6:6] = ["", f"The full run itself took {full:.0f} s ({full / 60:.1f} min); the rows marked *re-timed* "
+                      f"{reason}, and the total above uses those."]
     for r in report["stages"]:
         rec = r.get("record") or {}
         trunk = rec.get("trunk_cache") or {}
@@ -122,6 +123,8 @@ def main() -> None:
     ap.add_argument("--retimed", default=None,
                     help="with --render: a json of this script holding stages re-timed alone (on an idle machine) "
                          "after the full run was disturbed; they replace the full run's rows, which are kept beside")
+    ap.add_argument("--retimed-reason", default=None,
+                    help="with --retimed: why those stages were measured again (default: the full run was disturbed)")
     args = ap.parse_args()
     if args.render:
         report = json.loads(Path(f"{args.out}.json").read_text())
@@ -133,6 +136,8 @@ def main() -> None:
             row["record"] = stage_record(row["stage"])
         if retimed:
             report.setdefault("full_run_total_seconds", report["total_seconds"])
+            if args.retimed_reason:
+                report["retimed_reason"] = args.retimed_reason
             report["total_seconds"] = round(sum(r["seconds"] for r in report["stages"]), 1)
         Path(f"{args.out}.json").write_text(json.dumps(report, indent=2) + "\n")
         Path(f"{args.out}.md").write_text(markdown(report))
