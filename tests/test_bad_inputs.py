@@ -63,9 +63,11 @@ def ws(tmp_path: Path, tiny_model_dir: Path) -> Path:
     root = tmp_path / "ws"
     root.mkdir()
     (root / "stages").symlink_to(REPO / "stages")
-    official = {"tasks": [], "base_only": [], "models": None}  # no data/raw here: official tasks have their own tests
+    # No data/raw here: the official and beyond families have their own tests.
+    official = {"tasks": [], "base_only": [], "models": None}
+    beyond = {"tasks": [], "languages": None, "models": None}
     (root / "params.yaml").write_text(yaml.safe_dump(_params(base={"cache_dir": str(tmp_path / "cache")},
-                                                             evaluate={"official": official})))
+                                                             evaluate={"official": official, "beyond": beyond})))
     shutil.copytree(tiny_model_dir, root / "models/base")
     (root / "models/teacher").mkdir(parents=True)
     (root / "models/teacher/teacher.json").write_text(json.dumps({"spec": "base", "use": "models/base"}))
