@@ -74,12 +74,24 @@ def test_a_key_missing_from_params_yaml_is_named():
         ({"evaluate": {"languages": ["sw"]}}, "evaluate.languages"),
         ({"evaluate": {"families": ["mono", "bilingual"]}}, "evaluate.families"),
         ({"data": {"english": ["msmarco"]}}, "data.english"),
+        ({"train": {"launcher": "python; rm -rf /"}}, "train.launcher"),
+        ({"train": {"launcher": "torchrun --nproc_per_node $(nproc)"}}, "train.launcher"),
+        ({"train": {"launcher": "deepspeed"}}, "train.launcher"),
+        ({"generate": {"wikipedia": {"dataset": "wikimedia/wikipedia", "date": "2023-11-01"}}}, "generate.wikipedia.date"),
     ],
 )
 def test_bad_params_name_the_key(raw, key):
     with pytest.raises(ParamsError) as info:
         validate_params(_with(raw))
     assert f"params.yaml: {key}" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "launcher", ["python", "torchrun --nproc_per_node 2", "torchrun --nproc_per_node gpu",
+                 "accelerate launch --num_processes 4", "torchrun --nnodes=1 --nproc_per_node=8"],
+)
+def test_train_launchers_that_dvc_yaml_may_run(launcher):
+    assert validate_params(_with({"train": {"launcher": launcher}})).train.launcher == launcher
 
 
 def test_cross_family_needs_english():

@@ -255,6 +255,15 @@ class OpenAIGenParams(_Group):
         return v
 
 
+class WikipediaParams(_Group):
+    """Where ``generate.passage_sources: [wikipedia]`` reads Wikipedia (retrofit.data.passages)."""
+
+    #: The hub dataset id, or a local folder laid out like it (configs ``<date>.<lang>``, columns id/url/title/text).
+    dataset: str = Field(min_length=1)
+    #: The dump: config ``<date>.<lang>`` per language.
+    date: str = Field(pattern=r"^\d{8}$")
+
+
 class GenerateParams(_Group):
     """The generate stage: which languages, how many examples, which task types, which backend."""
 
@@ -263,7 +272,9 @@ class GenerateParams(_Group):
     per_language: int = Field(ge=0)
     task_types: Annotated[dict[str, float], _one_of(lambda: GENERATED_TASK_TYPES, "task type(s)")] = Field(min_length=1)
     passage_sources: list[Literal["xquad", "ntrex", "wikipedia"]] = Field(min_length=1)
+    #: Seeded pool per language; also the Wikipedia articles read per language.
     passages_per_language: int = Field(ge=1)
+    wikipedia: WikipediaParams
     max_tokens: int = Field(ge=4)
     min_chars: int = Field(ge=1)
     max_chars: int = Field(ge=2)
@@ -357,6 +368,10 @@ class MixParams(_Group):
     cross_lingual: float = Field(ge=0, le=1)
 
 
+#: ``python``, or torchrun / accelerate launch with flags and plain values (no shell syntax: it is part of a command).
+_LAUNCHER = r"^(python|(torchrun|accelerate launch)( --?[a-z_-]+(=| )[\w.:/-]+)*)$"
+
+
 class TrainParams(_Group):
     """Contrastive retrofitting: data mixture, loss, optimisation and checkpointing."""
 
@@ -385,6 +400,10 @@ class TrainParams(_Group):
     dataloader_workers: int = Field(ge=0)
     checkpoint_every: int = Field(ge=1)
     gather_across_devices: bool
+    #: What runs ``stages/train.py`` in ``dvc.yaml``'s ``train`` and ``train_run`` commands: ``python``, or a
+    #: multi-process launcher (``torchrun --nproc_per_node N``, ``accelerate launch --num_processes N``). Part of
+    #: each training's command, so changing it reruns every training and what follows.
+    launcher: str = Field(pattern=_LAUNCHER)
 
 
 class ScaleParams(_Group):

@@ -57,6 +57,24 @@ def test_wikipedia_layout_loads_per_language_config(tmp_path: Path) -> None:
     assert ds.column_names == ["id", "url", "title", "text"] and ds[0]["id"] == "sw0" and len(ds) == 3
 
 
+def test_generation_reads_wikipedia_from_a_local_folder_without_the_hub(tmp_path: Path, monkeypatch) -> None:
+    """``generate.wikipedia.dataset`` as a local folder: no probe, the first paragraph over 200 characters, limit."""
+    from retrofit import hub
+    from retrofit.config import WikipediaParams
+    from retrofit.data.passages import load_passages
+
+    monkeypatch.setattr(hub, "probe", lambda *a, **k: pytest.fail("a local folder must not probe the hub"))
+    long = "A first paragraph long enough to be a passage. " * 6
+    articles = {lang: [{"id": str(i), "url": f"https://{lang}.wikipedia.org/wiki/A{i}", "title": f"A{i}",
+                        "text": f"Short.\n{long}{lang} {i}\nMore."} for i in range(4)] for lang in ("sw", "bn")}
+    folder = write_wikipedia(tmp_path / "wiki", articles, date="20240101")
+    where = WikipediaParams(dataset=str(folder), date="20240101")
+    got = load_passages(tmp_path, ["wikipedia"], ["sw", "bn"], where, wikipedia_limit=3)
+    assert {lang: [p.source_id for p in ps] for lang, ps in got.items()} == {
+        lang: [f"wikipedia:{i}" for i in range(3)] for lang in ("sw", "bn")}
+    assert got["sw"][0].text == f"{long}sw 0".strip() and got["sw"][0].id == "wikipedia:0:sw"
+
+
 def test_bad_layouts_are_refused(tmp_path: Path) -> None:
     write_hub_dataset(tmp_path / "x", {"c": {"train": [{"a": "1"}]}}, "x")
     with pytest.raises(InputError, match="exists"):

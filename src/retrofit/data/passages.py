@@ -4,7 +4,8 @@ Passages come from ``data/prepared`` or the hub:
 
 - ``xquad``: XQuAD **training-pool** paragraphs (Wikipedia). Held-out test articles are never read here;
 - ``ntrex``: NTREX-128 news paragraphs, a second genre;
-- ``wikipedia``: Wikipedia from the hub (paper scale; see :func:`wikipedia_passages`).
+- ``wikipedia``: Wikipedia from the hub or a local folder laid out like it (paper scale; see
+  :func:`wikipedia_passages`).
 
 Generation (:mod:`retrofit.generate`) and the data built beside it (:mod:`retrofit.data.oracle`,
 :mod:`retrofit.data.cross_lingual`) read them here, so the data layer never imports the generation layer.
@@ -19,6 +20,7 @@ from itertools import pairwise
 from pathlib import Path
 
 from retrofit import hub
+from retrofit.config import WikipediaParams
 from retrofit.data.ntrex import PASSAGE_ROW
 from retrofit.data.xquad import PARAGRAPH_ROW
 from retrofit.errors import AssetError
@@ -41,13 +43,18 @@ class Passage:
     group: str  # exemplars from the same group (paragraph or document) are never shown for this passage
 
 
-def load_passages(prepared: Path, sources: list[str], langs: list[str]) -> dict[str, list[Passage]]:
+def load_passages(
+    prepared: Path, sources: list[str], langs: list[str], wikipedia: WikipediaParams | None = None,
+    wikipedia_limit: int = 20000,
+) -> dict[str, list[Passage]]:
     """All source passages per language, in a stable order.
 
     Args:
         prepared: The ``data/prepared`` directory.
         sources: Any of ``xquad``, ``ntrex``, ``wikipedia``.
         langs: Languages to load.
+        wikipedia: Where ``wikipedia`` is read (``generate.wikipedia``); default: the hub's ``wikimedia/wikipedia``.
+        wikipedia_limit: Articles read per language (``generate.passages_per_language``).
 
     Returns:
         ``{lang: [Passage, ...]}``.
@@ -67,28 +74,36 @@ def load_passages(prepared: Path, sources: list[str], langs: list[str]) -> dict[
                 out[r["lang"]].append(Passage(f"{sid}:{r['lang']}", r["lang"], "ntrex", sid, r["text"], grp))
     if "wikipedia" in sources:
         for lang in langs:
-            out[lang].extend(wikipedia_passages(lang))
+            where = wikipedia or WikipediaParams(dataset="wikimedia/wikipedia", date="20231101")
+            out[lang].extend(wikipedia_passages(lang, wikipedia_limit, where.date, where.dataset))
     return dict(out)
 
 
-def wikipedia_passages(lang: str, limit: int = 20000, date: str = "20231101") -> list[Passage]:
-    """First paragraphs of Wikipedia articles from the hub dataset ``wikimedia/wikipedia`` (needs the network).
+def wikipedia_passages(
+    lang: str, limit: int = 20000, date: str = "20231101", dataset: str = "wikimedia/wikipedia",
+) -> list[Passage]:
+    """First paragraphs of Wikipedia articles from ``wikimedia/wikipedia`` or a local folder laid out like it.
 
-    Online, one metadata probe (:func:`retrofit.hub.probe`) runs first, so an unreachable Hub fails in seconds
-    rather than in the libraries' retry loops; offline (``HF_HUB_OFFLINE=1``), only a pre-populated cache is read.
+    A hub id needs the network: online, one metadata probe (:func:`retrofit.hub.probe`) runs first, so an
+    unreachable Hub fails in seconds rather than in the libraries' retry loops; offline (``HF_HUB_OFFLINE=1``), only
+    a pre-populated cache is read. A local folder (:func:`retrofit.data.hub_layout.write_wikipedia`) is read through
+    the same ``datasets.load_dataset`` call, streaming.
 
     Raises:
         RuntimeError: The hub cannot be reached; the message says how to provide the data offline.
     """
-    describe = f"generate.passage_sources 'wikipedia': wikimedia/wikipedia ({date}.{lang})"
-    fetch = f"run `huggingface-cli download --repo-type dataset wikimedia/wikipedia --include '{date}.{lang}/*'`"
-    drop = "drop 'wikipedia' from generate.passage_sources (XQuAD and NTREX passages need no network)"
-    if not hub.offline():
-        hub.probe("wikimedia/wikipedia", describe, fetch=fetch, local=drop)
+    describe = f"generate.passage_sources 'wikipedia': {dataset} ({date}.{lang})"
+    fetch = f"run `huggingface-cli download --repo-type dataset {dataset} --include '{date}.{lang}/*'`"
+    drop = ("set generate.wikipedia.dataset to a local folder laid out like it, or drop 'wikipedia' from "
+            "generate.passage_sources (XQuAD and NTREX passages need no network)")
+    local = Path(dataset).expanduser().is_dir()
+    if not local and not hub.offline():
+        hub.probe(dataset, describe, fetch=fetch, local=drop)
     try:
         from datasets import load_dataset
 
-        ds = load_dataset("wikimedia/wikipedia", f"{date}.{lang}", split="train", streaming=True)
+        ds = load_dataset(str(Path(dataset).expanduser()) if local else dataset, f"{date}.{lang}", split="train",
+                          streaming=True)
         rows = []
         for i, r in enumerate(ds):
             if i >= limit:

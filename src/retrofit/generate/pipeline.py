@@ -177,7 +177,8 @@ def run_generation(
     t0 = time.time()
     op = params.openai
     ledger = ledger or Ledger(op.price_per_1m_input, op.price_per_1m_output)
-    passages = load_passages(prepared, params.passage_sources, params.languages)
+    passages = load_passages(prepared, params.passage_sources, params.languages, params.wikipedia,
+                             params.passages_per_language)
     exemplars = load_exemplars(prepared, params.languages, params.local.snippet_chars) if params.few_shot else {}
     planner = Planner(params, seed, passages, exemplars)
     backend = backend or backend_from_params(params, ledger, cache_dir, bf16, threads)
