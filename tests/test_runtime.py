@@ -50,6 +50,19 @@ def test_auto_threads_leave_a_core_another_process_holds(monkeypatch: pytest.Mon
     assert runtime.resolve_threads(3) == 3
 
 
+def test_ranks_of_a_launcher_share_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torchrun --nproc_per_node 2 on 2 cores: one thread per rank, whatever the count or the siblings' load."""
+    monkeypatch.setattr(runtime, "usable_cores", lambda: 2)
+    monkeypatch.setattr(runtime, "busy_cores", lambda: 1.0)  # the sibling rank
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert runtime.resolve_threads("auto") == runtime.resolve_threads(2) == runtime.resolve_threads(1) == 1
+    assert runtime.resolve_threads(8) == 4 and runtime.local_processes() == 2
+    monkeypatch.setattr(runtime, "usable_cores", lambda: 16)
+    assert runtime.resolve_threads("auto") == 8
+    monkeypatch.delenv("LOCAL_WORLD_SIZE")
+    assert runtime.resolve_threads(2) == 2 and runtime.local_processes() == 1
+
+
 def test_busy_cores_measures_a_short_window() -> None:
     busy = runtime.busy_cores(0.05)
     assert 0.0 <= busy <= runtime.usable_cores() + 0.5

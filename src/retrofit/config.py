@@ -16,15 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from retrofit.errors import RetrofitError
 from retrofit.schema import (
@@ -156,6 +148,17 @@ class MMTEBParams(_Group):
     benchmark: str = Field(min_length=1)
     task_types: list[str] = Field(min_length=1)
     tasks: list[str] | None
+    #: ``hub`` (mteb loads the tasks), or ``local``, the rehearsal's offline stand-in: ``tasks`` are official tasks on
+    #: the pinned files under data/raw (retrofit.eval.official), through the same evaluation, shard and summary code.
+    data: Literal["hub", "local"]
+
+    @model_validator(mode="after")
+    def _local_tasks(self) -> MMTEBParams:
+        unknown = sorted(set(self.tasks or ["null"]) - set(OFFICIAL_TASK_NAMES))
+        if self.data == "local" and unknown:
+            raise ValueError(f"data 'local' reads official tasks only ({', '.join(OFFICIAL_TASK_NAMES)}); tasks has "
+                             + ", ".join(unknown))
+        return self
 
 #: A list of official task names.
 OfficialTasks = Annotated[list[str], _one_of(lambda: OFFICIAL_TASK_NAMES, "official task(s)")]

@@ -142,19 +142,30 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def local_processes() -> int:
+    """Processes of this job on this machine: ``LOCAL_WORLD_SIZE`` under ``torchrun``/``accelerate launch``, else 1."""
+    return max(1, int(os.environ.get("LOCAL_WORLD_SIZE") or 1))
+
+
 def resolve_threads(setting: int | str) -> int:
-    """A thread-count param's value: an int as given; ``"auto"``: the usable cores that no other process holds.
+    """A thread-count param's value for this process: an int, or ``"auto"``: the usable cores no other process holds.
 
     torch with 2 threads on a 2-core host where another process holds a core ran 4-12x slower than with 1, so
     ``auto`` counts a core as taken when other processes kept it busy over a quarter second, and never goes below 1.
+    Under a multi-process launcher the ranks on this machine share its cores: each takes its share of the count (of
+    the usable cores for ``auto``, since its sibling ranks are busy by design). The rehearsal found 2 ranks at 2
+    threads each on 2 cores 10x slower than at 1.
     """
     return _decide_threads(setting)[0]
 
 
 def _decide_threads(setting: int | str) -> tuple[int, float | None]:
-    """:func:`resolve_threads`, and the busy cores it saw (``None`` for a fixed count)."""
+    """:func:`resolve_threads`, and the busy cores it saw (``None`` for a fixed count or a launcher's share)."""
+    local = local_processes()
     if setting != "auto":
-        return int(setting), None
+        return max(1, int(setting) // local), None
+    if local > 1:
+        return max(1, usable_cores() // local), None
     cores, busy = usable_cores(), busy_cores()
     return max(1, min(cores, cores - int(busy + 0.5))), round(busy, 2)
 
@@ -201,7 +212,8 @@ def resolve_runtime(threads: int | str, bf16: Mapping[str, bool | str], device: 
     n, busy = _decide_threads(threads)
     set_threads(n)
     native, reason = native_bf16(device)
-    choices = {"threads": n, "threads_param": threads, "cores": usable_cores(), "device": device,
+    choices = {"threads": n, "threads_param": threads, "cores": usable_cores(), "local_processes": local_processes(),
+               "device": device,
                "native_bf16": native, "bf16_reason": reason,
                "thread_decisions": [{"at": "start", "threads": n, "busy_cores": busy}],
                "fp32_linear": resolve_linear_kernel(fp32_linear) if device == "cpu" else "aten"}

@@ -91,3 +91,19 @@ def test_prepare_hub_english_writes_pairs_beside_the_embedded_sources(toy_jsonl:
     assert counts["toy"] == {"candidates": 6, "dropped": {"duplicate_pair": 1, "empty_text": 1},
                              "per_lang": {"en": 4}, "task_type": "duplicate", "with_negative": 2, "written": 4}
     assert totals({**counts, "total": {}}) == {"written": 4, "per_task_type": {"duplicate": 4}}
+
+
+def test_a_folder_recreated_with_other_rows_is_read_afresh(tmp_path: Path):
+    """``datasets`` keys a local folder's cache by name, config and file patterns: the rows must come from the files."""
+    from retrofit.data.hub_layout import write_hub_dataset
+
+    folder, spec = tmp_path / "hub" / "natural-questions", {"dataset": "", "config": "pair", "task_type": "qa"}
+    for first in (0, 100):
+        if folder.exists():
+            import shutil
+
+            shutil.rmtree(folder)
+        rows = [{"query": f"q{i}", "answer": f"a{i}"} for i in range(first, first + 5)]
+        write_hub_dataset(folder, {"pair": {"train": rows}}, "sentence-transformers/natural-questions")
+        got = hub_english_pairs({**spec, "dataset": str(folder)}, 5, name="nq", cache_dir=tmp_path / "cache")
+        assert sorted(r["query"] for r in got) == [f"q{i}" for i in range(first, first + 5)]

@@ -21,7 +21,7 @@ def prepared(tmp_path: Path) -> Path:
     folder = tmp_path / "english"
     for source in {layout.source for layout in HUB_ENGLISH.values()}:
         rows = [{"id": f"{source}-{i}", "source": source, "task_type": "qa", "lang": "en", "query": f"{source} q{i}",
-                 "positive": f"{source} passage {i}", "negative": None} for i in range(40)]
+                 "positive": f"{source} passage {i}", "negative": None} for i in range(90)]
         write_jsonl(folder / f"{source}.jsonl", rows)
     return folder
 
@@ -37,6 +37,10 @@ def test_the_paper_profile_reads_every_collection_through_the_hub_code(prepared:
         assert len(rows) == 10, name  # the profile's spec, with a folder for the hub id, finds its columns
         assert all(r["query"].startswith(layout.source) and "passage" in r["positive"] for r in rows), name
         assert all((r["negative"] is not None) == (len(layout.columns) == 3) for r in rows), name
+    queries = {name: {r["query"] for r in hub_english_pairs({**spec, "dataset": str(folders[name])}, 30, name=name,
+                                                            seed=0)} for name, spec in profile.items()}
+    shared = [n for n in HUB_ENGLISH if HUB_ENGLISH[n].source == "qed_nq"]
+    assert len(shared) == 3 and not set.intersection(*(queries[n] for n in shared))  # dedupe keeps all three
 
 
 def test_splits_follow_the_card(prepared: Path) -> None:

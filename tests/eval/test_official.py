@@ -89,3 +89,23 @@ def test_evaluate_through_evaluate_mmteb_with_per_query_values(tiny_model_dir: P
 def test_published_table() -> None:
     lines = official.published_markdown({"LegalBenchCorporateLobbying": {"default": 0.9}})
     assert "| LegalBenchCorporateLobbying | default | 90.00 | 89.47 | +0.53 |" in lines
+
+
+def test_sharded_cli_runs_the_offline_stand_in_and_summarizes(tiny_model_dir: Path, tmp_path: Path, capsys) -> None:
+    """``evaluate.mmteb.data: local``: two shards of official tasks through the MMTEB CLI, then one summary."""
+    from retrofit.eval.mmteb import main
+
+    mirror = mirror_or_skip()
+    tasks = ["LegalBenchCorporateLobbying", "BelebeleRetrieval"]
+    out = tmp_path / "mmteb"
+    common = ["--model", str(tiny_model_dir), "--name", "tiny", "--out", str(out), "--local-data", str(mirror),
+              "--tasks", *tasks, "--threads", "1", "--fp32", "--max-seq-length", "64", "--params", "none.yaml"]
+    main(["evaluate", *common, "--shard", "0/2"])
+    first = json.loads((out / "metrics.json").read_text())
+    assert first["tasks_done"] == 1 and not first["complete"] and first["benchmark"] is None
+    main(["evaluate", *common, "--shard", "1/2"])
+    main(["summarize", "--out", str(out), "--tasks", *tasks, "--local-data", "--params", "none.yaml"])
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["complete"] and sorted(metrics["tasks"]) == sorted(tasks) and metrics["benchmark"] is None
+    printed = capsys.readouterr().out
+    assert "shard 0/2: " in printed and "shard 1/2: " in printed and "over 2/2 tasks" in printed

