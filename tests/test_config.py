@@ -79,7 +79,8 @@ def test_a_key_missing_from_params_yaml_is_named():
         ({"train": {"launcher": "deepspeed"}}, "train.launcher"),
         ({"evaluate": {"mmteb": {"data": "local", "tasks": ["MIRACLRetrieval"]}}}, "evaluate.mmteb"),
         ({"evaluate": {"mmteb": {"data": "local", "tasks": None}}}, "evaluate.mmteb"),
-        ({"generate": {"wikipedia": {"dataset": "wikimedia/wikipedia", "date": "2023-11-01"}}}, "generate.wikipedia.date"),
+        ({"generate": {"wikipedia": {"dataset": "wikimedia/wikipedia", "date": "2023-11-01"}}},
+         "generate.wikipedia.date"),
     ],
 )
 def test_bad_params_name_the_key(raw, key):

@@ -75,7 +75,7 @@ def test_a_killed_rank_fails_the_run_and_the_rerun_resumes_to_the_same_weights(w
 
     proc = _torchrun(ws)
     deadline = time.monotonic() + 240
-    while not list(cache.glob("checkpoints/k-*/checkpoint-2")):  # rank 1 dies once step 2 is saved
+    while not list(cache.glob("checkpoints/k-*/checkpoint-2/rng_state_1.pth")):  # rank 1 dies once step 2 is saved
         assert proc.poll() is None and time.monotonic() < deadline, _finish(proc)[-3000:]
         time.sleep(0.1)
     os.kill(_rank_pids(proc.pid)[1], signal.SIGKILL)

@@ -361,3 +361,21 @@ def test_a_training_without_a_batch_fails_and_one_cut_short_warns(caplog: pytest
     assert not caplog.records
     check_steps(1, params, "x", counts, 2)
     assert "ran 1 of 4 steps" in caplog.text and "2 process(es)" in caplog.text
+
+
+def test_resume_skips_a_checkpoint_killed_while_it_was_written(tmp_path: Path):
+    from retrofit.train.trainer import last_complete_checkpoint
+
+    def checkpoint(step: int, *files: str) -> None:
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        for name in files:
+            (tmp_path / f"checkpoint-{step}" / name).write_text("x")
+
+    assert last_complete_checkpoint(tmp_path, 2) is None
+    checkpoint(2, "trainer_state.json", "rng_state_0.pth", "rng_state_1.pth")
+    checkpoint(3, "trainer_state.json", "rng_state_0.pth")  # rank 1 killed before its RNG state
+    checkpoint(4)  # killed before anything
+    assert last_complete_checkpoint(tmp_path, 2) == str(tmp_path / "checkpoint-2")
+    assert last_complete_checkpoint(tmp_path, 1) is None  # one process writes rng_state.pth
+    checkpoint(5, "trainer_state.json", "rng_state.pth")
+    assert last_complete_checkpoint(tmp_path, 1) == str(tmp_path / "checkpoint-5")

@@ -245,7 +245,6 @@ def train_model(
     from sentence_transformers.sentence_transformer.trainer import (
         SentenceTransformerTrainer,
     )
-    from transformers.trainer_utils import get_last_checkpoint
 
     if not rows:
         raise ParamsError("train: the mixture is empty; check train.mix (sources, languages, per_language)")
@@ -263,7 +262,7 @@ def train_model(
     base_kwargs = json.loads(st_config.read_text()).get("model_kwargs", {}) if st_config.is_file() else {}
     callbacks = [*callbacks, _persist_kwargs_callback(base_kwargs)] if base_kwargs else list(callbacks)
     main_process = args.process_index == 0  # torchrun/accelerate: every rank trains, rank 0 writes
-    last = get_last_checkpoint(str(checkpoint_dir))
+    last = last_complete_checkpoint(checkpoint_dir, args.world_size)
     live = None
     if live_dir is not None and main_process:  # curves live beside the checkpoints until the run is done
         live, callback = _live_callback(checkpoint_dir / "live", int(last.rsplit("-", 1)[1]) if last else None)
@@ -335,6 +334,23 @@ def _train_dataset(model: Any, rows: Sequence[dict[str, Any]], params: TrainPara
         columns_to_keys.update(zip(zip(*cols.values(), strict=True), keys, strict=True))
     dataset = DatasetDict(datasets) if len(datasets) > 1 else next(iter(datasets.values()))
     return rows, positives_fit, dataset, columns_to_keys
+
+
+def last_complete_checkpoint(checkpoint_dir: Path, world_size: int) -> str | None:
+    """The newest checkpoint a killed run finished writing: its trainer state and every rank's RNG state.
+
+    transformers' ``get_last_checkpoint`` takes the highest-numbered folder, complete or not. A rank killed while a
+    checkpoint was written (``tests/train/test_launcher.py``) left one without its RNG state; the resumed run then
+    drew other dropout masks and ended with other weights.
+    """
+    rng = ["rng_state.pth"] if world_size <= 1 else [f"rng_state_{i}.pth" for i in range(world_size)]
+    found = sorted(((int(p.name.split("-")[1]), p) for p in checkpoint_dir.glob("checkpoint-*")
+                    if p.is_dir() and p.name.split("-")[1].isdigit()), reverse=True)
+    for _, path in found:
+        if (path / "trainer_state.json").is_file() and all((path / name).is_file() for name in rng):
+            return str(path)
+        log.warning("train: skipping %s: incomplete (killed while it was written)", path.name)
+    return None
 
 
 def check_steps(steps: int, params: TrainParams, name: str, counts: dict[str, Any], world_size: int) -> None:
