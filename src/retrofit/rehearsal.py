@@ -111,7 +111,7 @@ def copy_repository(src: Path, dest: Path) -> None:
 
 def wikipedia_articles(prepared: Path, raw: Path, langs: list[str]) -> dict[str, list[dict[str, str]]]:
     """Stand-in Wikipedia articles per language: XQuAD training-pool articles, NTREX-128 documents elsewhere."""
-    from retrofit.data.ntrex import prepare_ntrex
+    from retrofit.data.ntrex import PASSAGE_ROW, prepare_ntrex
     from retrofit.data.xquad import PARAGRAPH_ROW
     from retrofit.io import read_jsonl
     from retrofit.schema import XQUAD_LANGUAGES
@@ -129,8 +129,7 @@ def wikipedia_articles(prepared: Path, raw: Path, langs: list[str]) -> dict[str,
         with tempfile.TemporaryDirectory() as tmp:
             prepare_ntrex(raw / "ntrex128", Path(tmp) / "ntrex", others, 2000)
             docs: dict[tuple[str, str], list[dict]] = defaultdict(list)
-            for line in (Path(tmp) / "ntrex" / "passages.jsonl").read_text(encoding="utf-8").splitlines():
-                r = json.loads(line)
+            for r in read_jsonl(Path(tmp) / "ntrex" / "passages.jsonl", PASSAGE_ROW):
                 docs[(r["lang"], r["doc_id"])].append(r)
         for (lang, doc), rows in sorted(docs.items()):
             articles[lang].append({"id": doc, "url": f"https://{lang}.wikipedia.org/wiki/{doc}",
