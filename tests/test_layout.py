@@ -27,7 +27,7 @@ LAYERS = (
     {"io", "config", "runtime", "hub", "cli", "profiles", "plots_html"},
     {"data", "filter", "embed", "models"},
     {"generate", "mine", "mine_corpus", "mine_search", "mine_report", "train", "eval"},
-    {"report", "rehearsal"},
+    {"report", "rehearsal", "study"},
 )
 
 

@@ -321,6 +321,7 @@ class DedupeParams(_Group):
     decontam_threshold: float = Field(gt=0.0, le=1.0)
     max_dropped_examples: int = Field(ge=0)
     english_per_source: int | None = Field(ge=0)
+    human: bool  # also write every training-pool XQuAD question as a row (data/deduped/human.jsonl; the scale study)
 
 
 class NegativesParams(_Group):
@@ -363,8 +364,8 @@ class MixParams(_Group):
     per_language: int = Field(ge=0)
     languages: Languages
     task_types: TaskTypes
-    #: ``synthetic``: the generator's rows; ``oracle``: their human XQuAD twins (retrofit.data.oracle), same selection
-    synthetic_source: Literal["synthetic", "oracle"]
+    #: synthetic: generated rows; oracle: their human twins, same selection (retrofit.data.oracle); human: dedupe.human
+    synthetic_source: Literal["synthetic", "oracle", "human"]
     #: Train on fewer rows than a group asks for (logged) instead of failing before training.
     allow_shortfall: bool
     #: Share of the non-English synthetic rows replaced by their cross-lingual twins (retrofit.data.cross_lingual).
@@ -403,9 +404,8 @@ class TrainParams(_Group):
     dataloader_workers: int = Field(ge=0)
     checkpoint_every: int = Field(ge=1)
     gather_across_devices: bool
-    #: What runs ``stages/train.py`` in ``dvc.yaml``'s ``train`` and ``train_run`` commands: ``python``, or a
-    #: multi-process launcher (``torchrun --nproc_per_node N``, ``accelerate launch --num_processes N``). Part of
-    #: each training's command, so changing it reruns every training and what follows.
+    #: What runs ``stages/train.py`` in dvc.yaml's training commands: ``python`` or a multi-process launcher (``torchrun
+    #: --nproc_per_node N``, ``accelerate launch --num_processes N``); a change reruns every training and what follows.
     launcher: str = Field(pattern=_LAUNCHER)
 
 

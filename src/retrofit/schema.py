@@ -76,6 +76,10 @@ SYNTHETIC = "synthetic"
 #: ``source`` of the oracle rows: human XQuAD questions in place of generated ones (:mod:`retrofit.data.oracle`).
 ORACLE = "oracle"
 
+#: ``source`` of the human rows: every training-pool XQuAD question with its paragraph (:func:`retrofit.data.oracle.
+#: human_rows`), the scale study's stand-in for generated queries at sizes the CPU cannot generate.
+HUMAN = "human"
+
 #: ``source`` of the cross-lingual twins: a generated query with the English version of its passage
 #: (:mod:`retrofit.data.cross_lingual`).
 CROSS = "cross"

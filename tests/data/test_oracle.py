@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from retrofit.data.oracle import oracle_rows
-from retrofit.schema import ORACLE
+from retrofit.data.oracle import human_rows, oracle_rows
+from retrofit.schema import HUMAN, ORACLE
 
 
 def _paragraphs() -> list[dict]:
@@ -56,3 +56,16 @@ def test_rows_beyond_the_available_questions_get_no_twin(caplog):
     first = sorted(syn, key=lambda r: rank_key(0, r["id"]))[:4]  # the twins go to the first rows a mixture takes
     assert {r["provenance"]["oracle_of"] for r in rows} == {r["id"] for r in first}
     assert "de has questions for 4 of its 9 rows" in caplog.text
+
+
+def test_human_rows_are_every_training_pool_question_of_the_languages_asked():
+    rows = human_rows(_paragraphs(), _questions(), ["de"])
+    train_de = [q for q in _questions() if q["lang"] == "de" and q["split"] == "train"]
+    assert [r["provenance"]["question_id"] for r in rows] == sorted(q["id"] for q in train_de)  # no test article
+    text = {p["id"]: p["text"] for p in _paragraphs() if p["lang"] == "de"}
+    for r in rows:
+        assert r["source"] == HUMAN and r["lang"] == "de" and r["task_type"] == "short_query"
+        assert r["id"] == f"human-de-{r['provenance']['question_id']}"
+        pid = r["source_id"].removeprefix("xquad:")
+        assert r["positive"] == text[pid] and r["provenance"]["evidence"] == f"The answer of {pid} is here."
+    assert human_rows(_paragraphs(), _questions(), []) == []

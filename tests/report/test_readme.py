@@ -52,3 +52,17 @@ def test_readme_block_states_what_each_model_saw(evals: dict[str, Evaluation], t
     update_readme(readme, tmp_path / "r")
     assert "| `scale_12` | 1 (en) | generated queries: de zh |" in readme.read_text()
     assert "## What each model saw in training" in (tmp_path / "RESULTS.md").read_text()
+
+
+def test_the_scale_study_headline_joins_the_block_when_the_study_ran(evals: dict[str, Evaluation],
+                                                                   tmp_path: Path) -> None:
+    build_report(evals, [0, 6, 12], ["seed2", "seed3"], tmp_path / "r", tmp_path / "RESULTS.md", resamples=200)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{README_START}\n{README_END}\n")
+    update_readme(readme, tmp_path / "r")
+    assert "CPU scale study" not in readme.read_text()
+    (tmp_path / "scale_study").mkdir()
+    (tmp_path / "scale_study" / "summary.json").write_text(json.dumps({"headline": "CPU scale study (31 trainings)"}))
+    assert update_readme(readme, tmp_path / "r")
+    link = "([reports/scale_study.md](reports/scale_study.md))"
+    assert f"\nCPU scale study (31 trainings) {link}.\n" in readme.read_text()

@@ -6,6 +6,7 @@ import pytest
 from conftest import params_group
 
 from retrofit.config import ParamsError
+from retrofit.train.batching import batch_group
 from retrofit.train.mixture import select_mixture
 from retrofit.train.trainer import (
     mixture_counts,
@@ -68,3 +69,18 @@ def test_cross_lingual_swaps_a_nested_share_of_the_non_english_rows_for_their_tw
     assert {r["id"] for r in every if r["source"] == "synthetic"} == {r["id"] for r in plain if r["lang"] == "zh"
                                                                         and r["source"] == "synthetic"}  # no twin
     assert mixture_counts(half)["synthetic_by_lang"] == {"de": 4, "zh": 4}
+
+
+def test_the_human_mixture_takes_a_nested_sample_per_language_and_batches_by_language():
+    data = [r for r in rows() if r["source"] != "synthetic"]
+    with pytest.raises(ParamsError, match="set dedupe.human: true"):
+        select_mixture(data, params_group("train", mix={"english": [], "per_language": 2, "languages": ["de"],
+                                                        "synthetic_source": "human"}), 0)
+    data += [{"id": f"human-{lang}-q{i}", "source": "human", "lang": lang, "task_type": "short_query", "query": "q",
+              "positive": "p", "negative": None, "source_id": f"xquad:p{i % 3}"} for lang in ("de", "zh")
+             for i in range(10)]
+    mix = {"english": [], "languages": ["de", "zh"], "task_types": ["short_query"], "synthetic_source": "human"}
+    small, big = (select_mixture(data, params_group("train", mix={**mix, "per_language": n}), 0) for n in (3, 7))
+    assert {r["id"] for r in small} < {r["id"] for r in big}
+    assert mixture_counts(big)["synthetic_by_lang"] == {"de": 7, "zh": 7}
+    assert {batch_group(r) for r in big} == {"human_de", "human_zh"}  # one language per batch, as generated rows

@@ -35,7 +35,7 @@ from typing import Any
 
 from retrofit.data.sampling import rank_key
 from retrofit.data.passages import answer_sentence
-from retrofit.schema import ORACLE
+from retrofit.schema import HUMAN, ORACLE
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +111,37 @@ def oracle_rows(
                 },
             }
     return [out[i] for i in range(len(synthetic)) if i in out]
+
+
+def human_rows(paragraphs: Iterable[Mapping[str, Any]], questions: Iterable[Mapping[str, Any]],
+               languages: Sequence[str]) -> list[dict[str, Any]]:
+    """Every training-pool XQuAD question of ``languages`` as a row of its own (``source`` ``human``), by language and
+    question id: the scale study's stand-in for generated queries, about 790 per language where the generator
+    affords 24 (``dedupe.human``; ``train.mix.synthetic_source: human`` takes a nested sample per language).
+
+    The rows follow the oracle rows' contract (module docstring) with ``id`` ``human-<lang>-<question id>`` and no
+    twin in ``provenance``. Held-out test articles are never read.
+    """
+    text_of = {(p["lang"], p["id"]): p["text"] for p in paragraphs if p["split"] == "train"}
+    wanted = set(languages)
+    out = []
+    for q in sorted(questions, key=lambda q: (q["lang"], q["id"])):
+        passage = text_of.get((q["lang"], q["paragraph_id"]))
+        if q["split"] != "train" or q["lang"] not in wanted or passage is None:
+            continue
+        out.append({
+            "id": f"{HUMAN}-{q['lang']}-{q['id']}",
+            "source": HUMAN,
+            "lang": q["lang"],
+            "task_type": "short_query",
+            "query": q["text"],
+            "positive": passage,
+            "negative": None,
+            "source_id": f"{_XQUAD}{q['paragraph_id']}",
+            "provenance": {"question_id": q["id"],
+                           "evidence": answer_sentence(passage, int(q.get("answer_start", -1)), len(passage))},
+        })
+    return out
 
 
 def _paragraph(row: Mapping[str, Any]) -> str | None:

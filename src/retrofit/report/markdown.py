@@ -9,7 +9,7 @@ from retrofit.eval import stats
 from retrofit.eval.official import published_markdown
 from retrofit.report.compare import BATCH_ABLATION_RUN, CROSS_RUN, ORACLE_RUN, Comparer
 from retrofit.report.evaluations import LABELS, OFFICIAL, XQUAD_METRICS, Evaluation
-from retrofit.schema import CROSS, ORACLE, SYNTHETIC
+from retrofit.schema import CROSS, HUMAN, ORACLE, SYNTHETIC
 
 #: Mean main score (x100) over the 18 Retrieval tasks of MTEB(Multilingual), as the README's anchor table quotes it.
 ANCHORS: dict[str, float] = {
@@ -35,7 +35,8 @@ def format_diff(c: Mapping[str, Any] | None) -> str:
 
 
 #: How RESULTS.md names the row sources that are not English datasets.
-MULTILINGUAL_SOURCES = {SYNTHETIC: "generated queries", ORACLE: "human XQuAD questions", CROSS: "cross-lingual twins"}
+MULTILINGUAL_SOURCES = {SYNTHETIC: "generated queries", ORACLE: "human XQuAD questions", CROSS: "cross-lingual twins",
+                        HUMAN: "all human XQuAD questions"}
 
 
 def training_rows(training: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -39,6 +39,10 @@ def readme_table(results_dir: Path) -> str:
         f = summary["findings"].get(key)
         lines.append(f"| {label} | {format_diff(f)} | {f['noise'] if f else '-'} | {f['verdict'] if f else 'not run'} |")
     lines.append(f"| 1. plateau (overall) | | | {summary['findings']['plateau']['verdict']} |")
+    study = Path(results_dir).parent / "scale_study" / "summary.json"  # make scale-study (retrofit.report.scale_study)
+    if study.is_file():
+        headline = json.loads(study.read_text(encoding="utf-8"))["headline"]
+        lines += ["", f"{headline} ([reports/scale_study.md](reports/scale_study.md))."]
     cost = summary.get("cost") or []
     if cost:
         cells = list(dict.fromkeys(r["cell"] for r in cost))

@@ -26,7 +26,7 @@ from typing import Any
 
 from sentence_transformers.base.sampler import DefaultBatchSampler
 
-from retrofit.schema import ORACLE, SYMMETRIC_TASK_TYPES, SYNTHETIC
+from retrofit.schema import HUMAN, ORACLE, SYMMETRIC_TASK_TYPES, SYNTHETIC
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def batch_group(row: dict[str, Any], by: str = "language") -> str:
     """
     if by == "mixed":
         return "all"
-    if row["source"] not in (SYNTHETIC, ORACLE):  # an English dataset, or the cross-lingual twins (English positives)
+    if row["source"] not in (SYNTHETIC, ORACLE, HUMAN):  # an English dataset, or the cross-lingual twins (English)
         return row["source"]
     return f"{row['source']}_{row['lang'] if by == 'language' else row['task_type']}"
 

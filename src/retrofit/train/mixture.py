@@ -4,7 +4,8 @@
 ``mix.english_per_source`` each) plus ``mix.per_language`` synthetic rows per language of ``mix.languages``
 restricted to ``mix.task_types``. Every cut is a nested, seeded sample (:mod:`retrofit.data.sampling`), so a
 smaller data-scale point is a subset of a larger one. With ``mix.synthetic_source: oracle`` the synthetic slots take
-the oracle twins (:mod:`retrofit.data.oracle`) of exactly the synthetic rows the run would otherwise take.
+the oracle twins (:mod:`retrofit.data.oracle`) of exactly the synthetic rows the run would otherwise take; with
+``human`` a nested sample of every training-pool XQuAD question of the language (the scale study).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 from retrofit.config import ParamsError, TrainParams
 from retrofit.data.sampling import nested_sample
-from retrofit.schema import CROSS, SYNTHETIC
+from retrofit.schema import CROSS, HUMAN, SYNTHETIC
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,9 @@ def select_mixture(rows: Sequence[dict[str, Any]], params: TrainParams, seed: in
         group = [r for r in rows if r["source"] == source]
         out += take(group, mix.english_per_source, f"english_per_source for {source!r}", lambda r: r["id"])
     tasks = set(mix.task_types)
+    if mix.synthetic_source == HUMAN and mix.per_language and not any(r["source"] == HUMAN for r in rows):
+        raise ParamsError("train.mix.synthetic_source: human needs the human rows: set dedupe.human: true "
+                          "(profiles/cpu-scale.yaml does)")
     for lang in mix.languages:
         group = [r for r in rows if r["source"] == mix.synthetic_source and r["lang"] == lang
                  and twin_field(r, "twin_task_type", "task_type") in tasks]

