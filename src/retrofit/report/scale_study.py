@@ -223,7 +223,7 @@ def headline(found: Mapping[str, Any], brother: list[dict[str, Any]], trainings:
     """One sentence for the README's results block."""
     minutes = sum(r["seconds"] for r in study.get("runs", [])) / 60
     parts = [f"CPU scale study ({trainings} trainings, {minutes:.0f} min on {study.get('cpus', '?')} cores): "
-             f"finding 1 {found['plateau']['verdict'].split(':')[0]}"]
+             f"plateau (finding 1) {found['plateau']['verdict'].split(':')[0]}"]
     for key, label in (("hard_negatives", "hard negatives"), ("task_over_language_diversity", "task > language")):
         c = found.get(key)
         parts.append(f"{label} {format_diff(c)} {c['verdict'] if c else 'not run'}")
