@@ -7,7 +7,8 @@ then exact and near duplicates. Writes
 ``data/deduped/pairs.jsonl`` (schema in :mod:`retrofit.filter.dedupe`), ``data/deduped/report.json`` (counts before/after
 each step, a DVC metric), ``data/deduped/dropped.json``, ``data/deduped/oracle.jsonl`` (a human XQuAD question
 in place of every kept synthetic row, :mod:`retrofit.data.oracle`) and ``data/deduped/cross.jsonl`` (each non-English
-query with the English version of its passage, :mod:`retrofit.data.cross_lingual`).
+query with the English version of its passage, :mod:`retrofit.data.cross_lingual`) and, with ``dedupe.human``,
+``data/deduped/human.jsonl`` (every training-pool XQuAD question as a row, :func:`retrofit.data.oracle.human_rows`).
 """
 
 from pathlib import Path
@@ -16,7 +17,7 @@ from retrofit import cli
 from retrofit.data.cross_lingual import cross_rows, english_passages
 from retrofit.data.english import ENGLISH_ROW
 from retrofit.data.heldout import HELDOUT_ROW, eval_texts
-from retrofit.data.oracle import oracle_rows
+from retrofit.data.oracle import human_rows, oracle_rows
 from retrofit.data.sampling import nested_sample_by
 from retrofit.data.xquad import PARAGRAPH_ROW, QUESTION_ROW
 from retrofit.errors import InputError
@@ -53,6 +54,8 @@ def main() -> None:
         write_json(out / "dropped.json", result.examples)
         write_jsonl(out / "oracle.jsonl", oracle)
         write_jsonl(out / "cross.jsonl", cross)
+        if params.dedupe.human:  # absent otherwise: the default's output (and its hash) does not change
+            write_jsonl(out / "human.jsonl", human_rows(paragraphs, questions, params.base.languages))
     c = result.report["counts"]["overall"]
     print(f"dedupe: {c['input']} rows -> {result.report['kept']} kept ({result.report['dropped']['overall']})")
 

@@ -1,6 +1,7 @@
 """Stage ``mine``: hard negatives from a teacher model, with NV-Retriever's positive-aware false-negative filter.
 
-Reads ``data/deduped/pairs.jsonl``, ``oracle.jsonl`` and ``cross.jsonl`` (mined alike), the generation pool
+Reads ``data/deduped/pairs.jsonl``, ``oracle.jsonl``, ``cross.jsonl`` and ``human.jsonl`` where ``dedupe.human``
+wrote it (mined alike), the generation pool
 (``data/generated/pool.jsonl``: synthetic queries are mined against every passage of their language's pool, and
 cross-lingual twins against the English pool), up to
 ``negatives.english_pool`` prepared passages of each English dataset (``data/prepared/english/<source>.jsonl``, a
@@ -27,7 +28,7 @@ from retrofit.io import atomic_dir, read_jsonl, write_json, write_jsonl
 from retrofit.mine import mine
 from retrofit.models.load import check_model_dir, resolve_teacher
 from retrofit.runtime import runtime_choices
-from retrofit.schema import CROSS, ORACLE, SYNTHETIC
+from retrofit.schema import CROSS, HUMAN, ORACLE, SYNTHETIC
 
 
 def main() -> None:
@@ -38,6 +39,8 @@ def main() -> None:
     pool_rows = read_jsonl("data/generated/pool.jsonl", POOL_ROW)
     pairs = [*read_jsonl("data/deduped/pairs.jsonl", PAIR_ROW), *read_jsonl("data/deduped/oracle.jsonl", PAIR_ROW),
              *read_jsonl("data/deduped/cross.jsonl", PAIR_ROW)]
+    if (human := Path("data/deduped/human.jsonl")).exists():  # dedupe.human (the scale study)
+        pairs += read_jsonl(human, PAIR_ROW)
     english, english_counts = [], {}
     if cfg.hard and cfg.english_pool > 0:  # each English dataset's passages join its own rows' partition
         english, english_counts = english_pool([*params.data.english, *params.data.hub_english], cfg.english_pool,
@@ -47,8 +50,9 @@ def main() -> None:
         check_model_dir(teacher, "teacher" if teacher == Path("models/teacher") else "base_model")
     encoder = SentenceTransformerEncoder(teacher, batch_size=cfg.batch_size, bf16=params.base.bf16_inference)
     cache = EmbeddingCache(Path(params.base.cache_dir) / "embeddings")
-    # the generation pool joins the synthetic and the oracle rows' partitions of its language
-    pool = [{**p, "source": s} for p in pool_rows for s in (SYNTHETIC, ORACLE)] + english
+    # the generation pool joins the synthetic, oracle (and human) rows' partitions of its language
+    sources = (SYNTHETIC, ORACLE, HUMAN) if any(r["source"] == HUMAN for r in pairs) else (SYNTHETIC, ORACLE)
+    pool = [{**p, "source": s} for p in pool_rows for s in sources] + english
     # a cross-lingual twin's candidates are English: the English generation pool joins every query language's
     cross_langs = sorted({r["lang"] for r in pairs if r["source"] == CROSS})
     pool += [{**p, "lang": lang, "source": CROSS} for p in pool_rows if p["lang"] == "en" for lang in cross_langs]
