@@ -93,16 +93,19 @@ class Rehearsal:
         print(f"rehearsal: check {name}: {'ok' if ok else 'FAILED'} ({evidence})", flush=True)
 
 
-def copy_repository(src: Path, dest: Path) -> None:
-    """The files git tracks or does not ignore, into ``dest``, committed there as a fresh repository."""
+def copy_files(src: Path, dest: Path, skip: Callable[[str], bool] = lambda rel: False) -> None:
+    """The files git tracks or does not ignore in ``src`` (their paths relative to it, less ``skip``), into ``dest``."""
     listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=src,
                             check=True, capture_output=True).stdout.decode().split("\0")
     for rel in filter(None, listed):
-        path = src / rel
-        if path.is_file():
-            target = dest / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, target)
+        if (src / rel).is_file() and not skip(rel):
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src / rel, dest / rel)
+
+
+def copy_repository(src: Path, dest: Path) -> None:
+    """The files git tracks or does not ignore, into ``dest``, committed there as a fresh repository."""
+    copy_files(src, dest)
     git = ["git", "-c", "user.name=rehearsal", "-c", "user.email=rehearsal@localhost"]
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
     subprocess.run(["git", "add", "-A"], cwd=dest, check=True)

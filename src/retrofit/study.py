@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -30,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from retrofit.rehearsal import REPO, copy_repository
+from retrofit.rehearsal import REPO, copy_files, copy_repository
 
 #: The study's profile, relative to the repository.
 PROFILE = Path("profiles/cpu-scale.yaml")
@@ -47,14 +46,8 @@ def sync_copy(src: Path, dest: Path) -> None:
         dest.mkdir(parents=True, exist_ok=True)
         copy_repository(src, dest)
         return
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=src,
-                            check=True, capture_output=True).stdout.decode().split("\0")
-    for rel in filter(None, listed):
-        if rel == "dvc.lock" or rel.startswith(OUTPUTS):  # the copy's own state and outputs: never the default's
-            continue
-        if (src / rel).is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src / rel, dest / rel)
+    # the copy's own state and outputs are never the default's
+    copy_files(src, dest, skip=lambda rel: rel == "dvc.lock" or rel.startswith(OUTPUTS))
     git = ["git", "-c", "user.name=study", "-c", "user.email=study@localhost"]
     subprocess.run(["git", "add", "-A"], cwd=dest, check=True)
     subprocess.run([*git, "commit", "-qm", "study copy", "--allow-empty"], cwd=dest, check=True)
