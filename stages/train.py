@@ -30,7 +30,8 @@ def main() -> None:
     rows = select_mixture(mined, cfg, params.base.seed)
     key = checkpoint_key(cfg, params.negatives.hard, rows, Path("models/base"))  # never resume a stale run
     ckpt = Path(params.base.cache_dir) / "checkpoints" / f"{args.name}-{key}"
-    run = dict(name=args.name, checkpoint_dir=ckpt, hard_negatives=params.negatives.hard)
+    run = dict(name=args.name, checkpoint_dir=ckpt, hard_negatives=params.negatives.hard,
+               trunk_root=Path(params.base.cache_dir))
     if not is_main_process():  # multi-GPU: every rank trains; only rank 0 writes models/ and reports/
         train_model(Path("models/base"), rows, cfg, Path("models") / args.name, live_dir=None, **run)
         return

@@ -10,7 +10,8 @@ import torch
 from conftest import build_tiny_model
 from mteb.types import PromptType
 
-from retrofit.embed.trunk import TrunkCache, enable_trunk_cache, trunk_fingerprint
+from retrofit.embed.trunk import FrozenTrunk, TrunkCache, enable_frozen_trunk, enable_trunk_cache, trunk_fingerprint
+from retrofit.embed.unpad import enable_unpadding
 from retrofit.eval.encoder import load_encoder
 from retrofit.runtime import inference_autocast
 
@@ -168,3 +169,98 @@ def test_entries_are_shared_across_thread_counts_and_give_the_same_bits(
     finally:
         torch.set_num_threads(threads)
     assert (warm.trunk.hits, warm.trunk.misses) == (3, 0)
+
+
+def _frozen(model_dir: Path, root: Path | None, depth: int = 2):
+    """A model with its embeddings and first ``depth`` layers frozen, served by a :class:`FrozenTrunk`."""
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
+    backbone = model[0].auto_model
+    for module in [backbone.embeddings, *backbone.encoder.layer[:depth]]:
+        for p in module.parameters():
+            p.requires_grad = False
+    return model, enable_frozen_trunk(model, depth, root)
+
+
+def _token_embeddings(model, texts: list[str]) -> list[torch.Tensor]:
+    features = model.tokenize(texts)
+    out = model[0](dict(features))["token_embeddings"]
+    return [row[mask.bool()] for row, mask in zip(out, features["attention_mask"], strict=True)]
+
+
+def test_frozen_trunk_states_are_one_text_alone_in_inference_mode(three_layer_model: Path, tmp_path: Path) -> None:
+    model, trunk = _frozen(three_layer_model, None)
+    model.train()  # the trainer's mode: dropout on in the trained layer, never in the frozen ones
+    model[0].auto_model.encoder.layer[2].eval()  # the trained layer drops nothing here, so outputs compare
+    together = _token_embeddings(model, TEXTS)
+    batch_states = dict(trunk.memo)
+    apart = []
+    for text in TEXTS:  # each text in a batch of its own, with a trunk that has seen nothing
+        alone_model, alone = _frozen(three_layer_model, None)
+        apart.append(_token_embeddings(alone_model, [text])[0])
+        (key, states), = alone.memo.items()
+        assert torch.equal(states, batch_states[key])  # the trunk's bits never depend on batch-mates
+    for a, b in zip(together, apart, strict=True):
+        torch.testing.assert_close(a, b)  # the trained layer above sees the batch: equal up to rounding
+    assert (trunk.hits, trunk.misses) == (0, len(TEXTS))
+    # the frozen layers ran without dropout although the model was in training mode
+    from retrofit.embed.unpad import Packing, embed_packed, run_layers
+
+    backbone = model[0].auto_model
+    ids = model.tokenize([TEXTS[0]])["input_ids"]
+    backbone.eval()
+    with torch.no_grad():
+        packing = Packing.of(torch.ones_like(ids))
+        expected = run_layers(backbone.encoder.layer[:2], embed_packed(backbone, packing, ids), packing)
+    key = trunk.store.key(ids, torch.ones_like(ids), None)
+    assert torch.equal(trunk.memo[key], expected)
+
+
+def test_frozen_trunk_is_shared_across_trainings_with_the_same_bits(three_layer_model: Path, tmp_path: Path) -> None:
+    cold_model, cold = _frozen(three_layer_model, tmp_path)
+    cold_model.eval()
+    first = _token_embeddings(cold_model, TEXTS)
+    warm_model, warm = _frozen(three_layer_model, tmp_path)  # the next training: a new process, a warm store
+    warm_model.eval()
+    second = _token_embeddings(warm_model, TEXTS)
+    assert (cold.hits, cold.misses) == (0, len(TEXTS))
+    assert (warm.hits, warm.misses) == (len(TEXTS), 0)
+    for a, b in zip(first, second, strict=True):
+        assert torch.equal(a, b)
+    moved = _retrofit(three_layer_model, tmp_path / "moved", layer=0)  # another base: its own entries
+    _, other = _frozen(moved, tmp_path)
+    assert other.store.directory != cold.store.directory
+
+
+def test_frozen_trunk_needs_frozen_layers_and_a_layer_above(three_layer_model: Path) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(three_layer_model), device="cpu", local_files_only=True)
+    with pytest.raises(ValueError, match="must be frozen"):
+        enable_frozen_trunk(model, 2)
+    assert enable_frozen_trunk(model, 0) is None
+    assert enable_frozen_trunk(model, 3) is None  # every layer frozen: nothing left to train above it
+
+
+def test_frozen_trunk_memory_is_bounded_and_the_store_keeps_every_text(three_layer_model: Path,
+                                                                       tmp_path: Path) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    full_model, full = _frozen(three_layer_model, tmp_path / "a")
+    full_model.eval()
+    expected = [_token_embeddings(full_model, [text])[0] for text in TEXTS]
+    model = SentenceTransformer(str(three_layer_model), device="cpu", local_files_only=True)
+    backbone = model[0].auto_model
+    for module in [backbone.embeddings, *backbone.encoder.layer[:2]]:
+        for p in module.parameters():
+            p.requires_grad = False
+    small = FrozenTrunk(backbone, 2, tmp_path / "b", memo_texts=2)
+    enable_unpadding(model, hidden_states=small.hidden_states)
+    model.eval()
+    for text, want in zip(TEXTS, expected, strict=True):
+        assert torch.equal(_token_embeddings(model, [text])[0], want)
+    assert len(small.memo) == 2 and (small.hits, small.misses) == (0, len(TEXTS))
+    again = [_token_embeddings(model, [text])[0] for text in TEXTS]  # evicted texts come back from the store
+    assert all(torch.equal(a, b) for a, b in zip(again, expected, strict=True))
+    assert small.misses == len(TEXTS) and len(small.memo) == 2

