@@ -39,8 +39,8 @@ def main() -> None:
     pool_rows = read_jsonl("data/generated/pool.jsonl", POOL_ROW)
     pairs = [*read_jsonl("data/deduped/pairs.jsonl", PAIR_ROW), *read_jsonl("data/deduped/oracle.jsonl", PAIR_ROW),
              *read_jsonl("data/deduped/cross.jsonl", PAIR_ROW)]
-    if (human := Path("data/deduped/human.jsonl")).exists():  # dedupe.human (the scale study)
-        pairs += read_jsonl(human, PAIR_ROW)
+    human = Path("data/deduped/human.jsonl")  # written with dedupe.human (the scale study) only
+    pairs += read_jsonl(human, PAIR_ROW) if human.exists() else []
     english, english_counts = [], {}
     if cfg.hard and cfg.english_pool > 0:  # each English dataset's passages join its own rows' partition
         english, english_counts = english_pool([*params.data.english, *params.data.hub_english], cfg.english_pool,
@@ -51,7 +51,7 @@ def main() -> None:
     encoder = SentenceTransformerEncoder(teacher, batch_size=cfg.batch_size, bf16=params.base.bf16_inference)
     cache = EmbeddingCache(Path(params.base.cache_dir) / "embeddings")
     # the generation pool joins the synthetic, oracle (and human) rows' partitions of its language
-    sources = (SYNTHETIC, ORACLE, HUMAN) if any(r["source"] == HUMAN for r in pairs) else (SYNTHETIC, ORACLE)
+    sources = (SYNTHETIC, ORACLE, HUMAN) if human.exists() else (SYNTHETIC, ORACLE)
     pool = [{**p, "source": s} for p in pool_rows for s in sources] + english
     # a cross-lingual twin's candidates are English: the English generation pool joins every query language's
     cross_langs = sorted({r["lang"] for r in pairs if r["source"] == CROSS})

@@ -162,6 +162,15 @@ class TrunkCache:
         with atomic_file(path) as tmp:
             torch.save(states.detach().cpu().clone(), tmp)
 
+    def lower(self, backbone: Any, input_ids: Any, attention_mask: Any, packing: Packing,
+              token_type_ids: Any = None) -> Any:
+        """The packed ``[tokens, hidden]`` states after the first ``depth`` layers, computed (by the runtime)."""
+        if self.runtime is not None:
+            check_segments(token_type_ids)
+            return self.runtime.lower_packed(input_ids, attention_mask, packing)
+        h = embed_packed(backbone, packing, input_ids, token_type_ids)
+        return run_layers(backbone.encoder.layer[: self.depth], h, packing)
+
     def hidden_states(self, backbone: Any, input_ids: Any, attention_mask: Any, token_type_ids: Any = None) -> Any:
         """:func:`retrofit.embed.unpad.unpadded_hidden_states`, with the first ``depth`` layers from the cache."""
         packing = Packing.of(attention_mask)
@@ -173,12 +182,7 @@ class TrunkCache:
             h = h.to(input_ids.device)
         else:
             self.misses += 1
-            if self.runtime is not None:
-                check_segments(token_type_ids)
-                h = self.runtime.lower_packed(input_ids, attention_mask, packing)
-            else:
-                h = embed_packed(backbone, packing, input_ids, token_type_ids)
-                h = run_layers(backbone.encoder.layer[: self.depth], h, packing)
+            h = self.lower(backbone, input_ids, attention_mask, packing, token_type_ids)
             self.store(key, h)
         if self.runtime is not None:
             return self.runtime.upper_packed(h, attention_mask, packing)
@@ -245,36 +249,33 @@ class FrozenTrunk:
         self.hits = 0
         self.misses = 0
 
-    def _row_states(self, backbone: Any, ids: Any, segments: Any, key: str) -> Any:
-        """The frozen layers' ``[tokens, hidden]`` states of one text's real tokens (computed, loaded or remembered)."""
+    def _row_states(self, backbone: Any, ids: Any, segments: Any) -> tuple[Any, bool]:
+        """The frozen layers' ``[tokens, hidden]`` states of one text's real tokens, and whether they were reused
+        (remembered or loaded) rather than computed."""
         import torch
 
+        ones = torch.ones_like(ids)
+        key = self.store.key(ids, ones, segments)
         if key in self.memo:
-            self.hits += 1
-            return self.memo[key]
+            return self.memo[key], True
         h = self.store.load(key)
-        if h is not None and h.shape[0] == ids.shape[1]:
-            self.hits += 1
-        else:
-            self.misses += 1
+        reused = h is not None and h.shape[0] == ids.shape[1]
+        if not reused:
             modules = [backbone.embeddings, *backbone.encoder.layer[: self.depth]]
             modes = [m.training for m in modules]
             try:
                 for m in modules:
                     m.eval()
                 with torch.no_grad():
-                    packing = Packing.of(torch.ones_like(ids))
-                    h = run_layers(backbone.encoder.layer[: self.depth],
-                                   embed_packed(backbone, packing, ids, segments), packing)
+                    h = self.store.lower(backbone, ids, ones, Packing.of(ones), segments).detach().cpu()
             finally:
                 for m, mode in zip(modules, modes, strict=True):
                     m.train(mode)
-            h = h.detach().cpu()
             self.store.store(key, h)
         self.memo[key] = h
         if len(self.memo) > self.memo_texts:
             del self.memo[next(iter(self.memo))]  # dicts keep insertion order: the oldest entry
-        return h
+        return h, reused
 
     def hidden_states(self, backbone: Any, input_ids: Any, attention_mask: Any, token_type_ids: Any = None) -> Any:
         """:func:`retrofit.embed.unpad.unpadded_hidden_states` with the first ``depth`` layers served per text."""
@@ -286,11 +287,12 @@ class FrozenTrunk:
         for row in range(input_ids.shape[0]):
             ids = input_ids[row][real[row]][None]
             segments = None if token_type_ids is None else token_type_ids[row][real[row]][None]
-            key = self.store.key(ids, torch.ones_like(ids), segments)
-            before = self.hits
-            states.append(self._row_states(backbone, ids, segments, key))
-            if self.hits > before:
+            h, hit = self._row_states(backbone, ids, segments)
+            states.append(h)
+            if hit:
                 reused.append(ids.shape[1])
+        self.hits += len(reused)
+        self.misses += len(states) - len(reused)
         WORK.skip(reused, self.depth)
         h = torch.cat(states).to(input_ids.device)  # row-major real tokens: the packing's order
         return packing.pad(run_layers(backbone.encoder.layer[self.depth :], h, packing))
