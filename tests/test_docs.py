@@ -247,3 +247,52 @@ def test_readme_types_no_measured_number():
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert RESULTS_BLOCK.search(readme), "the README lost its generated results block"
     assert typed_numbers(readme) == [], "a measured number belongs in a generated file or a docs page beside its source"
+
+
+def expand_braces(text: str) -> list[str]:
+    """Shell-style brace expansion: ``a_{x,y}{1,2}`` -> ``a_x1, a_x2, a_y1, a_y2`` (innermost first, no ranges)."""
+    m = re.search(r"\{([^{}]*)\}", text)
+    if m is None:
+        return [text]
+    return [e for alt in m.group(1).split(",") for e in expand_braces(text[: m.start()] + alt + text[m.end():])]
+
+
+def diagram_trainings(page: Path) -> dict[str, set[str]]:
+    """The items of ``train@{...}`` and ``train_run@{...}`` in a page's pipeline diagram (a ``{`` may span lines)."""
+    text = page.read_text(encoding="utf-8")
+    out: dict[str, set[str]] = {}
+    for stage in ("train", "train_run"):
+        m = re.search(rf"\b{stage}@\{{", text)
+        assert m, f"{_name(page)}: no {stage}@{{...}} in its diagram"
+        depth, end = 0, m.end() - 1
+        for end in range(m.end() - 1, len(text)):
+            depth += {"{": 1, "}": -1}.get(text[end], 0)
+            if depth == 0:
+                break
+        body = re.sub(r"[\s│]+", "", text[m.end() - 1 : end + 1])  # the box-drawing margin and line breaks
+        out[stage] = {e for part in _top_level_split(body[1:-1]) for e in expand_braces(part)}
+    return out
+
+
+def _top_level_split(text: str) -> list[str]:
+    """``a,b_{x,y},c`` -> ``['a', 'b_{x,y}', 'c']``: split at commas outside braces."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        depth += {"{": 1, "}": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    return [*parts, text[start:]]
+
+
+def test_brace_expansion_on_known_text():
+    assert expand_braces("div_{lang,task}_seed{2,3}") == ["div_lang_seed2", "div_lang_seed3", "div_task_seed2",
+                                                          "div_task_seed3"]
+    assert _top_level_split("a,b_{x,y},c") == ["a", "b_{x,y}", "c"]
+
+
+@pytest.mark.parametrize("page", [REPO / "README.md", REPO / "docs" / "pipeline.md"], ids=_name)
+def test_pipeline_diagram_names_every_training(page: Path):
+    params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+    assert diagram_trainings(page) == {"train": {str(n) for n in params["scale"]["per_language"]},
+                                       "train_run": set(params["runs"])}

@@ -72,7 +72,8 @@ def test_apply_existing_keys_merges_groups_and_replaces_values(params_copy: Path
         "  beyond:\n"
         "    models: [base, seed2]\n"
         "plot:\n"
-        "  seed_runs: [seed2]\n",
+        "  seed_runs: [seed2]\n"
+        "  arm_seeds: {}\n",
     )
     out = apply_profile(overlay, params_copy)
     after = yaml.safe_load(params_copy.read_text())
@@ -87,7 +88,7 @@ def test_apply_existing_keys_merges_groups_and_replaces_values(params_copy: Path
     }
     assert [c["key"] for c in out["changes"]] == ["generate.per_language", "generate.task_types", "runs",
                                                   "evaluate.official.models", "evaluate.beyond.models",
-                                                  "plot.seed_runs"]
+                                                  "plot.seed_runs", "plot.arm_seeds"]
     text = params_copy.read_text()
     assert "per_language: 30         # a test value" in text
     assert "the paper uses ~4K" not in text  # the replaced value's stale comment went with it
@@ -95,6 +96,17 @@ def test_apply_existing_keys_merges_groups_and_replaces_values(params_copy: Path
     assert "\n\ndedupe:" in text and "\n\nscale:" in text and "\n\nevaluate:" in text  # blank lines between groups
     assert not params_copy.with_name("params.yaml.bak").exists()  # no backup unless asked
     validate_params(after)
+
+
+def test_extras_profile_adds_three_runs_and_keeps_every_default_one(params_copy: Path):
+    """``runs`` is replaced whole, so the extras overlay repeats the default's runs: a run added to params.yaml and
+    forgotten there would silently leave the default's comparisons when the profile is applied."""
+    before = load_params(params_copy)
+    apply_profile(REPO / "profiles" / "extras.yaml", params_copy)
+    after = load_params(params_copy)
+    assert {k: v for k, v in after.runs.items() if k in before.runs} == before.runs
+    assert sorted(set(after.runs) - set(before.runs)) == ["crossling", "oracle", "taskbatch"]
+    assert after.plot == before.plot and after.train == before.train  # only runs change
 
 
 def test_apply_invalid_writes_nothing(params_copy: Path):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from retrofit.mine_report import score_summary
 from retrofit.report.compare import Comparer, findings
 from retrofit.report.evaluations import Evaluation, load_mmteb
@@ -53,6 +55,19 @@ def test_results_md_carries_the_findings_with_their_noise(evals: dict[str, Evalu
     assert "opposite to the paper" in text and "reversed" not in text
     assert "(`scale_12`, `seed2`, `seed3`)" in text
     assert json.dumps(found["plateau"]["verdict"])[1:-1] in text
+
+
+def test_seed_spread_shows_every_seeded_arm(evals: dict[str, Evaluation]) -> None:
+    cmp = Comparer(evals, {"scale_12": ["seed2", "seed3"], "nohard": ["nohard_s2", "nohard_s3"]}, "scale_12",
+                   resamples=200, seed=0)
+    text = results_markdown(evals, cmp, [0, 6, 12], findings(cmp, [0, 6, 12]), {})
+    scores = [evals[m].score("primary") for m in ("nohard", "nohard_s2", "nohard_s3")]
+    sd = np.std(scores, ddof=1)
+    row = (f"| `nohard` | `nohard`, `nohard_s2`, `nohard_s3` | {', '.join(f'{100 * v:.2f}' for v in scores)} | "
+           f"{100 * sd:.2f} |")
+    assert row in text
+    plain = Comparer(evals, {"scale_12": ["seed2", "seed3"]}, "scale_12", resamples=200, seed=0)
+    assert "Other arms" not in results_markdown(evals, plain, [0, 6, 12], findings(plain, [0, 6, 12]), {})
 
 
 def test_training_section_states_languages_and_sources() -> None:

@@ -187,6 +187,14 @@ def _seed_section(cmp: Comparer, top: str) -> list[str]:
         vals = [cmp.evals[m].score(metric) for m in cmp.seed_models]
         lines.append(f"| {LABELS.get(metric, metric)} | " + " | ".join(pct(v) for v in vals)
                      + f" | {pct(cmp.seed_sd.get(metric))} |")
+    others = {arm: runs for arm, runs in cmp.arms.items() if arm != top and len(runs) > 1}
+    if others:  # plot.arm_seeds: each arm's own spread, which its comparisons carry (not the top point's)
+        lines += ["", "Other arms trained under several seeds (`plot.arm_seeds`), primary metric:", "",
+                  "| arm | models | primary, each seed | seed sd |", "|---|---|---|---:|"]
+        for arm, runs in others.items():
+            vals = [cmp.evals[m].score("primary") for m in runs]
+            lines.append(f"| `{arm}` | {', '.join(f'`{m}`' for m in runs)} | {', '.join(pct(v) for v in vals)} | "
+                         f"{pct(stats.seed_sd(vals))} |")
     return [*lines, ""]
 
 
