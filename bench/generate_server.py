@@ -88,6 +88,31 @@ def server(gguf: Path, plans: list[Any], slots: int, threads: int, penalty: floa
     return answers, time.perf_counter() - wall, cpu_seconds() - cpu
 
 
+def write_outputs(out: Path, report: dict[str, Any], lines: list[str]) -> None:
+    """``<out>.json`` (the report) and ``<out>.md`` (its lines), and the table on stdout."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Path(f"{out}.json").write_text(json.dumps(report, indent=2) + "\n")
+    Path(f"{out}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def stage_plans(per_language: int, langs: list[str] | None) -> tuple[Any, list[str], list[Any], Path, str]:
+    """The generate stage's first ``per_language`` plans in each language, planned as the stage plans them.
+
+    Returns:
+        ``(params, languages, plans, gguf path, its sha256)``.
+    """
+    params = resolved(load_params("params.yaml"))
+    gen = params.generate
+    langs = langs or gen.languages
+    prepared = Path("data/prepared")
+    planner = Planner(gen, params.base.seed, load_passages(prepared, gen.passage_sources, langs),
+                      load_exemplars(prepared, langs, gen.local.snippet_chars))
+    plans = [planner.plan(lang, i) for lang in langs for i in range(per_language)]
+    gguf, sha = resolve_gguf(gen.local.model, Path(params.base.cache_dir) / "llm")
+    return params, langs, plans, gguf, sha
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--per-language", type=int, default=8)
@@ -95,14 +120,8 @@ def main() -> None:
     p.add_argument("--slots", nargs="+", type=int, default=[1, 4, 8])
     p.add_argument("--out", type=Path, default=Path("reports/bench/generate_server"))
     args = p.parse_args()
-    params = resolved(load_params("params.yaml"))
+    params, langs, plans, gguf, sha = stage_plans(args.per_language, args.langs)
     gen = params.generate
-    langs = args.langs or gen.languages
-    prepared = Path("data/prepared")
-    planner = Planner(gen, params.base.seed, load_passages(prepared, gen.passage_sources, langs),
-                      load_exemplars(prepared, langs, gen.local.snippet_chars))
-    plans = [planner.plan(lang, i) for lang in langs for i in range(args.per_language)]
-    gguf, sha = resolve_gguf(gen.local.model, Path(params.base.cache_dir) / "llm")
     threads = params.base.threads
     backend = LlamaCppBackend(gguf, gen.local.model, sha, threads, gen.local.repetition_penalty, gen.local.top_p,
                               progress=False)
@@ -143,10 +162,7 @@ def main() -> None:
     lines += [f"| {r['runtime']} | {r['slots']} | {r['wall_s']} | {r['cpu_s']} | {r['requests_per_cpu_s']} | "
               f"{r['requests_per_wall_s']} | {r['answers_equal']}/{len(plans)} | {r['verdicts_equal']}/{len(plans)} "
               f"| {r['valid']} |" for r in rows]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    Path(f"{args.out}.json").write_text(json.dumps(report, indent=2) + "\n")
-    Path(f"{args.out}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_outputs(args.out, report, lines)
 
 
 if __name__ == "__main__":
