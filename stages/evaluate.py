@@ -82,7 +82,7 @@ def main() -> None:
             families = build_tasks(
                 paragraphs, questions, langs=cfg.languages,
                 families=cfg.families, max_queries_per_lang=cfg.max_queries_per_lang, seed=cfg.query_seed,
-                corpus=cfg.corpus,
+                corpus=cfg.corpus, distractors=cfg.distractors,
             )
             metrics = evaluate_encoder(encoder, families, out)
             print(f"evaluate: {args.name} XQuAD primary nDCG@10 = {metrics['primary']['ndcg_at_10']:.4f} "

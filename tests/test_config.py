@@ -116,12 +116,13 @@ def test_load_params_errors(tmp_path):
 
 
 def test_official_models_must_name_models():
-    ok = validate_params(_with({"scale": {"per_language": [0, 4]}, "runs": {"oracle": "train.mix.synthetic_source=oracle"},
-                          "evaluate": {"official": {"models": ["base", "scale_4", "oracle"]},
-                                       "beyond": {"models": ["base", "scale_4"]}}}))
+    ok = validate_params(_with({"scale": {"per_language": [0, 4, 12]},
+                                "runs": {"oracle": "train.mix.synthetic_source=oracle"},
+                                "evaluate": {"official": {"models": ["base", "scale_4", "oracle"]},
+                                             "beyond": {"models": ["base", "scale_4"]}}}))
     assert ok.evaluate.official.models == ["base", "scale_4", "oracle"]
     with pytest.raises(ParamsError, match=r"evaluate.official.models: \['scale_5'\] are not models"):
-        validate_params(_with({"scale": {"per_language": [0, 4]}, "evaluate": {"official": {"models": ["scale_5"]},
+        validate_params(_with({"scale": {"per_language": [0, 4, 12]}, "evaluate": {"official": {"models": ["scale_5"]},
                                                                               "beyond": {"models": None}}}))
     with pytest.raises(ParamsError, match="train.batch_groups"):
         validate_params(_with({"train": {"batch_groups": "by_language"}}))

@@ -192,17 +192,17 @@ class EvaluateParams(_Group):
     beyond: BeyondParams
     #: Tokens per text for every evaluated model and task (a trained model is saved at its training length).
     max_seq_length: int = Field(ge=8, le=8192)
-    #: Which paragraphs form the mono and cross corpora: every paragraph of the language, or the held-out ones.
+    #: The mono and cross corpora: a language's held-out paragraphs and, with all, training-pool ones as distractors,
+    #: every one or a seeded sample of `distractors` per language (the same paragraphs in every language).
     corpus: Literal["all", "test"]
-    #: Seed of the held-out question sample alone (max_queries_per_lang).
+    distractors: int | None = Field(ge=0)
+    #: Seed of the held-out question sample (max_queries_per_lang) and of the distractor sample.
     query_seed: int = Field(ge=0)
-    #: Lower encoder layers shared by every model through the frozen-trunk cache (retrofit.embed.trunk); 0 turns it off.
-    #: A speed setting only: embeddings are bit-identical at any value.
+    #: Lower layers every model shares via the frozen-trunk cache (retrofit.embed.trunk; 0: off): time only, same bits.
     trunk_layers: int = Field(ge=0)
     #: The encoder's runtime: torch's padding-free forward, or OpenVINO (retrofit.embed.openvino); auto: OpenVINO in
     #: fp32 where it is installed and supports the model, torch under bf16 (retrofit.eval.encoder.resolve_backend).
     backend: Literal["auto", "torch", "openvino"]
-
     families: list[Literal["mono", "cross", "pooled"]] = Field(min_length=1)
     languages: XQuADLanguages = Field(min_length=1)
     max_queries_per_lang: int | None = Field(ge=1)

@@ -114,6 +114,29 @@ def test_mono_and_cross_data() -> None:
     assert all(i.startswith("en:") for i in en_de["queries"]["id"])
 
 
+def test_distractors_keep_a_nested_sample_of_the_training_pool_in_every_language() -> None:
+    paragraphs, questions = xquad_like()
+    held = [f"a0{a}p{p}" for a in (1, 2) for p in range(3)]
+
+    def corpus_ids(count: int | None, lang: str = "de", seed: int = 0) -> list[str]:
+        tasks = by_family(build_tasks(paragraphs, questions, LANGS, ["mono", "cross"], None, seed=seed,
+                                      distractors=count))
+        mono = [i.split(":")[1] for i in split_of(tasks["mono"], lang)["corpus"]["id"]]
+        # a cross subset's corpus is its corpus language's mono corpus
+        assert mono == [i.split(":")[1] for i in split_of(tasks["cross"], f"en-{lang}" if lang != "en" else "de-en")[
+            "corpus"]["id"]]
+        return mono
+
+    assert corpus_ids(None) == corpus_ids(3) == sorted(held + ["a00p0", "a00p1", "a00p2"])
+    assert corpus_ids(0) == held  # the held-out paragraphs always stay
+    one, two = set(corpus_ids(1)) - set(held), set(corpus_ids(2)) - set(held)
+    assert len(one) == 1 and len(two) == 2 and one < two  # nested
+    assert all(set(corpus_ids(2, lang)) - set(held) == two for lang in LANGS)  # the same paragraphs everywhere
+    assert {frozenset(set(corpus_ids(1, seed=s)) - set(held)) for s in range(8)} != {frozenset(one)}  # seeded
+    with pytest.raises(ValueError, match="distractors"):
+        build_tasks(paragraphs, questions, LANGS, ["mono"], None, seed=0, distractors=-1)
+
+
 def test_pooled_qrels_have_one_relevant_doc_per_language() -> None:
     paragraphs, questions = xquad_like()
     [pooled] = build_tasks(paragraphs, questions, LANGS, ["pooled"], None, seed=0)

@@ -78,3 +78,19 @@ def test_training_section_states_languages_and_sources() -> None:
     assert "| `scale_6` | 6 | 2: qed_nq, stsb_multi_mt | en | de zh | - | - |" in text
     assert "| `oracle` | 3 | 1: qed_nq | en | - | de | - |" in text
     assert training_markdown({}) == []
+
+
+def test_corpus_sentence_reads_every_models_corpus_size(evals: dict[str, Evaluation]) -> None:
+    cmp = Comparer(evals, {"scale_12": ["seed2", "seed3"]}, "scale_12", resamples=50, seed=0)
+
+    def text() -> str:
+        return results_markdown(evals, cmp, [0, 6, 12], findings(cmp, [0, 6, 12]), {})
+
+    assert "are what `evaluate.corpus` and `evaluate.distractors` set" in text()  # no sizes recorded
+    for ev in evals.values():
+        for family in ("mono", "cross"):
+            for sub in ev.metrics["subsets"][family].values():
+                sub["n_documents"] = 160
+    assert "the mono and cross corpora hold 160 paragraphs of a language" in text()
+    evals["nohard"].metrics["subsets"]["cross"]["en-de"]["n_documents"] = 240  # one model, one subset
+    assert "**the mono and cross corpora differ between subsets or models ([160, 240] paragraphs)**" in text()

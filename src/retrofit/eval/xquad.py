@@ -5,8 +5,8 @@ per family, one mteb subset per language or language pair). Queries are always h
 questions:
 
 - ``mono`` (task ``XQuADHeldoutMonoRetrieval``, subsets ``ar``, ``de``, ...): queries and corpus in one language;
-  the corpus is every paragraph of that language (``corpus="all"``: the 160 training-pool paragraphs are
-  distractors beside the 80 held-out ones) or only the held-out ones (``corpus="test"``).
+  the corpus is the language's held-out paragraphs and, with ``corpus="all"``, its training-pool paragraphs as
+  distractors (all 160, or a seeded sample of ``distractors``), or the held-out ones alone (``corpus="test"``).
 - ``cross`` (task ``XQuADHeldoutCrossRetrieval``, subsets ``X-en`` and ``en-X`` for every ``X != en``): queries in
   the first language of the subset name, corpus (as for mono) in the second.
 - ``pooled`` (task ``XQuADHeldoutPooledRetrieval``, subsets named by the *query* language): one multilingual
@@ -272,6 +272,7 @@ def build_tasks(
     max_queries_per_lang: int | None,
     seed: int,
     corpus: Literal["all", "test"] = "all",
+    distractors: int | None = None,
 ) -> list[XQuADRetrievalTask]:
     """Build the mteb retrieval tasks for the requested families from ``retrofit.data.xquad``'s tables.
 
@@ -279,7 +280,10 @@ def build_tasks(
     corpora hold *every* paragraph of the language (240 per language): the training-pool paragraphs serve as
     distractors, which gives the families headroom that an 80-paragraph corpus lacks (the base model scores 96 on
     that). With ``corpus="test"`` they hold the held-out paragraphs only. The pooled corpus is always the held-out
-    paragraphs of every language. Unsampled paragraphs always stay in as distractors.
+    paragraphs of every language. Unsampled paragraphs always stay in as distractors. ``distractors`` keeps only that
+    many training-pool paragraphs (the same ids in every language, a seeded shuffle's first ones, so a smaller count's
+    corpus is a subset of a larger one's): each one costs every model its encoding, and the held-out paragraphs,
+    their articles' nearest neighbours, always stay.
 
     Args:
         paragraphs: Rows of ``paragraphs.jsonl`` (``id``, ``lang``, ``text``, ``split``; schema in
@@ -291,19 +295,24 @@ def build_tasks(
             :func:`select_question_ids`); ``None`` keeps all.
         seed: Query subsampling seed (``evaluate.query_seed``; also handed to mteb).
         corpus: ``"all"`` or ``"test"``: which paragraphs form the mono and cross corpora (see above).
+        distractors: With ``corpus="all"``, training-pool paragraphs kept per language (``None``: every one).
 
     Returns:
         One task per requested family.
 
     Raises:
-        ValueError: An unknown family or language, ``cross`` without English, a row missing a key, no held-out
-            rows for a language, or languages that are not parallel (different paragraph or question ids, or a
-            question answered by different paragraphs).
+        ValueError: An unknown family or language, ``cross`` without English, a negative ``distractors``, a row
+            missing a key, no held-out rows for a language, or languages that are not parallel (different paragraph
+            or question ids, or a question answered by different paragraphs).
     """
-    _check_request(paragraphs, questions, langs, families, corpus)
+    _check_request(paragraphs, questions, langs, families, corpus, distractors)
     passages, every, asked = _held_out_tables(paragraphs, questions, langs)
-    family_corpus = every if corpus == "all" else passages
     ref = langs[0]
+    family_corpus = passages
+    if corpus == "all":
+        kept = distractor_ids(every[ref], passages[ref], distractors, seed)
+        family_corpus = {lang: {pid: text for pid, text in every[lang].items() if pid in passages[lang] or pid in kept}
+                         for lang in langs}
     qids = select_question_ids(asked[ref], max_queries_per_lang, seed)
     log.info(
         "XQuAD: %d held-out paragraphs (%d in the mono/cross corpus) and %d held-out questions per language; "
@@ -331,9 +340,20 @@ def build_tasks(
     return tasks
 
 
+def distractor_ids(every: Mapping[str, str], held_out: Mapping[str, str], count: int | None, seed: int) -> set[str]:
+    """The training-pool paragraph ids kept as distractors: all of them (``count`` ``None``), or the first ``count``
+    of a shuffle seeded by ``seed`` (nested: a smaller count keeps a subset of a larger one's)."""
+    pool = sorted(set(every) - set(held_out))
+    if count is None or count >= len(pool):
+        return set(pool)
+    random.Random(f"distractors:{seed}").shuffle(pool)
+    return set(pool[:count])
+
+
 def _check_request(paragraphs: list[dict[str, Any]], questions: list[dict[str, Any]], langs: list[str],
-                   families: list[str], corpus: str) -> None:
-    """Raise ``ValueError`` for an unknown language, family or corpus, or rows missing a key (see build_tasks)."""
+                   families: list[str], corpus: str, distractors: int | None = None) -> None:
+    """Raise ``ValueError`` for an unknown language, family or corpus, a negative distractor count, or rows missing a
+    key (see build_tasks)."""
     check_languages(list(langs), XQUAD_LANGUAGES, key="langs")
     if not langs:
         raise ValueError("langs: give at least one XQuAD language")
@@ -346,6 +366,8 @@ def _check_request(paragraphs: list[dict[str, Any]], questions: list[dict[str, A
     _check_rows(questions, _QUESTION_KEYS, "questions")
     if corpus not in ("all", "test"):
         raise ValueError(f"corpus: expected 'all' or 'test', got {corpus!r}")
+    if distractors is not None and distractors < 0:
+        raise ValueError(f"distractors: expected a count >= 0 or None, got {distractors}")
 
 
 def _held_out_tables(paragraphs: list[dict[str, Any]], questions: list[dict[str, Any]], langs: list[str]) -> tuple[
