@@ -94,3 +94,13 @@ def test_corpus_sentence_reads_every_models_corpus_size(evals: dict[str, Evaluat
     assert "the mono and cross corpora hold 160 paragraphs of a language" in text()
     evals["nohard"].metrics["subsets"]["cross"]["en-de"]["n_documents"] = 240  # one model, one subset
     assert "**the mono and cross corpora differ between subsets or models ([160, 240] paragraphs)**" in text()
+
+
+def test_scale_curve_gives_each_points_seed_mean(evals: dict[str, Evaluation]) -> None:
+    cmp = Comparer(evals, {"scale_12": ["seed2", "seed3"]}, "scale_12", resamples=50, seed=0)
+    text = results_markdown(evals, cmp, [0, 6, 12], findings(cmp, [0, 6, 12]), {})
+    section = text.split("## Data-scale curve")[1].split("\n## ")[0]
+    rows = {line.split(" | ")[0]: line for line in section.splitlines() if line.startswith("| ") and "[" in line}
+    mean = np.mean([evals[m].score("primary") for m in ("scale_12", "seed2", "seed3")])
+    assert rows["| 12"].endswith(f" | {100 * mean:.2f} (3) |")
+    assert rows["| 0"].endswith(f" | {100 * evals['scale_0'].score('primary'):.2f} (1) |")
