@@ -31,11 +31,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from mteb.types import PromptType
 
 from retrofit.config import load_params
+from retrofit.embed.encoder import token_lengths
 from retrofit.eval.encoder import load_encoder
-from retrofit.eval.score import per_query_scores, primary_per_question
+from retrofit.eval.score import embed_tasks, per_query_scores, primary_per_question
 from retrofit.eval.stats import task_score
 from retrofit.eval.xquad import PRIMARY_FAMILIES, build_tasks
 from retrofit.io import read_jsonl
@@ -67,32 +67,21 @@ def score_model(name: str, params: Any, data: tuple[list, list], counts: list[in
                            bf16=resolve_bf16(params.base.bf16_inference), max_seq_length=cfg.max_seq_length,
                            trunk_layers=cfg.trunk_layers, cache_dir=params.base.cache_dir, backend=cfg.backend)
     out: dict[str, Any] = {"per_query": {}, "tokens": {}}
-    for count in counts:  # None (every distractor) first: its texts are a superset, encoded once
+    # every distractor first, in the batches an evaluate stage with all of them makes (every family's texts at once),
+    # whose frozen-trunk entries such a run left; the smaller counts' texts are subsets, already embedded
+    embed_tasks(encoder, build_tasks(*data, langs=cfg.languages, families=cfg.families,
+                                     max_queries_per_lang=cfg.max_queries_per_lang, seed=cfg.query_seed,
+                                     corpus=cfg.corpus))
+    for count in counts:
         tasks = build_tasks(*data, langs=cfg.languages, families=list(PRIMARY_FAMILIES),
                             max_queries_per_lang=cfg.max_queries_per_lang, seed=cfg.query_seed, corpus=cfg.corpus,
                             distractors=count)
-        for task in tasks:
-            task.load_data()
-        if count is None:  # the stage's batches (all texts of every family at once), so the frozen trunk hits
-            stage_tasks = build_tasks(*data, langs=cfg.languages, families=cfg.families,
-                                      max_queries_per_lang=cfg.max_queries_per_lang, seed=cfg.query_seed,
-                                      corpus=cfg.corpus)
-            for task in stage_tasks:
-                task.load_data()
-            for kind in (PromptType.document, PromptType.query):
-                encoder.precompute([t for task in stage_tasks for t in task.texts_by_prompt_type()[kind]], kind)
-        per_query = {task.family: per_query_scores(task, encoder) for task in tasks}
-        tokens = 0
-        texts = {(kind, t) for task in tasks for kind, ts in task.texts_by_prompt_type().items() for t in ts}
-        for kind in {k for k, _ in texts}:
-            batch = [t for k, t in texts if k == kind]
-            prompt = encoder.prompt_for(kind)
-            ids = encoder.model.tokenizer([prompt + t for t in batch], truncation=True,
-                                          max_length=cfg.max_seq_length)["input_ids"]
-            tokens += sum(len(i) for i in ids)
+        embed_tasks(encoder, tasks)
         key = "all" if count is None else str(count)
-        out["per_query"][key] = per_query
-        out["tokens"][key] = tokens
+        out["per_query"][key] = {task.family: per_query_scores(task, encoder) for task in tasks}
+        texts = {(kind, t) for task in tasks for kind, ts in task.texts_by_prompt_type().items() for t in ts}
+        out["tokens"][key] = sum(int(token_lengths(encoder.model, [t for k, t in texts if k == kind],
+                                                   encoder.prompt_for(kind)).sum()) for kind in {k for k, _ in texts})
     out["seconds"] = round(time.perf_counter() - started, 1)
     return out
 

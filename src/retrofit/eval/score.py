@@ -131,12 +131,7 @@ def evaluate_encoder(encoder: AbsEncoder, tasks: Sequence[XQuADRetrievalTask], o
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    for task in tasks:
-        # loaded before mteb runs, so mteb neither reloads nor unloads them between families
-        task.load_data()
-    if isinstance(encoder, PromptCachedEncoder):
-        for prompt_type in (PromptType.document, PromptType.query):
-            encoder.precompute([t for task in tasks for t in task.texts_by_prompt_type()[prompt_type]], prompt_type)
+    embed_tasks(encoder, tasks)
     encoded = time.perf_counter()
 
     result = mteb.evaluate(
@@ -158,6 +153,19 @@ def evaluate_encoder(encoder: AbsEncoder, tasks: Sequence[XQuADRetrievalTask], o
         metrics["model"], METRICS[0], (metrics["primary"] or {}).get(METRICS[0]), json.dumps(timing),
     )
     return {**metrics, "timing": timing}
+
+
+def embed_tasks(encoder: AbsEncoder, tasks: Sequence[XQuADRetrievalTask]) -> None:
+    """Load every task's data, then, for a :class:`PromptCachedEncoder`, embed every text of every task once:
+    documents, then queries, each in one length-sorted pass (the batches the frozen-trunk cache keys its entries by).
+
+    Loaded before mteb runs, so mteb neither reloads nor unloads them between families.
+    """
+    for task in tasks:
+        task.load_data()
+    if isinstance(encoder, PromptCachedEncoder):
+        for prompt_type in (PromptType.document, PromptType.query):
+            encoder.precompute([t for task in tasks for t in task.texts_by_prompt_type()[prompt_type]], prompt_type)
 
 
 def _write_results(encoder: AbsEncoder, tasks: Sequence[XQuADRetrievalTask], result: Any,

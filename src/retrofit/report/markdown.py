@@ -265,7 +265,7 @@ def _scale_section(cmp: Comparer, points: Sequence[int]) -> list[str]:
             lo, hi = cmp.own_interval(model, metric)
             cells.append(f"{pct(cmp.evals[model].score(metric))} [{pct(lo)}, {pct(hi)}]")
         runs = cmp.runs(model, "primary")
-        mean = sum(cmp.evals[m].score("primary") or 0.0 for m in runs) / len(runs)
+        mean = sum(cmp.evals[m].score("primary") for m in runs) / len(runs)  # runs() keeps models with a score
         lines.append(f"| {n} | " + " | ".join(cells) + f" | {pct(mean)} ({len(runs)}) |")
     return [*lines, ""]
 
